@@ -1,0 +1,7 @@
+"""One registry of attacks: ``attacks.run(name, model, x, y, ...)``.
+
+Backends: ``fast`` (batched torch, any device) and ``art`` (Adversarial Robustness Toolbox).
+"""
+from decoylab.attacks.core import AttackResult, catalogue, names, run
+
+__all__ = ["AttackResult", "catalogue", "names", "run"]

@@ -1,0 +1,136 @@
+"""Content-addressed store of trained weights and adversarial sets.
+
+An entry's key is the SHA-256 of everything that determines it (dataset, n, architecture,
+training and defense parameters, seed, kit version) in canonical JSON. Each entry is a
+``.pt`` file (a dict of tensors and plain values, read with ``weights_only=True``) plus a
+``.json`` sidecar with the payload's SHA-256 and the key's parts. Both are written to a
+temporary file and renamed, payload first: an entry without a valid sidecar, or whose
+payload does not match its hash, is treated as missing and rebuilt.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import nn
+
+import decoylab
+from decoylab import config
+
+
+def canonical(value: Any, where: str = "key") -> Any:
+    """A JSON-able, order-independent form of ``value`` (dataclasses, tuples, paths, dtypes)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    if isinstance(value, Mapping):
+        return {str(k): canonical(v, f"{where}.{k}") for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [canonical(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, (bool, int, str)) or value is None:
+        return value
+    if isinstance(value, float):
+        return repr(value)  # exact, and 0.1 stays 0.1
+    if isinstance(value, (Path, torch.dtype, torch.device)):
+        return str(value)
+    if isinstance(value, torch.Tensor):
+        return {"tensor_sha256": hashlib.sha256(value.detach().cpu().contiguous().numpy().tobytes()).hexdigest(),
+                "shape": list(value.shape), "dtype": str(value.dtype)}
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return canonical(value.item(), where)
+    raise TypeError(f"{where}: values of type {type(value).__name__} cannot be part of a cache key")
+
+
+def make_key(kind: str, parts: Mapping[str, Any]) -> str:
+    blob = json.dumps({"kind": kind, "kit": decoylab.__version__, "parts": canonical(parts)},
+                      sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def atomic_write_bytes(path: Path, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` so that readers see the old file or the new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+class Cache:
+    """A directory of entries; ``Cache()`` uses ``$DECOYLAB_CACHE`` (see ``decoylab.config``)."""
+
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root).expanduser() if root is not None else config.cache_root()
+        self.hits = 0
+        self.misses = 0
+
+    def _paths(self, kind: str, key: str) -> tuple[Path, Path]:
+        folder = self.root / kind / key[:2]
+        return folder / f"{key}.pt", folder / f"{key}.json"
+
+    def load(self, kind: str, parts: Mapping[str, Any]) -> Any | None:
+        """The stored object, or None when missing or corrupt (a corrupt entry is removed)."""
+        payload_path, meta_path = self._paths(kind, make_key(kind, parts))
+        if not payload_path.exists() or not meta_path.exists():
+            return None
+        try:
+            meta = json.loads(meta_path.read_text())
+            payload = payload_path.read_bytes()
+            if hashlib.sha256(payload).hexdigest() != meta["sha256"]:
+                raise ValueError("payload does not match its recorded SHA-256")
+            return torch.load(io.BytesIO(payload), weights_only=True, map_location="cpu")
+        except Exception as err:  # any damage means "rebuild", never a crash
+            warnings.warn(f"cache entry {payload_path} is corrupt ({err}); rebuilding it", stacklevel=2)
+            payload_path.unlink(missing_ok=True)
+            meta_path.unlink(missing_ok=True)
+            return None
+
+    def save(self, kind: str, parts: Mapping[str, Any], obj: Any) -> Path:
+        key = make_key(kind, parts)
+        payload_path, meta_path = self._paths(kind, key)
+        buffer = io.BytesIO()
+        torch.save(obj, buffer)
+        payload = buffer.getvalue()
+        atomic_write_bytes(payload_path, payload)
+        meta = {"kind": kind, "key": key, "kit": decoylab.__version__,
+                "sha256": hashlib.sha256(payload).hexdigest(), "parts": canonical(parts)}
+        atomic_write_text(meta_path, json.dumps(meta, indent=1))  # written last: marks the entry complete
+        return payload_path
+
+    def get_or_build(self, kind: str, parts: Mapping[str, Any], build: Callable[[], Any]) -> Any:
+        """Return the cached object for (kind, parts), building and storing it on a miss."""
+        obj = self.load(kind, parts)
+        if obj is not None:
+            self.hits += 1
+            return obj
+        self.misses += 1
+        obj = build()
+        self.save(kind, parts, obj)
+        return obj
+
+    def model(self, model: nn.Module, parts: Mapping[str, Any], train: Callable[[nn.Module], Any]) -> nn.Module:
+        """Load ``model``'s weights for ``parts``, or call ``train(model)`` and store them."""
+        def build():
+            train(model)
+            return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+        state = self.get_or_build("models", parts, build)
+        model.load_state_dict(state)
+        return model.eval()

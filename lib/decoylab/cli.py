@@ -1,0 +1,71 @@
+"""The ``decoylab`` command: ``decoylab run`` executes notebooks, ``decoylab bench`` times them."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from decoylab import runner
+
+RUN_HELP = f"""\
+Execute notebooks headless with papermill, using the parameters in params/<preset>/<notebook>.yaml.
+
+Presets: {runner.PRESETS_HINT}.
+Every YAML file is checked against its notebook's parameters cell and the library's ranges
+before anything runs; a bad key, type or value stops the run with exit code 2 and leaves runs/
+untouched. Outputs: runs/<preset>/<notebook>/<notebook>.ipynb (executed copy), figures/,
+results.json; then runs/<preset>/summary.json, report.md and report.html.
+Widgets are off in batch runs (INTERACTIVE is set to false).
+Exit codes: 0 all notebooks ran, 1 a notebook failed (the others still run), 2 bad input.
+
+examples:
+  decoylab run                          every notebook, quick preset
+  decoylab run --preset tiny --notebooks 00_tour
+  decoylab run --preset paper --jobs 2 --force
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="decoylab", description="Decoy Lab: deception-based defenses study kit")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="execute notebooks headless from a YAML preset", description=RUN_HELP,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("--preset", default="quick", help="folder under params/ (tiny, quick, paper); default quick")
+    run.add_argument("--notebooks", nargs="+", metavar="NAME",
+                     help="notebooks to run, by name or unique prefix (e.g. 00_tour or 10); default all")
+    run.add_argument("--jobs", type=int, default=1, help="notebooks run in parallel processes; default 1")
+    run.add_argument("--force", action="store_true",
+                     help="rerun notebooks that already completed with the same parameters")
+    _add_dirs(run)
+
+    bench = sub.add_parser("bench", help="print wall time and peak memory of a preset, first run and cached re-run",
+                           description="Runs the preset twice with a fresh, empty cache (DECOYLAB_CACHE) into a "
+                                       "temporary runs folder: first run (trains and attacks), then a forced "
+                                       "re-run that finds everything cached. Prints both.")
+    bench.add_argument("--preset", default="quick")
+    bench.add_argument("--notebooks", nargs="+", metavar="NAME")
+    bench.add_argument("--jobs", type=int, default=1)
+    _add_dirs(bench, runs=False)
+    return parser
+
+
+def _add_dirs(p: argparse.ArgumentParser, runs: bool = True) -> None:
+    p.add_argument("--notebooks-dir", default="notebooks", help="default: notebooks")
+    p.add_argument("--params-dir", default="params", help="default: params")
+    if runs:
+        p.add_argument("--runs-dir", default="runs", help="default: runs")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "run":
+        return runner.run(preset=args.preset, notebooks=args.notebooks, jobs=args.jobs, force=args.force,
+                          notebooks_dir=args.notebooks_dir, params_dir=args.params_dir, runs_dir=args.runs_dir)
+    from decoylab import bench
+
+    return bench.main(preset=args.preset, notebooks=args.notebooks, jobs=args.jobs,
+                      notebooks_dir=args.notebooks_dir, params_dir=args.params_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""The papers' architectures by name. Every model maps (N, C, H, W) images in [0, 1] to logits.
+
+| name              | paper / source                                   | layers |
+|-------------------|--------------------------------------------------|--------|
+| ``honey_small_conv`` | HoneyModels appendix B, MNIST "Small Conv., 6 layers" | 6 |
+| ``resnet20``      | HoneyModels / Attractors CIFAR-10 (He et al. 2016, option A shortcuts) | 20 |
+| ``deepsec_mnist`` | Attractors paper's MNIST net: DEEPSEC conv 32-32-64-64, FC 200-200-10, dropout 0.5 | 7 |
+| ``nfp_mnist``     | Neural Fingerprinting Table 3                     | 5 |
+| ``nfp_cifar10``   | Neural Fingerprinting Table 4                     | 7 |
+| ``mlp``           | a one-hidden-layer baseline for tests and 8x8 digits | 2 |
+
+Input shape and class count come from the dataset (``data.info(name)``).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Shape = tuple[int, int, int]
+
+
+def _flat_size(features: nn.Module, input_shape: Shape, name: str) -> int:
+    """Run a dummy input through the conv stack to size the first dense layer."""
+    try:
+        with torch.no_grad():
+            return int(features(torch.zeros(1, *input_shape)).numel())
+    except RuntimeError as err:
+        raise ValueError(f"model {name!r} cannot take inputs of shape {input_shape}: {err}") from err
+
+
+class _ConvThenDense(nn.Module):
+    def __init__(self, features: nn.Module, head: Callable[[int], nn.Module], input_shape: Shape, name: str):
+        super().__init__()
+        self.features = features
+        self.head = head(_flat_size(features, input_shape, name))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.flatten(self.features(x), 1))
+
+
+def honey_small_conv(input_shape: Shape, num_classes: int) -> nn.Module:
+    """HoneyModels MNIST net. The paper gives only "Small Conv., 6 layers"; we use the
+    PyTorch MNIST example (conv32-conv64-pool-dropout-fc128-fc) since the authors used PyTorch 1.5."""
+    c = input_shape[0]
+    features = nn.Sequential(
+        nn.Conv2d(c, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(),
+        nn.MaxPool2d(2), nn.Dropout(0.25))
+    return _ConvThenDense(features, lambda f: nn.Sequential(
+        nn.Linear(f, 128), nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, num_classes)),
+        input_shape, "honey_small_conv")
+
+
+def deepsec_mnist(input_shape: Shape, num_classes: int) -> nn.Module:
+    """DEEPSEC's MNIST net (Attractors paper, §VI): conv 32-32-64-64 (3x3), FC 200-200, dropout 0.5."""
+    c = input_shape[0]
+    features = nn.Sequential(
+        nn.Conv2d(c, 32, 3), nn.ReLU(), nn.Conv2d(32, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3), nn.ReLU(), nn.Conv2d(64, 64, 3), nn.ReLU(), nn.MaxPool2d(2))
+    return _ConvThenDense(features, lambda f: nn.Sequential(
+        nn.Linear(f, 200), nn.ReLU(), nn.Dropout(0.5), nn.Linear(200, 200), nn.ReLU(),
+        nn.Linear(200, num_classes)), input_shape, "deepsec_mnist")
+
+
+def _conv_relu_bn(cin: int, cout: int, k: int, padding: int = 0) -> list[nn.Module]:
+    # NeuralFP's tables list "Convolution + ReLU + BatchNorm" in that order.
+    return [nn.Conv2d(cin, cout, k, padding=padding), nn.ReLU(), nn.BatchNorm2d(cout)]
+
+
+def _dense_relu_bn(fin: int, fout: int) -> list[nn.Module]:
+    return [nn.Linear(fin, fout), nn.ReLU(), nn.BatchNorm1d(fout)]
+
+
+def nfp_mnist(input_shape: Shape, num_classes: int) -> nn.Module:
+    """Neural Fingerprinting Table 3 (MNIST)."""
+    c = input_shape[0]
+    features = nn.Sequential(*_conv_relu_bn(c, 32, 5), nn.MaxPool2d(2), *_conv_relu_bn(32, 64, 5), nn.MaxPool2d(2))
+    return _ConvThenDense(features, lambda f: nn.Sequential(
+        *_dense_relu_bn(f, 200), *_dense_relu_bn(200, 200), nn.Linear(200, num_classes)),
+        input_shape, "nfp_mnist")
+
+
+def nfp_cifar10(input_shape: Shape, num_classes: int) -> nn.Module:
+    """Neural Fingerprinting Table 4 (CIFAR-10); 3x3 convolutions padded to keep the size."""
+    c = input_shape[0]
+    features = nn.Sequential(
+        *_conv_relu_bn(c, 32, 3, 1), *_conv_relu_bn(32, 64, 3, 1), nn.MaxPool2d(2),
+        *_conv_relu_bn(64, 128, 3, 1), *_conv_relu_bn(128, 128, 3, 1), nn.MaxPool2d(2))
+    return _ConvThenDense(features, lambda f: nn.Sequential(
+        *_dense_relu_bn(f, 256), *_dense_relu_bn(256, 256), nn.Linear(256, num_classes)),
+        input_shape, "nfp_cifar10")
+
+
+class _BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.pad = cout - cin  # option A: parameter-free shortcut, subsample and zero-pad channels
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        shortcut = x[:, :, ::self.stride, ::self.stride] if self.stride > 1 else x
+        if self.pad:
+            shortcut = F.pad(shortcut, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+        return F.relu(out + shortcut)
+
+
+class ResNet20(nn.Module):
+    """ResNet-20 for 32x32 images (He et al. 2016, §4.2): 3 stages x 3 blocks, 16/32/64 channels."""
+
+    def __init__(self, input_shape: Shape, num_classes: int):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(input_shape[0], 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+        blocks, cin = [], 16
+        for cout, stride in ((16, 1), (32, 2), (64, 2)):
+            for i in range(3):
+                blocks.append(_BasicBlock(cin, cout, stride if i == 0 else 1))
+                cin = cout
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(64, num_classes)
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.blocks(self.stem(x))
+        return self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
+
+
+def mlp(input_shape: Shape, num_classes: int) -> nn.Module:
+    """One hidden layer of 128 units: fast enough for property tests and 8x8 digits."""
+    c, h, w = input_shape
+    return nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, 128), nn.ReLU(), nn.Linear(128, num_classes))
+
+
+REGISTRY: dict[str, Callable[[Shape, int], nn.Module]] = {
+    "honey_small_conv": honey_small_conv,
+    "resnet20": ResNet20,
+    "deepsec_mnist": deepsec_mnist,
+    "nfp_mnist": nfp_mnist,
+    "nfp_cifar10": nfp_cifar10,
+    "mlp": mlp,
+}
+
+
+def names() -> tuple[str, ...]:
+    return tuple(REGISTRY)
+
+
+def check_name(name: str, parameter: str = "name") -> None:
+    if name not in REGISTRY:
+        raise ValueError(f"{parameter}={name!r} is not a known model; allowed: {', '.join(REGISTRY)}")
+
+
+def build(name: str, input_shape: Shape, num_classes: int, seed: int | None = None) -> nn.Module:
+    """Build model ``name`` for ``input_shape`` (C, H, W) and ``num_classes``; ``seed`` fixes the init."""
+    check_name(name)
+    if num_classes < 2:
+        raise ValueError(f"num_classes={num_classes} is not allowed; a classifier needs at least 2")
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        return REGISTRY[name](tuple(input_shape), num_classes)

@@ -1,0 +1,64 @@
+"""Seaborn figures, returned (never only shown) so batch runs can save them.
+
+One colour per defense across every notebook, and a readable context for projectors.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib
+
+import matplotlib.pyplot as plt
+import seaborn as sns
+import torch
+
+# Consistent colours: the same defense has the same colour in every notebook.
+DEFENSE_COLORS = {
+    "undefended": "#7f7f7f", "honeymodels": "#d62728", "attractors": "#1f77b4",
+    "luring": "#2ca02c", "fingerprints": "#9467bd", "feature_squeezing": "#ff7f0e",
+}
+
+
+def setup(context: str = "notebook") -> None:
+    """Seaborn theme for every figure; ``context='talk'`` for a projector."""
+    sns.set_theme(context=context, style="whitegrid")
+
+
+def image_grid(rows: Sequence[torch.Tensor], row_titles: Sequence[str],
+               col_titles: Sequence[str] | None = None, cell: float = 1.4) -> matplotlib.figure.Figure:
+    """Images in rows (each tensor (K, C, H, W) in [0, 1]); e.g. clean above adversarial."""
+    n_rows, n_cols = len(rows), max(len(r) for r in rows)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(cell * n_cols, cell * n_rows + 0.4), squeeze=False)
+    for r, images in enumerate(rows):
+        for c in range(n_cols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            if c >= len(images):
+                ax.axis("off")
+                continue
+            img = images[c].detach().cpu()
+            if img.shape[0] == 1:
+                ax.imshow(img[0], cmap="gray", vmin=0, vmax=1)
+            else:
+                ax.imshow(img.permute(1, 2, 0).clamp(0, 1))
+            if c == 0:
+                ax.set_ylabel(row_titles[r])
+            if r == 0 and col_titles is not None and c < len(col_titles):
+                ax.set_title(col_titles[c], fontsize=9)
+    fig.tight_layout()
+    plt.close(fig)  # returned for display/saving; closing avoids a second copy in notebooks
+    return fig
+
+
+def accuracy_vs_eps(eps: Sequence[float], acc: Sequence[float], label: str) -> matplotlib.figure.Figure:
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(eps, [100 * a for a in acc], marker="o", label=label)
+    ax.set_xlabel("L∞ budget ε (pixel scale [0, 1])")
+    ax.set_ylabel("accuracy on attacked inputs (%)")
+    ax.set_ylim(0, 100)
+    ax.legend()
+    fig.tight_layout()
+    plt.close(fig)
+    return fig

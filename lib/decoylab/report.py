@@ -1,0 +1,125 @@
+"""``summary.json``, ``report.md`` and ``report.html`` for one preset's folder under ``runs/``.
+
+Built from every ``<notebook>/results.json`` found there, so a report after a partial or
+resumed run still lists everything that has run. Both renderings come from one list of
+sections so they never disagree.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import numbers
+from pathlib import Path
+from typing import Any
+
+from decoylab.cache import atomic_write_text
+
+RESULT_COLUMNS = ("result", "value", "paper", "difference", "source", "note")
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, numbers.Integral):
+        return str(value)
+    if isinstance(value, numbers.Real):
+        return f"{value:.4g}"
+    if isinstance(value, (list, dict)):
+        text = json.dumps(value)
+        return text if len(text) <= 60 else text[:57] + "..."
+    return str(value)
+
+
+def _difference(value: Any, paper: Any) -> Any:
+    numeric = all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in (value, paper))
+    return value - paper if numeric else None
+
+
+def load_runs(preset_dir: Path) -> list[dict[str, Any]]:
+    docs = []
+    for path in sorted(preset_dir.glob("*/results.json")):
+        try:
+            docs.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            docs.append({"notebook": path.parent.name, "status": "unreadable results.json", "results": {}})
+    return docs
+
+
+def sections(preset_dir: Path) -> tuple[list[list[str]], list[tuple[str, str, list[list[str]]]]]:
+    """(overview rows, [(notebook, executed-notebook link, result rows)])."""
+    overview, per_notebook = [], []
+    for doc in load_runs(preset_dir):
+        name = doc.get("notebook", "?")
+        link = f"{name}/{name}.ipynb"
+        error = doc.get("error") or {}
+        status = doc.get("status", "?")
+        if error:
+            status += f" (cell {error.get('cell')}: {error.get('ename')}: {error.get('evalue')})"
+        overview.append([name, status, _fmt(doc.get("seconds")), link])
+        rows = []
+        for result, r in (doc.get("results") or {}).items():
+            rows.append([result, _fmt(r.get("value")), _fmt(r.get("paper")),
+                         _fmt(_difference(r.get("value"), r.get("paper"))), r.get("source") or "", r.get("note") or ""])
+        per_notebook.append((name, link, rows))
+    return overview, per_notebook
+
+
+def _md_table(header: tuple[str, ...] | list[str], rows: list[list[str]]) -> str:
+    def clean(cell: str) -> str:
+        return str(cell).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(clean(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _html_table(header, rows, link_column: int | None = None) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = []
+    for row in rows:
+        cells = []
+        for i, c in enumerate(row):
+            text = html.escape(str(c))
+            cells.append(f'<td><a href="{text}">{text}</a></td>' if i == link_column else f"<td>{text}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def write(preset_dir: Path) -> dict[str, Path]:
+    preset_dir = Path(preset_dir)
+    preset = preset_dir.name
+    docs = load_runs(preset_dir)
+    summary = {"preset": preset, "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+               "notebooks": {d.get("notebook", "?"): {"status": d.get("status"), "seconds": d.get("seconds")}
+                             for d in docs}}
+    paths = {"summary": preset_dir / "summary.json", "markdown": preset_dir / "report.md",
+             "html": preset_dir / "report.html"}
+    atomic_write_text(paths["summary"], json.dumps(summary, indent=1))
+
+    overview, per_notebook = sections(preset_dir)
+    title = f"Decoy Lab report — preset `{preset}`"
+    intro = (f"Generated {summary['generated']}. Each result stands beside the paper's value for the same "
+             "quantity where the paper has one; *source* names the table or figure and *note* says what "
+             "differs (dataset, settings).")
+    md = [f"# {title}", "", intro, "", _md_table(("notebook", "status", "seconds", "executed notebook"), overview)]
+    for name, link, rows in per_notebook:
+        md += ["", f"## {name}", "", f"Executed notebook: [{link}]({link})", ""]
+        md.append(_md_table(RESULT_COLUMNS, rows) if rows else "_No results recorded._")
+    atomic_write_text(paths["markdown"], "\n".join(md) + "\n")
+
+    style = ("body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:1em 0}"
+             "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}th{background:#f3f3f3}")
+    page = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>", f"<h1>{html.escape(title.replace('`', ''))}</h1>",
+            f"<p>{html.escape(intro.replace('*', ''))}</p>",
+            _html_table(("notebook", "status", "seconds", "executed notebook"), overview, link_column=3)]
+    for name, link, rows in per_notebook:
+        page.append(f"<h2>{html.escape(name)}</h2><p>Executed notebook: "
+                    f"<a href='{html.escape(link)}'>{html.escape(link)}</a></p>")
+        page.append(_html_table(RESULT_COLUMNS, rows) if rows else "<p><em>No results recorded.</em></p>")
+    page.append("</body></html>")
+    atomic_write_text(paths["html"], "\n".join(page))
+    return paths

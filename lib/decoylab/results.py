@@ -1,0 +1,94 @@
+"""Named results of a notebook, each beside the paper's value for the same quantity.
+
+In a headless run the runner sets ``DECOYLAB_RUN_DIR``; every ``record`` then rewrites
+``results.partial.json`` there (atomically), and the runner turns it into ``results.json``
+with the run's status, time, parameters and environment. In JupyterLab the results stay
+in memory: ``table()`` shows them.
+"""
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+from pathlib import Path
+from typing import Any
+
+from decoylab.cache import atomic_write_bytes, atomic_write_text
+
+PARTIAL_FILE = "results.partial.json"
+FIGURES_DIR = "figures"
+_RESULTS: dict[str, dict[str, Any]] = {}
+
+
+def run_dir() -> Path | None:
+    """The output folder of the current headless run, or None in an interactive session."""
+    value = os.environ.get("DECOYLAB_RUN_DIR")
+    return Path(value) if value else None
+
+
+def _plain(value: Any, what: str) -> Any:
+    """Turn numpy/torch scalars into Python numbers; refuse what JSON cannot hold."""
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        value = value.tolist()
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        value = float(value)
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, what) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v, what) for k, v in value.items()}
+    raise TypeError(f"{what}: a result must be a number, string, bool, list or dict, got {type(value).__name__}")
+
+
+def record(name: str, value: Any, paper: Any = None, source: str | None = None, note: str | None = None) -> None:
+    """Record result ``name``. ``paper`` is the paper's number for the same quantity and
+    ``source`` names its table or figure; ``note`` says what differs (dataset, settings)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name={name!r}: a result needs a non-empty string name")
+    if paper is not None and not source:
+        raise ValueError(f"result {name!r}: a paper value needs its source (table or figure)")
+    _RESULTS[name] = {"value": _plain(value, name), "paper": _plain(paper, name), "source": source, "note": note}
+    folder = run_dir()
+    if folder is not None:
+        atomic_write_text(folder / PARTIAL_FILE, json.dumps(_RESULTS, indent=1))
+
+
+def recorded() -> dict[str, dict[str, Any]]:
+    return {k: dict(v) for k, v in _RESULTS.items()}
+
+
+def clear() -> None:
+    _RESULTS.clear()
+
+
+def table():
+    """The recorded results as a pandas DataFrame (value, paper, difference, source, note)."""
+    import pandas as pd
+
+    rows = []
+    for name, r in _RESULTS.items():
+        diff = (r["value"] - r["paper"]) if _both_numbers(r["value"], r["paper"]) else None
+        rows.append({"result": name, "value": r["value"], "paper": r["paper"], "difference": diff,
+                     "source": r["source"], "note": r["note"]})
+    return pd.DataFrame(rows).set_index("result") if rows else pd.DataFrame()
+
+
+def _both_numbers(a: Any, b: Any) -> bool:
+    return all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in (a, b))
+
+
+def save_figure(fig, name: str):
+    """Save ``fig`` as ``figures/<name>.png`` in a headless run's folder; return it for display."""
+    folder = run_dir()
+    if folder is not None:
+        import io
+
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+        atomic_write_bytes(folder / FIGURES_DIR / f"{name}.png", buffer.getvalue())
+    return fig

@@ -1,0 +1,315 @@
+"""Run notebooks headless with papermill from YAML presets: ``decoylab run``.
+
+For each selected notebook ``notebooks/<nb>.ipynb`` and preset ``params/<preset>/<nb>.yaml``:
+
+1. every YAML is checked against the notebook's own parameters (papermill's
+   ``inspect_notebook``: names and declared types) and the library's ranges
+   (``decoylab.params``); any problem stops the run before a notebook starts or a file
+   under ``runs/`` is touched;
+2. each notebook runs in its own process into ``runs/<preset>/<nb>/<nb>.ipynb`` with its
+   figures and ``results.json``; one that already completed with the same parameters and
+   the same notebook source is skipped unless ``force``;
+3. ``runs/<preset>/summary.json``, ``report.md`` and ``report.html`` gather every run.
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+import decoylab
+from decoylab import params as params_mod
+from decoylab import report
+from decoylab.cache import atomic_write_text, canonical
+from decoylab.results import PARTIAL_FILE
+
+PRESETS_HINT = "tiny (tests, seconds), quick (2-core CPU, minutes, embedded data), paper (the papers' settings, GPU)"
+SKIPPED_NOTEBOOKS = ("TEMPLATE",)
+RESULTS_FILE = "results.json"
+
+
+class RunnerError(Exception):
+    """A problem found before anything ran (bad preset, unknown notebook, bad parameters)."""
+
+
+@dataclass
+class Task:
+    name: str
+    notebook: Path
+    params_file: Path
+    params: dict[str, Any]
+    out_dir: Path
+    params_hash: str
+    effective: dict[str, Any]  # the notebook's defaults with the preset's values on top
+
+
+def _defaults(declared: dict[str, Any]) -> dict[str, Any]:
+    """The notebook's own default values (papermill gives their source text)."""
+    values = {}
+    for name, p in declared.items():
+        try:
+            values[name] = ast.literal_eval(p["default"])
+        except (ValueError, SyntaxError):
+            values[name] = p["default"]
+    return values
+
+
+# --------------------------------------------------------------------------- planning
+
+def discover(notebooks_dir: Path) -> dict[str, Path]:
+    """Runnable notebooks by name (file stem); TEMPLATE and names starting with '_' are skipped."""
+    return {p.stem: p for p in sorted(notebooks_dir.glob("*.ipynb"))
+            if p.stem not in SKIPPED_NOTEBOOKS and not p.stem.startswith(("_", "."))}
+
+
+def select(available: dict[str, Path], wanted: list[str] | None) -> list[str]:
+    """Names to run: all, or each wanted name matched exactly or by a unique prefix ("10")."""
+    if not wanted:
+        return list(available)
+    chosen = []
+    for w in wanted:
+        w = Path(w).stem
+        matches = [w] if w in available else [n for n in available if n.startswith(w)]
+        if len(matches) != 1:
+            why = "matches several" if matches else "matches none"
+            raise RunnerError(f"--notebooks {w!r} {why} of the notebooks: {', '.join(available) or '(none)'}")
+        if matches[0] not in chosen:
+            chosen.append(matches[0])
+    return chosen
+
+
+def _type_problem(key: str, value: Any, type_name: str | None) -> str | None:
+    """Compare a YAML value with the annotation papermill read from the parameters cell."""
+    if not type_name or type_name == "None":
+        return None
+    text = type_name.replace(" ", "")
+    if text.startswith("Optional[") and text.endswith("]"):
+        text = text[len("Optional["):-1] + "|None"
+    accepted: list[type] = []
+    for alt in text.split("|"):
+        base = alt.split("[")[0].lower()
+        mapping = {"int": [int], "float": [int, float], "str": [str], "bool": [bool], "list": [list],
+                   "tuple": [list], "dict": [dict], "none": [type(None)]}
+        if base not in mapping:
+            return None  # an annotation we cannot check here; the library's specs still apply
+        accepted += mapping[base]
+    ok = any(isinstance(value, t) and not (isinstance(value, bool) and t is not bool) for t in accepted)
+    if ok:
+        return None
+    hint = ""
+    if isinstance(value, str):
+        try:
+            float(value)
+            hint = " (YAML reads 1e-3 as text: write 1.0e-3)"
+        except ValueError:
+            pass
+    return f"{key}={value!r} is a {type(value).__name__}; the notebook declares {key}: {type_name}{hint}"
+
+
+def check_params(name: str, params_file: Path, values: dict[str, Any], declared: dict[str, Any]) -> list[str]:
+    """Every problem with one preset file against the notebook's ``declared`` parameters
+    (papermill's ``inspect_notebook``), each line naming the file and the key."""
+    if not declared:
+        return [f"{params_file}: notebook {name!r} has no cell tagged 'parameters'"]
+    found = []
+    for key, value in values.items():
+        if key not in declared:
+            found.append(f"{params_file}: unknown key {key!r}; {name} accepts: {', '.join(declared)}")
+            continue
+        problem = _type_problem(key, value, declared[key].get("inferred_type_name"))
+        if problem:
+            found.append(f"{params_file}: {problem}")
+    found += [f"{params_file}: {p}" for p in params_mod.problems({k: v for k, v in values.items() if k in declared})]
+    return found
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    try:
+        values = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise RunnerError(f"{path}: not valid YAML ({err})") from err
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise RunnerError(f"{path}: must be a mapping of PARAMETER: value, got {type(values).__name__}")
+    return values
+
+
+def _sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def plan(preset: str, notebooks: list[str] | None, notebooks_dir: Path, params_dir: Path,
+         runs_dir: Path) -> list[Task]:
+    """Check everything; return the tasks or raise ``RunnerError`` listing every problem."""
+    presets = sorted(p.name for p in params_dir.iterdir() if p.is_dir()) if params_dir.is_dir() else []
+    if preset not in presets:
+        raise RunnerError(f"--preset {preset!r} has no folder {params_dir / preset}; "
+                          f"available presets: {', '.join(presets) or '(none)'}")
+    available = discover(notebooks_dir)
+    if not available:
+        raise RunnerError(f"no notebooks in {notebooks_dir}")
+    names = select(available, notebooks)
+    tasks, problems = [], []
+    for name in names:
+        params_file = params_dir / preset / f"{name}.yaml"
+        if not params_file.exists():
+            problems.append(f"{params_file}: missing; every notebook needs a file in each preset")
+            continue
+        try:
+            values = _load_yaml(params_file)
+        except RunnerError as err:
+            problems.append(str(err))
+            continue
+        declared = _declared(available[name])
+        problems += check_params(name, params_file, values, declared)
+        # Batch runs never show widgets, whatever the preset says.
+        run_params = {**values, "INTERACTIVE": False} if "INTERACTIVE" in declared else values
+        digest = hashlib.sha256(json.dumps(
+            {"params": canonical(run_params), "notebook": _sha256_file(available[name]), "kit": decoylab.__version__},
+            sort_keys=True).encode()).hexdigest()
+        tasks.append(Task(name, available[name], params_file, run_params, (runs_dir / preset / name).resolve(), digest,
+                          {**_defaults(declared), **run_params}))
+    if problems:
+        raise RunnerError("invalid parameters, nothing was run:\n  " + "\n  ".join(problems))
+    return tasks
+
+
+def _declared(notebook: Path) -> dict[str, Any]:
+    import papermill
+
+    return papermill.inspect_notebook(str(notebook))
+
+
+# --------------------------------------------------------------------------- execution
+
+def environment() -> dict[str, Any]:
+    """Versions, device and git commit, recorded with every result."""
+    import numpy
+    import torch
+
+    versions = {"python": platform.python_version(), "decoylab": decoylab.__version__,
+                "torch": torch.__version__, "numpy": numpy.__version__}
+    for module in ("torchvision", "art", "sklearn", "papermill"):
+        try:
+            versions[module] = __import__(module).__version__
+        except Exception:  # an optional package that is missing or broken is just not listed
+            versions[module] = None
+    device = "cuda:" + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    return {"versions": versions, "device": device, "platform": platform.platform(), "git_commit": _git_commit()}
+
+
+def _git_commit() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--verify", "HEAD"], cwd=here, capture_output=True, text=True,
+                              timeout=10)
+        commit = head.stdout.strip() if head.returncode == 0 else ""
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (commit + ("-dirty" if dirty else "")) or None
+
+
+def execute(task: Task, preset: str, env: dict[str, Any]) -> dict[str, Any]:
+    """Execute one notebook (in a worker process) and write its ``results.json`` atomically."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    os.environ["DECOYLAB_BATCH"] = "1"
+    os.environ["DECOYLAB_RUN_DIR"] = str(task.out_dir)
+    task.out_dir.mkdir(parents=True, exist_ok=True)
+    partial = task.out_dir / PARTIAL_FILE
+    partial.unlink(missing_ok=True)
+    running = task.out_dir / f".{task.name}.running.ipynb"
+    status, error = "ok", None
+    start = time.perf_counter()
+    try:
+        papermill.execute_notebook(str(task.notebook), str(running), parameters=task.params,
+                                   cwd=str(task.out_dir), progress_bar=False, log_output=False)
+    except PapermillExecutionError as err:
+        status = "failed"
+        error = {"cell": err.exec_count, "ename": err.ename, "evalue": err.evalue}
+    except Exception as err:  # kernel died, notebook unreadable, ...: still report, never crash the run
+        status = "failed"
+        error = {"cell": None, "ename": type(err).__name__, "evalue": str(err)}
+    seconds = time.perf_counter() - start
+    if running.exists():  # replace the previous executed notebook only once this one is complete
+        os.replace(running, task.out_dir / f"{task.name}.ipynb")
+    results = json.loads(partial.read_text()) if partial.exists() else {}
+    doc = {"notebook": task.name, "preset": preset, "status": status, "seconds": round(seconds, 2),
+           "params": task.effective, "preset_params": task.params, "params_file": str(task.params_file),
+           "params_hash": task.params_hash, "environment": {**env, "seed": task.effective.get("SEED")}, "error": error, "results": results}
+    atomic_write_text(task.out_dir / RESULTS_FILE, json.dumps(doc, indent=1))
+    partial.unlink(missing_ok=True)
+    return doc
+
+
+def _completed(task: Task) -> bool:
+    path = task.out_dir / RESULTS_FILE
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return doc.get("status") == "ok" and doc.get("params_hash") == task.params_hash
+
+
+def run(preset: str = "quick", notebooks: list[str] | None = None, jobs: int = 1, force: bool = False,
+        notebooks_dir: str | Path = "notebooks", params_dir: str | Path = "params", runs_dir: str | Path = "runs",
+        log: Callable[[str], None] = print) -> int:
+    """Run the preset; return the exit code (0 all ok, 1 a notebook failed, 2 bad input)."""
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        log(f"error: --jobs {jobs!r} is not allowed; --jobs must be an integer >= 1")
+        return 2
+    notebooks_dir, params_dir, runs_dir = Path(notebooks_dir), Path(params_dir), Path(runs_dir)
+    try:
+        tasks = plan(preset, notebooks, notebooks_dir, params_dir, runs_dir)
+    except RunnerError as err:
+        log(f"error: {err}")
+        return 2
+
+    todo = [t for t in tasks if force or not _completed(t)]
+    for t in tasks:
+        if t not in todo:
+            log(f"{t.name}: skipped (completed with the same parameters; --force reruns it)")
+    failed = 0
+    if todo:
+        env = environment()
+        log(f"running {len(todo)} notebook(s) with preset {preset!r} on {env['device']}, {jobs} at a time")
+        with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=get_context("spawn")) as pool:
+            futures = {pool.submit(execute, t, preset, env): t for t in todo}
+            for i, future in enumerate(as_completed(futures), 1):
+                t = futures[future]
+                try:
+                    doc = future.result()
+                except Exception as err:  # the worker itself died
+                    doc = {"status": "failed", "seconds": None, "error": {"cell": None, "ename": type(err).__name__,
+                                                                          "evalue": str(err)}}
+                if doc["status"] == "ok":
+                    log(f"[{i}/{len(todo)}] {t.name}: ok in {doc['seconds']:.1f} s")
+                else:
+                    failed += 1
+                    e = doc["error"]
+                    where = f"cell {e['cell']}" if e.get("cell") is not None else "startup"
+                    log(f"[{i}/{len(todo)}] {t.name}: FAILED at {where}: {e['ename']}: {e['evalue']} "
+                        f"(see {t.out_dir / (t.name + '.ipynb')})")
+    preset_dir = runs_dir / preset
+    if preset_dir.is_dir():
+        paths = report.write(preset_dir)
+        log(f"summary: {paths['summary']}; report: {paths['markdown']} and {paths['html']}")
+    if failed:
+        log(f"{failed} notebook(s) failed")
+    return 1 if failed else 0

@@ -1,0 +1,184 @@
+"""One training loop for every paper: seeded, device-aware, with a pluggable loss.
+
+HoneyModels plug in through the data (poisoned images and flipped labels); Neural
+Fingerprinting through ``loss_fn`` (eq. 13 adds the fingerprint term to cross-entropy).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from decoylab import config
+
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("constant", "step", "cosine")
+
+
+def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(model(x), y)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines the trained weights besides data, architecture and seed.
+
+    It is part of the cache key, so two runs with equal configs share one checkpoint.
+    """
+    epochs: int = 1
+    batch_size: int = 64
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    milestones: Sequence[int] = ()  # epochs at which "step" multiplies the lr by gamma
+    gamma: float = 0.1
+
+    def __post_init__(self):
+        problems = []
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
+            problems.append(f"epochs={self.epochs!r}: must be an integer >= 1")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            problems.append(f"batch_size={self.batch_size!r}: must be an integer >= 1")
+        if self.optimizer not in OPTIMIZERS:
+            problems.append(f"optimizer={self.optimizer!r}: allowed {', '.join(OPTIMIZERS)}")
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            problems.append(f"lr={self.lr!r}: must be a number > 0")
+        if self.schedule not in SCHEDULES:
+            problems.append(f"schedule={self.schedule!r}: allowed {', '.join(SCHEDULES)}")
+        if not 0 <= self.momentum < 1:
+            problems.append(f"momentum={self.momentum!r}: must be in [0, 1)")
+        if self.weight_decay < 0:
+            problems.append(f"weight_decay={self.weight_decay!r}: must be >= 0")
+        if problems:
+            raise ValueError("invalid training settings: " + "; ".join(problems))
+        self.milestones = tuple(int(m) for m in self.milestones)
+
+
+@dataclass
+class TrainHistory:
+    epoch_loss: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                           weight_decay=cfg.weight_decay)
+
+
+def _scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer):
+    if cfg.schedule == "step":
+        return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg.milestones), gamma=cfg.gamma)
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    return None
+
+
+def _progress(iterable, total: int, desc: str, show: bool | None):
+    if show is None:
+        show = not config.is_batch()
+    if not show:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, leave=False)
+
+
+def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig | None = None, *,
+        loss_fn: LossFn = cross_entropy, seed: int = 0, device: str | torch.device | None = None,
+        progress: bool | None = None, log: Callable[[str], None] | None = print) -> TrainHistory:
+    """Train ``model`` in place on (x, y) with ``cfg``; returns the per-epoch mean loss.
+
+    The run is reproducible on CPU for a given seed: the seed fixes both the batch
+    order and the randomness inside the model (dropout). In batch runs (``DECOYLAB_BATCH``)
+    there are no progress bars, only one log line per epoch.
+    """
+    cfg = cfg or TrainConfig()
+    if len(x) != len(y):
+        raise ValueError(f"x and y differ in length: {len(x)} vs {len(y)}")
+    dev = device if isinstance(device, torch.device) else config.device(device)
+    model.to(dev).train()
+    x, y = x.to(dev), y.to(dev)
+    opt = _optimizer(cfg, model.parameters())
+    sched = _scheduler(cfg, opt)
+    order_rng = torch.Generator().manual_seed(seed)
+    history = TrainHistory()
+    start = time.perf_counter()
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for epoch in range(cfg.epochs):
+            perm = torch.randperm(len(x), generator=order_rng).to(dev)
+            batches = perm.split(cfg.batch_size)
+            total, count = 0.0, 0
+            for idx in _progress(batches, len(batches), f"epoch {epoch + 1}/{cfg.epochs}", progress):
+                loss = loss_fn(model, x[idx], y[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss) * len(idx)
+                count += len(idx)
+            if sched is not None:
+                sched.step()
+            history.epoch_loss.append(total / max(count, 1))
+            if log is not None and config.is_batch():
+                log(f"epoch {epoch + 1}/{cfg.epochs}: loss {history.epoch_loss[-1]:.4f}")
+    history.seconds = time.perf_counter() - start
+    model.eval()
+    return history
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024,
+            device: str | torch.device | None = None) -> torch.Tensor:
+    """Logits of ``model`` on ``x`` (in eval mode), computed in batches; returned on the CPU."""
+    dev = device if isinstance(device, torch.device) else next(model.parameters()).device
+    model.eval()
+    return torch.cat([model(xb.to(dev)).cpu() for xb in x.split(batch_size)]) if len(x) else torch.zeros(0)
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
+    """Fraction of ``x`` that ``model`` classifies as ``y``."""
+    if len(x) == 0:
+        raise ValueError("accuracy of an empty set is undefined")
+    return float((predict(model, x, batch_size).argmax(1) == y.cpu()).float().mean())
+
+
+def train_or_load(model_name: str, x: torch.Tensor, y: torch.Tensor, num_classes: int,
+                  cfg: TrainConfig | None = None, *, seed: int = 0, loss_fn: LossFn = cross_entropy,
+                  loss_key: dict | None = None, cache=None, device: str | None = None,
+                  log: Callable[[str], None] | None = print) -> nn.Module:
+    """Build ``model_name`` and train it on (x, y), or load it if this exact training ran before.
+
+    The cache key holds the data themselves (their SHA-256), the architecture, ``cfg``,
+    the seed and ``loss_key`` (whatever parameterises ``loss_fn``), so poisoned data or a
+    different fingerprint set give a different entry.
+    """
+    from decoylab import models
+    from decoylab.cache import Cache
+
+    cfg = cfg or TrainConfig()
+    cache = cache or Cache()
+    model = models.build(model_name, tuple(x.shape[1:]), num_classes, seed=seed)
+    if loss_fn is not cross_entropy and loss_key is None:
+        raise ValueError("a custom loss_fn needs a loss_key naming its parameters, or the cache could mix them up")
+    parts = {"model": model_name, "x": x, "y": y, "num_classes": num_classes, "train": cfg, "seed": seed,
+             "loss": loss_key or "cross_entropy"}
+    trained = []
+
+    def train(m: nn.Module) -> None:
+        history = fit(m, x, y, cfg, loss_fn=loss_fn, seed=seed, device=device, log=log)
+        trained.append(history)
+
+    model = cache.model(model, parts, train)
+    if log is not None:
+        log(f"{model_name}: trained in {trained[0].seconds:.1f} s" if trained else f"{model_name}: loaded from cache")
+    return model.to(config.device(device))
