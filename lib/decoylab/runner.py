@@ -235,6 +235,10 @@ def execute(task: Task, preset: str, env: dict[str, Any]) -> dict[str, Any]:
     partial = task.out_dir / PARTIAL_FILE
     partial.unlink(missing_ok=True)
     running = task.out_dir / f".{task.name}.running.ipynb"
+    # The kernel inherits this worker's stderr: send its warnings to a log beside the notebook
+    # so the runner's own output stays one line per notebook.
+    kernel_log = open(task.out_dir / "kernel.log", "w")
+    os.dup2(kernel_log.fileno(), 2)
     status, error = "ok", None
     start = time.perf_counter()
     try:

@@ -124,7 +124,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig | N
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                total += float(loss) * len(idx)
+                total += float(loss.detach()) * len(idx)
                 count += len(idx)
             if sched is not None:
                 sched.step()
@@ -182,3 +182,17 @@ def train_or_load(model_name: str, x: torch.Tensor, y: torch.Tensor, num_classes
     if log is not None:
         log(f"{model_name}: trained in {trained[0].seconds:.1f} s" if trained else f"{model_name}: loaded from cache")
     return model.to(config.device(device))
+
+
+def correct_subset(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n: int | None, seed: int = 0) -> torch.Tensor:
+    """Indices of up to ``n`` inputs that ``model`` classifies correctly, stratified by class and seeded.
+
+    The papers attack only correctly classified test points (DEEPSEC: 1000, seed 100;
+    Luring: 1000), so that an attack's success is the attack's doing.
+    """
+    from decoylab.data import stratified_indices
+
+    correct = (predict(model, x).argmax(1) == y.cpu()).nonzero().flatten()
+    if n is None or n >= len(correct):
+        return correct
+    return correct[torch.from_numpy(stratified_indices(y[correct].cpu().numpy(), n, seed))]

@@ -1,0 +1,101 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from decoylab import cache as cache_mod
+from decoylab.cache import Cache
+
+
+def _builder(calls):
+    def build():
+        calls.append(1)
+        return {"w": torch.arange(6.0).reshape(2, 3), "meta": {"eps": 0.3}}
+    return build
+
+
+def test_miss_then_hit(tmp_path):
+    cache, calls = Cache(tmp_path), []
+    parts = {"dataset": "mnist5k", "n": 100, "seed": 0}
+    first = cache.get_or_build("adv", parts, _builder(calls))
+    second = cache.get_or_build("adv", parts, _builder(calls))
+    assert len(calls) == 1 and (cache.misses, cache.hits) == (1, 1)
+    assert torch.equal(first["w"], second["w"]) and second["meta"] == {"eps": 0.3}
+
+
+def test_key_depends_on_every_part_and_not_on_order():
+    k = cache_mod.make_key
+    assert k("m", {"a": 1, "b": 0.1}) == k("m", {"b": 0.1, "a": 1})
+    assert k("m", {"a": 1}) != k("m", {"a": 2})
+    assert k("m", {"a": 1}) != k("other", {"a": 1})
+    assert k("m", {"x": torch.zeros(3)}) != k("m", {"x": torch.tensor([0.0, 0.0, 1e-7])})
+    with pytest.raises(TypeError, match="key.f"):
+        k("m", {"f": object()})
+
+
+@pytest.mark.parametrize("damage", ["flip_byte", "truncate", "drop_sidecar"])
+def test_corrupt_entry_is_detected_and_rebuilt(tmp_path, damage):
+    cache, calls = Cache(tmp_path), []
+    parts = {"id": damage}
+    cache.get_or_build("models", parts, _builder(calls))
+    payload = next(tmp_path.rglob("*.pt"))
+    if damage == "flip_byte":
+        raw = bytearray(payload.read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        payload.write_bytes(bytes(raw))
+    elif damage == "truncate":
+        payload.write_bytes(payload.read_bytes()[:50])
+    else:
+        payload.with_suffix(".json").unlink()
+    with pytest.warns(UserWarning, match="corrupt") if damage != "drop_sidecar" else _no_warning():
+        again = cache.get_or_build("models", parts, _builder(calls))
+    assert len(calls) == 2 and torch.equal(again["w"], torch.arange(6.0).reshape(2, 3))
+    assert cache.load("models", parts) is not None  # the rebuilt entry is valid
+
+
+class _no_warning:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_crash_during_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    cache = Cache(tmp_path)
+    real_fsync = os.fsync
+
+    def crash(fd):
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(cache_mod.os, "fsync", crash)
+    with pytest.raises(OSError, match="simulated"):
+        cache.save("models", {"id": 1}, {"w": torch.ones(1000)})
+    monkeypatch.setattr(cache_mod.os, "fsync", real_fsync)
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+    assert cache.load("models", {"id": 1}) is None
+
+
+def test_atomic_write_keeps_old_file_when_replacement_fails(tmp_path, monkeypatch):
+    target = tmp_path / "results.json"
+    cache_mod.atomic_write_text(target, "old")
+
+    def crash(src, dst):
+        raise OSError("killed (simulated)")
+
+    monkeypatch.setattr(cache_mod.os, "replace", crash)
+    with pytest.raises(OSError):
+        cache_mod.atomic_write_text(target, "new")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
+
+
+def test_model_weights_load_with_weights_only(tmp_path):
+    cache = Cache(tmp_path)
+    net = torch.nn.Linear(3, 2)
+    trained = []
+    cache.model(net, {"n": 1}, lambda m: trained.append(torch.nn.init.ones_(m.weight)))
+    fresh = torch.nn.Linear(3, 2)
+    cache.model(fresh, {"n": 1}, lambda m: trained.append("again"))
+    assert len(trained) == 1 and torch.equal(fresh.weight, torch.ones(2, 3))

@@ -1,0 +1,33 @@
+import pytest
+import torch
+
+from decoylab import models
+
+SHAPES = {"honey_small_conv": (1, 28, 28), "deepsec_mnist": (1, 28, 28), "nfp_mnist": (1, 28, 28),
+          "resnet20": (3, 32, 32), "nfp_cifar10": (3, 32, 32), "mlp": (1, 8, 8)}
+
+
+@pytest.mark.parametrize("name", models.names())
+def test_every_model_maps_images_to_logits(name):
+    shape = SHAPES[name]
+    model = models.build(name, shape, 10, seed=0).eval()
+    out = model(torch.rand(4, *shape))
+    assert out.shape == (4, 10) and torch.isfinite(out).all()
+
+
+def test_seed_fixes_initialisation():
+    a, b = (models.build("nfp_mnist", (1, 28, 28), 10, seed=1) for _ in range(2))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_resnet20_has_20_weight_layers():
+    model = models.build("resnet20", (3, 32, 32), 10)
+    layers = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert len(layers) == 20
+
+
+def test_bad_inputs_are_named():
+    with pytest.raises(ValueError, match="allowed: honey_small_conv"):
+        models.build("vgg", (1, 28, 28), 10)
+    with pytest.raises(ValueError, match="cannot take inputs of shape"):
+        models.build("nfp_mnist", (1, 8, 8), 10)

@@ -1,0 +1,77 @@
+"""Every notebook: hygiene checks, then executed with params/tiny through the runner."""
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+
+from decoylab import runner
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+RUNNABLE = sorted(runner.discover(ROOT / "notebooks"))
+# What each notebook must record in its results.json, and what its tiny run must show:
+# numbers, not just keys (the tour's net learns, and PGD at eps 0.3 fools it within its budget).
+EXPECTED_RESULTS = {
+    "00_tour": {"clean_accuracy", "attack_success_rate", "adversarial_accuracy", "mean_linf"},
+}
+PLAUSIBLE = {
+    "00_tour": lambda r: (r["clean_accuracy"] > 0.5 and r["attack_success_rate"] > 0.3
+                          and r["mean_linf"] <= 0.3 + 1e-6),
+}
+REQUIRED_SECTIONS = ("## 0 Settings", "## Summary", "## Exercises", "## Choices the paper leaves open", "## References")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_without_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert not cell.outputs and cell.execution_count is None, f"{path.name} carries outputs"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_flow(path):
+    nb = nbformat.read(path, as_version=4)
+    text = "\n".join(c.source for c in nb.cells)
+    for section in REQUIRED_SECTIONS:
+        assert section in text, f"{path.name} lacks {section!r}"
+    assert "sys.path" not in text
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{path.name} needs exactly one cell tagged 'parameters'"
+    lines = [ln for ln in tagged[0].source.splitlines() if ln.strip() and not ln.startswith("#")]
+    declared = papermill.inspect_notebook(str(path))
+    # every line is an UPPER_CASE literal with a type and a help comment, and papermill parses it
+    assert len(declared) == len(lines), f"{path.name}: papermill parsed {len(declared)} of {len(lines)} parameter lines"
+    for name, p in declared.items():
+        assert name.isupper() and p["inferred_type_name"] != "None" and p["help"], f"{path.name}: {name}"
+    assert "INTERACTIVE" in declared
+    assert "params.validate(globals())" in nb.cells[nb.cells.index(tagged[0]) + 1].source
+
+
+@pytest.mark.parametrize("name", RUNNABLE)
+@pytest.mark.parametrize("preset", ["tiny", "quick", "paper"])
+def test_every_notebook_has_a_valid_preset_file(name, preset):
+    tasks = runner.plan(preset, [name], ROOT / "notebooks", ROOT / "params", ROOT / "runs")
+    assert tasks[0].name == name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", RUNNABLE)
+def test_notebook_runs_with_tiny_preset(name, tmp_path):
+    lines = []
+    code = runner.run(preset="tiny", notebooks=[name], notebooks_dir=ROOT / "notebooks",
+                      params_dir=ROOT / "params", runs_dir=tmp_path, log=lines.append)
+    doc = json.loads((tmp_path / "tiny" / name / "results.json").read_text())
+    assert code == 0, "\n".join(lines)
+    assert doc["status"] == "ok"
+    missing = EXPECTED_RESULTS.get(name, set()) - set(doc["results"])
+    assert not missing, f"{name} did not record {missing}"
+    for key, r in doc["results"].items():
+        if r["paper"] is not None:
+            assert r["source"], f"{name}.{key}: paper value without its table or figure"
+    assert (tmp_path / "tiny" / name / f"{name}.ipynb").exists()
+    values = {k: r["value"] for k, r in doc["results"].items()}
+    assert PLAUSIBLE.get(name, lambda r: True)(values), f"{name}: implausible tiny results {values}"

@@ -1,0 +1,119 @@
+"""The runner on two small synthetic notebooks: one that records a result, one that fails."""
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from decoylab import runner
+from decoylab.cli import main as cli_main
+
+pytestmark = pytest.mark.slow
+
+
+def _notebook(path: Path, body: str) -> None:
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("SEED: int = 0  # seed\nEPS: float = 0.1  # budget\nINTERACTIVE: bool = True  # widgets")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("from decoylab import params, results\nP = params.validate(globals())"),
+                nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+@pytest.fixture()
+def kit(tmp_path):
+    nbs, prm = tmp_path / "notebooks", tmp_path / "params" / "tiny"
+    nbs.mkdir()
+    prm.mkdir(parents=True)
+    _notebook(nbs / "01_good.ipynb", "results.record('twice_eps', 2 * EPS, paper=0.2, source='Table 1')")
+    _notebook(nbs / "02_bad.ipynb", "raise RuntimeError('boom on purpose')")
+    _notebook(nbs / "TEMPLATE.ipynb", "raise RuntimeError('the template must never run')")
+    (prm / "01_good.yaml").write_text("EPS: 0.25\n")
+    (prm / "02_bad.yaml").write_text("SEED: 1\n")
+    dirs = {"notebooks_dir": nbs, "params_dir": tmp_path / "params", "runs_dir": tmp_path / "runs"}
+    return tmp_path, dirs
+
+
+def _run(dirs, **kw):
+    lines = []
+    code = runner.run(preset="tiny", log=lines.append, **dirs, **kw)
+    return code, "\n".join(lines)
+
+
+@pytest.mark.parametrize("yaml_text,needle", [
+    ("EPSILON: 0.25\n", "unknown key 'EPSILON'"),
+    ("EPS: fast\n", "EPS='fast' is a str"),
+    ("EPS: 1e-3\n", "write 1.0e-3"),
+    ("EPS: 2.0\n", "EPS=2.0 is not allowed; EPS must be a number in (0, 1]"),
+    ("SEED: -3\n", "SEED=-3 is not allowed"),
+    ("- EPS\n", "must be a mapping"),
+])
+def test_bad_parameters_stop_everything_before_any_notebook(kit, yaml_text, needle):
+    tmp, dirs = kit
+    (tmp / "params" / "tiny" / "01_good.yaml").write_text(yaml_text)
+    code, log = _run(dirs)
+    assert code == 2
+    assert needle in log and "01_good.yaml" in log
+    assert not (tmp / "runs").exists()  # nothing written
+
+
+def test_unknown_preset_and_notebook_are_named(kit):
+    _, dirs = kit
+    lines = []
+    assert runner.run(preset="huge", log=lines.append, **dirs) == 2
+    assert "available presets: tiny" in lines[-1]
+    code, log = _run(dirs, notebooks=["99"])
+    assert code == 2 and "01_good, 02_bad" in log
+
+
+def test_failure_is_reported_others_still_run_then_skip_and_force(kit):
+    tmp, dirs = kit
+    code, log = _run(dirs, jobs=2)
+    assert code == 1
+    assert "02_bad: FAILED at cell 4: RuntimeError: boom on purpose" in log
+    good = json.loads((tmp / "runs/tiny/01_good/results.json").read_text())
+    bad = json.loads((tmp / "runs/tiny/02_bad/results.json").read_text())
+    assert good["status"] == "ok" and good["results"]["twice_eps"] == {
+        "value": 0.5, "paper": 0.2, "source": "Table 1", "note": None}
+    assert good["params"] == {"SEED": 0, "EPS": 0.25, "INTERACTIVE": False}
+    assert set(good["environment"]) >= {"versions", "device", "seed", "git_commit"}
+    # cell 4 of the executed notebook: papermill inserts the injected-parameters cell
+    assert bad["status"] == "failed" and bad["error"]["ename"] == "RuntimeError" and bad["error"]["cell"] == 4
+    assert (tmp / "runs/tiny/01_good/01_good.ipynb").exists()
+    assert not (tmp / "runs/tiny/TEMPLATE").exists()
+    summary = json.loads((tmp / "runs/tiny/summary.json").read_text())
+    assert summary["notebooks"]["01_good"]["status"] == "ok"
+    report = (tmp / "runs/tiny/report.md").read_text()
+    assert "| twice_eps | 0.5 | 0.2 | 0.3 | Table 1 |" in report
+    assert "twice_eps" in (tmp / "runs/tiny/report.html").read_text()
+
+    mtime = (tmp / "runs/tiny/01_good/results.json").stat().st_mtime_ns
+    code, log = _run(dirs, notebooks=["01_good"])
+    assert code == 0 and "01_good: skipped" in log
+    assert (tmp / "runs/tiny/01_good/results.json").stat().st_mtime_ns == mtime
+
+    code, log = _run(dirs, notebooks=["01"], force=True)
+    assert code == 0 and "01_good: ok" in log
+    assert (tmp / "runs/tiny/01_good/results.json").stat().st_mtime_ns != mtime
+
+    (tmp / "params/tiny/01_good.yaml").write_text("EPS: 0.3\n")  # new parameters: runs again
+    code, log = _run(dirs, notebooks=["01_good"])
+    assert code == 0 and "01_good: ok" in log
+    assert json.loads((tmp / "runs/tiny/01_good/results.json").read_text())["results"]["twice_eps"]["value"] == 0.6
+
+
+def test_cli_help_explains_the_options(capsys):
+    with pytest.raises(SystemExit):
+        cli_main(["run", "--help"])
+    text = capsys.readouterr().out
+    for word in ("--preset", "--notebooks", "--jobs", "--force", "tiny", "quick", "paper"):
+        assert word in text
+
+
+def test_python_dash_m_entry_point():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "decoylab", "run", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "--jobs" in out.stdout

@@ -1,0 +1,68 @@
+import pytest
+import torch
+
+from decoylab import data, train
+from decoylab.cache import Cache
+
+
+@pytest.fixture(scope="module")
+def small():
+    return data.load("mnist5k", "train", n=400, seed=0), data.load("mnist5k", "test", n=200, seed=0)
+
+
+def test_same_seed_same_weights_and_metrics_on_cpu(small):
+    tr, te = small
+    cfg = train.TrainConfig(epochs=1, batch_size=32, lr=1e-3)
+    runs = []
+    for _ in range(2):
+        from decoylab import models
+        m = models.build("honey_small_conv", tr.info.shape, 10, seed=7)
+        hist = train.fit(m, tr.x, tr.y, cfg, seed=7, device="cpu")
+        runs.append((m, hist, train.accuracy(m, te.x, te.y)))
+    (m1, h1, a1), (m2, h2, a2) = runs
+    assert h1.epoch_loss == h2.epoch_loss and a1 == a2
+    assert all(torch.equal(p, q) for p, q in zip(m1.parameters(), m2.parameters()))
+
+
+def test_training_learns(small):
+    tr, te = small
+    m = train.train_or_load("mlp", tr.x, tr.y, 10, train.TrainConfig(epochs=5, batch_size=32, lr=3e-3),
+                            seed=0, cache=Cache(), log=None)
+    assert train.accuracy(m, te.x, te.y) > 0.7  # chance is 0.1
+
+
+def test_train_or_load_hits_the_cache(small, tmp_path):
+    tr, _ = small
+    cache = Cache(tmp_path)
+    cfg = train.TrainConfig(epochs=1)
+    lines = []
+    m1 = train.train_or_load("mlp", tr.x, tr.y, 10, cfg, seed=1, cache=cache, log=lines.append)
+    m2 = train.train_or_load("mlp", tr.x, tr.y, 10, cfg, seed=1, cache=cache, log=lines.append)
+    assert "trained" in lines[0] and "loaded from cache" in lines[-1]
+    assert all(torch.equal(p, q) for p, q in zip(m1.parameters(), m2.parameters()))
+    # different data (e.g. poisoned) must not reuse the entry
+    train.train_or_load("mlp", tr.x.flip(0), tr.y.flip(0), 10, cfg, seed=1, cache=cache, log=lines.append)
+    assert "trained" in lines[-1]
+
+
+def test_custom_loss_needs_a_key(small):
+    tr, _ = small
+    with pytest.raises(ValueError, match="loss_key"):
+        train.train_or_load("mlp", tr.x, tr.y, 10, loss_fn=lambda m, x, y: m(x).sum(), cache=Cache())
+
+
+@pytest.mark.parametrize("kwargs,needle", [({"epochs": 0}, "epochs=0"), ({"lr": -1.0}, "lr=-1.0"),
+                                           ({"optimizer": "rmsprop"}, "optimizer='rmsprop'"),
+                                           ({"batch_size": 0}, "batch_size=0")])
+def test_bad_training_settings(kwargs, needle):
+    with pytest.raises(ValueError, match=needle):
+        train.TrainConfig(**kwargs)
+
+
+def test_correct_subset_is_stratified(small):
+    tr, te = small
+    m = train.train_or_load("mlp", tr.x, tr.y, 10, train.TrainConfig(epochs=3, lr=3e-3), seed=0, cache=Cache(), log=None)
+    idx = train.correct_subset(m, te.x, te.y, 50, seed=0)
+    assert len(idx) == 50
+    assert (train.predict(m, te.x[idx]).argmax(1) == te.y[idx]).all()
+    assert len(te.y[idx].unique()) >= 8
