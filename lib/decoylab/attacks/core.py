@@ -92,11 +92,13 @@ def _resolve_target(model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: 
 
 def run(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, targeted: bool = False,
         target: Any = None, backend: str = "fast", preset: str | None = None, seed: int = 0,
-        batch_size: int = 256, **params: Any) -> AttackResult:
+        batch_size: int = 256, cache=None, **params: Any) -> AttackResult:
     """Run attack ``name`` on ``model`` (any ``nn.Module`` returning logits) for inputs in [0, 1].
 
     ``preset`` names settings from a paper table (see ``catalogue()``); ``params`` override it.
-    Arguments are checked before any gradient is computed.
+    Arguments are checked before any gradient is computed. With a ``decoylab.cache.Cache``,
+    the result is stored under a key made of the attack, its settings, the seed, the
+    target, the inputs and the model's architecture and weights, so a re-run does not re-attack.
     """
     if name not in REGISTRY:
         raise ValueError(f"attack={name!r} is not known; allowed: {', '.join(REGISTRY)}")
@@ -130,6 +132,19 @@ def run(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, target
         num_classes = model(x[:1]).shape[1]
     tgt = _resolve_target(model, x, y, target if target is not None else "random", num_classes, seed) \
         if targeted else None
+    if cache is not None:
+        parts = {"attack": name, "backend": backend, "settings": settings, "seed": seed, "targeted": targeted,
+                 "target": tgt, "x": x, "y": y, "architecture": repr(model), "weights": model.state_dict()}
+        stored = cache.get_or_build("adversarial", parts, lambda: vars(_attack(
+            entry, backend, settings, model, x, y, tgt, targeted, seed, batch_size, num_classes)))
+        return AttackResult(**stored)
+    return _attack(entry, backend, settings, model, x, y, tgt, targeted, seed, batch_size, num_classes)
+
+
+def _attack(entry: AttackEntry, backend: str, settings: dict[str, Any], model: nn.Module, x: torch.Tensor,
+            y: torch.Tensor, tgt: torch.Tensor | None, targeted: bool, seed: int, batch_size: int,
+            num_classes: int) -> AttackResult:
+    device = x.device
     labels = tgt.to(device) if targeted else y
     x_adv, steps = entry.backends[backend](model, x, labels, targeted=targeted, seed=seed,
                                            batch_size=batch_size, num_classes=num_classes, **settings)
