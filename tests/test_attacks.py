@@ -1,4 +1,4 @@
-"""Property tests on a small trained model (cleverhans style) for the attacks implemented so far."""
+"""Property tests on a small trained model (cleverhans style) for every registered attack."""
 import pytest
 import torch
 
@@ -16,15 +16,47 @@ def setup():
     return model, te.x[idx], te.y[idx]
 
 
+def _kwargs(name):
+    entry = attacks.core.REGISTRY[name]
+    return {"targeted": True} if entry.targeting == "always" else {}
+
+
+# Attacks that must fool a small MLP on 8x8 digits on most inputs at their default settings.
+# cw2 is left out: at ART's defaults (10 iterations per binary step, lr 0.01) the fast version
+# barely moves (see the attack-engine issue note); rllc's eps 0.15 random step is weak by design.
+MUST_SUCCEED = {"fgsm", "rfgsm", "bim", "pgd", "mim", "illc", "tmifgsm", "deepfool", "jsma"}
+
+
 @pytest.mark.parametrize("name", attacks.names())
-@pytest.mark.parametrize("backend", ["fast", "art"])
-def test_stays_in_box_and_ball_and_succeeds(setup, name, backend):
+def test_stays_in_box_and_ball(setup, name):
     model, x, y = setup
-    res = attacks.run(name, model, x, y, backend=backend, eps=0.3)
+    entry = attacks.core.REGISTRY[name]
+    res = attacks.run(name, model, x, y, backend="fast", **_kwargs(name))
     assert res.x_adv.min() >= 0 and res.x_adv.max() <= 1
-    assert float(res.linf.max()) <= 0.3 + 1e-5
-    assert res.success_rate > 0.5  # eps 0.3 on 8x8 digits must fool a small MLP on most inputs
+    if entry.norm == "linf":
+        assert float(res.linf.max()) <= res_eps(name) + 1e-5
     assert res.l2.shape == res.l0.shape == res.success.shape == (len(y),)
+    if name in MUST_SUCCEED:
+        assert res.success_rate > 0.5, f"{name}: {res.success_rate}"
+    if entry.targeting == "least_likely":
+        assert torch.equal(res.target, train.predict(model, x).argmin(1))
+
+
+def res_eps(name):
+    return attacks.core.REGISTRY[name].defaults["eps"]
+
+
+@pytest.mark.parametrize("name", ["fgsm", "bim", "pgd", "deepfool", "jsma"])
+def test_fast_and_art_agree(setup, name):
+    """Same settings, same model: success within 5 points, mean perturbation norm within 20 %."""
+    model, x, y = setup
+    entry = attacks.core.REGISTRY[name]
+    kw = {**_kwargs(name), "seed": 0, **({"saliency": "target_top2"} if name == "jsma" else {})}
+    fast = attacks.run(name, model, x, y, backend="fast", **kw)
+    art = attacks.run(name, model, x, y, backend="art", **kw)
+    norm = {"linf": "l2", "l2": "l2", "l0": "l0"}[entry.norm]
+    assert abs(fast.success_rate - art.success_rate) <= 0.05
+    assert float(getattr(fast, norm).float().mean()) == pytest.approx(float(getattr(art, norm).float().mean()), rel=0.2)
 
 
 def test_targeted_reaches_target_and_seed_repeats(setup):
@@ -37,18 +69,14 @@ def test_targeted_reaches_target_and_seed_repeats(setup):
     assert torch.equal(pred == a.target, a.success) and a.success_rate > 0.5
 
 
-def test_fast_and_art_agree(setup):
-    model, x, y = setup
-    fast = attacks.run("fgsm", model, x, y, backend="fast", eps=0.1)
-    art = attacks.run("fgsm", model, x, y, backend="art", eps=0.1)
-    assert abs(fast.success_rate - art.success_rate) <= 0.05
-    assert float(fast.l2.mean()) == pytest.approx(float(art.l2.mean()), rel=0.2)
-
-
 @pytest.mark.parametrize("kwargs,needle", [
     ({"name": "deepfoo"}, "attack='deepfoo'"), ({"eps": 0.0}, "eps=0.0"), ({"eps": 1.5}, "eps=1.5"),
     ({"backend": "jax"}, "backend='jax'"), ({"steps": 0}, "steps=0"), ({"radius": 3}, "radius"),
     ({"preset": "nope"}, "preset='nope'"), ({"target": "random"}, "targeted=False"),
+    ({"name": "deepfool", "targeted": True}, "cannot be targeted"), ({"name": "jsma"}, "targeted only"),
+    ({"extra_loss": lambda x: x.sum((1, 2, 3)), "backend": "art"}, "backend='fast'"),
+    ({"name": "deepfool", "extra_loss": lambda x: x.sum((1, 2, 3))}, "no loss to add"),
+    ({"name": "rfgsm", "eps": 0.1, "alpha": 0.2}, "alpha < eps"),
 ])
 def test_bad_arguments_fail_before_compute(setup, kwargs, needle):
     model, x, y = setup
@@ -66,3 +94,22 @@ def test_cached_attack_is_not_recomputed(setup, tmp_path):
     assert torch.equal(first.x_adv, again.x_adv) and torch.equal(first.success, again.success)
     attacks.run("pgd", model, x, y, eps=0.25, steps=5, cache=cache)  # other settings: a new entry
     assert cache.misses == 2
+
+
+def test_model_must_return_logits(setup):
+    _, x, y = setup
+    with pytest.raises(ValueError, match="logits shaped"):
+        attacks.run("fgsm", torch.nn.Flatten(), x, y, num_classes=10)  # returns (N, 64) pixels, not (N, 10) logits
+    with pytest.raises(ValueError, match="logits shaped"):
+        attacks.run("fgsm", torch.nn.Sequential(torch.nn.Flatten(0)), x, y)
+    with pytest.raises(ValueError, match="differ in length"):
+        attacks.run("fgsm", setup[0], x, y[:-1])
+
+
+def test_extra_loss_hook_changes_the_attack(setup):
+    """An adaptive term that punishes brightness makes PGD darken its perturbation."""
+    model, x, y = setup
+    plain = attacks.run("pgd", model, x, y, eps=0.3, steps=20, step_size=0.05)
+    dark = attacks.run("pgd", model, x, y, eps=0.3, steps=20, step_size=0.05,
+                       extra_loss=lambda adv: 1000.0 * adv.flatten(1).sum(1))
+    assert float(dark.x_adv.mean()) < float(plain.x_adv.mean()) - 0.05

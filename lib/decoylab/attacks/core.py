@@ -13,28 +13,90 @@ BACKENDS = ("fast", "art")
 TARGET_MODES = ("random", "least_likely")
 
 
+# A parameter's allowed range: (low, high, kind), kind "float" (low exclusive), "int" (low inclusive)
+# or "bool"; None means unbounded.
+Range = tuple[float | None, float | None, str]
+EPS: Range = (0.0, 1.0, "float")
+RATE: Range = (0.0, None, "float")
+COUNT: Range = (1, None, "int")
+NONNEG: Range = (0.0, None, "float0")
+FLAG: Range = (None, None, "bool")
+
+
 @dataclass(frozen=True)
 class AttackEntry:
     name: str
-    norm: str
-    can_target: bool
+    norm: str  # "linf", "l2" or "l0"
+    targeting: str  # "optional", "never", "always" or "least_likely" (the LLC family)
     defaults: dict[str, Any]
-    ranges: dict[str, str]
+    ranges: dict[str, Range]
     backends: dict[str, Callable]
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fixed: dict[str, Any] = field(default_factory=dict)  # settings a variant pins (e.g. MIM's momentum)
+    uses_gradient_loss: bool = True  # accepts ``extra_loss`` (the adaptive hook)
 
 
+def _fn(func: Callable, **fixed: Any) -> Callable:
+    return lambda *a, **kw: func(*a, **{**kw, **fixed})
+
+
+_LINF_ITER = {"eps": EPS, "step_size": EPS, "steps": COUNT}
+_CW = {"confidence": NONNEG, "learning_rate": RATE, "max_iter": COUNT, "binary_search_steps": COUNT,
+       "initial_const": RATE}
+_CW_DEFAULTS = {"confidence": 0.0, "learning_rate": 0.01, "max_iter": 10, "binary_search_steps": 10,
+                "initial_const": 0.01}  # ART 1.20's defaults
+
+# Presets name the paper table they come from: honeymodels = HoneyModels appendix C (Tables II-IV);
+# deepsec_* = Attractors paper Table VII (DEEPSEC); nfp_mnist = NeuralFP code (inputs on [0, 1] here,
+# so its eps on the [-0.5, 0.5] scale carries over unchanged).
 REGISTRY: dict[str, AttackEntry] = {
-    "fgsm": AttackEntry(
-        "fgsm", "linf", True, {"eps": 0.3}, {"eps": "(0, 1]"},
-        {"fast": fast.fgsm, "art": art_backend.fgsm},
-        presets={"deepsec_mnist": {"eps": 0.3}, "deepsec_cifar10": {"eps": 0.1}}),
-    "pgd": AttackEntry(
-        "pgd", "linf", True, {"eps": 0.3, "step_size": 0.01, "steps": 40, "random_start": True},
-        {"eps": "(0, 1]", "step_size": "(0, 1]", "steps": ">= 1"},
-        {"fast": fast.pgd, "art": art_backend.pgd},
-        presets={"honeymodels": {"eps": 0.3, "step_size": 0.1, "steps": 5},
-                 "deepsec_mnist": {"eps": 0.3, "step_size": 0.05, "steps": 15}}),
+    "fgsm": AttackEntry("fgsm", "linf", "optional", {"eps": 0.3}, {"eps": EPS},
+                        {"fast": fast.fgsm, "art": art_backend.fgsm},
+                        {"deepsec_mnist": {"eps": 0.3}, "deepsec_cifar10": {"eps": 0.1}, "nfp_mnist": {"eps": 0.4}}),
+    "rfgsm": AttackEntry("rfgsm", "linf", "optional", {"eps": 0.3, "alpha": 0.15}, {"eps": EPS, "alpha": EPS},
+                         {"fast": fast.rfgsm}, {"deepsec_mnist": {"eps": 0.3, "alpha": 0.15},
+                                                 "deepsec_cifar10": {"eps": 0.1, "alpha": 0.05}}),
+    "bim": AttackEntry("bim", "linf", "optional", {"eps": 0.3, "step_size": 0.05, "steps": 15}, _LINF_ITER,
+                       {"fast": _fn(fast.iterative_linf, random_start=False), "art": art_backend.bim},
+                       {"deepsec_mnist": {"eps": 0.3, "step_size": 0.05, "steps": 15},
+                        "deepsec_cifar10": {"eps": 0.1, "step_size": 0.01, "steps": 15},
+                        "nfp_mnist": {"eps": 0.4, "step_size": 0.01, "steps": 40}}),
+    "pgd": AttackEntry("pgd", "linf", "optional", {"eps": 0.3, "step_size": 0.01, "steps": 40}, _LINF_ITER,
+                       {"fast": _fn(fast.iterative_linf, random_start=True), "art": art_backend.pgd},
+                       {"honeymodels": {"eps": 0.3, "step_size": 0.1, "steps": 5},
+                        "deepsec_mnist": {"eps": 0.3, "step_size": 0.05, "steps": 15},
+                        "deepsec_cifar10": {"eps": 0.1, "step_size": 0.01, "steps": 15}},
+                       fixed={"random_start": True}),
+    "mim": AttackEntry("mim", "linf", "optional", {"eps": 0.3, "step_size": 0.05, "steps": 15, "momentum": 1.0},
+                       {**_LINF_ITER, "momentum": NONNEG}, {"fast": fast.iterative_linf},
+                       {"deepsec_mnist": {"eps": 0.3, "step_size": 0.05, "steps": 15},
+                        "deepsec_cifar10": {"eps": 0.1, "step_size": 0.01, "steps": 15}}),
+    # The least-likely-class family (Kurakin et al. 2017): targeted at argmin of the clean logits.
+    "llc": AttackEntry("llc", "linf", "least_likely", {"eps": 0.3}, {"eps": EPS}, {"fast": fast.fgsm},
+                       {"deepsec_mnist": {"eps": 0.3}, "deepsec_cifar10": {"eps": 0.1}}),
+    "rllc": AttackEntry("rllc", "linf", "least_likely", {"eps": 0.15, "alpha": 0.075}, {"eps": EPS, "alpha": EPS},
+                        {"fast": fast.rfgsm}, {"deepsec_mnist": {"eps": 0.15, "alpha": 0.075}}),
+    "illc": AttackEntry("illc", "linf", "least_likely", {"eps": 0.3, "step_size": 0.05, "steps": 15}, _LINF_ITER,
+                        {"fast": _fn(fast.iterative_linf, random_start=False)},
+                        {"deepsec_mnist": {"eps": 0.3, "step_size": 0.05, "steps": 15},
+                         "deepsec_cifar10": {"eps": 0.1, "step_size": 0.01, "steps": 15}}),
+    "tmifgsm": AttackEntry("tmifgsm", "linf", "always",
+                           {"eps": 0.3, "step_size": 0.05, "steps": 15, "momentum": 1.0},
+                           {**_LINF_ITER, "momentum": NONNEG}, {"fast": fast.iterative_linf},
+                           {"deepsec_mnist": {"eps": 0.3, "step_size": 0.05, "steps": 15},
+                            "deepsec_cifar10": {"eps": 0.1, "step_size": 0.01, "steps": 15}}),
+    "cw2": AttackEntry("cw2", "l2", "optional", dict(_CW_DEFAULTS), _CW,
+                       {"fast": fast.cw_l2, "art": art_backend.cw_l2},
+                       {"honeymodels": {"confidence": 0.5, "max_iter": 5},
+                        "deepsec_mnist": {"learning_rate": 0.02, "max_iter": 10000, "binary_search_steps": 10,
+                                          "initial_const": 0.001}}),
+    "deepfool": AttackEntry("deepfool", "l2", "never", {"max_iter": 50, "overshoot": 0.02},
+                            {"max_iter": COUNT, "overshoot": NONNEG}, {"fast": fast.deepfool, "art": art_backend.deepfool},
+                            {"deepsec_mnist": {"max_iter": 50, "overshoot": 0.02}}, uses_gradient_loss=False),
+    "jsma": AttackEntry("jsma", "l0", "always", {"theta": 1.0, "gamma": 0.1, "saliency": "pairs"},
+                        {"theta": (-1.0, 1.0, "float"), "gamma": EPS, "saliency": (None, None, "choice:pairs|target_top2")}, {"fast": fast.jsma, "art": art_backend.jsma},
+                        {"honeymodels": {"theta": 0.3}, "deepsec_mnist": {"theta": 1.0, "gamma": 0.1},
+                         "nfp_mnist": {"theta": 1.0, "gamma": 0.1}}, uses_gradient_loss=False),
 }
 
 
@@ -44,9 +106,36 @@ def names() -> tuple[str, ...]:
 
 def catalogue() -> list[dict[str, Any]]:
     """One row per attack: norm, targeting, parameters with defaults and ranges, presets."""
-    return [{"name": e.name, "norm": e.norm, "can_target": e.can_target, "defaults": dict(e.defaults),
-             "ranges": dict(e.ranges), "backends": tuple(e.backends), "presets": dict(e.presets)}
-            for e in REGISTRY.values()]
+    return [{"name": e.name, "norm": e.norm, "targeting": e.targeting, "defaults": dict(e.defaults),
+             "ranges": {k: _describe(r) for k, r in e.ranges.items()}, "backends": tuple(e.backends),
+             "presets": dict(e.presets), "adaptive_hook": e.uses_gradient_loss} for e in REGISTRY.values()]
+
+
+def _describe(r: Range) -> str:
+    low, high, kind = r
+    if kind == "bool":
+        return "true or false"
+    if kind.startswith("choice:"):
+        return "one of " + ", ".join(kind[len("choice:"):].split("|"))
+    if kind == "int":
+        return f"an integer >= {low}"
+    left = "[" if kind == "float0" else "("
+    return f"a number in {left}{low}, {'inf' if high is None else high}]"
+
+
+def _check_setting(attack: str, key: str, value: Any, r: Range) -> None:
+    low, high, kind = r
+    if kind == "bool":
+        ok = isinstance(value, bool)
+    elif kind.startswith("choice:"):
+        ok = value in kind[len("choice:"):].split("|")
+    elif kind == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
+    else:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = ok and (value >= low if kind == "float0" else value > low) and (high is None or value <= high)
+    if not ok:
+        raise ValueError(f"{key}={value!r} is not allowed for {attack}; {key} must be {_describe(r)}")
 
 
 @dataclass
@@ -63,14 +152,6 @@ class AttackResult:
     @property
     def success_rate(self) -> float:
         return float(self.success.float().mean()) if len(self.success) else 0.0
-
-
-def _check_number(name: str, value: Any, low: float, high: float | None, low_open: bool = True) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    ok = ok and (value > low if low_open else value >= low) and (high is None or value <= high)
-    if not ok:
-        span = f"{'(' if low_open else '['}{low}, {high if high is not None else 'inf'}]"
-        raise ValueError(f"{name}={value!r} is not allowed; {name} must be a number in {span}")
 
 
 def _resolve_target(model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: Any, num_classes: int,
@@ -92,13 +173,17 @@ def _resolve_target(model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: 
 
 def run(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, targeted: bool = False,
         target: Any = None, backend: str = "fast", preset: str | None = None, seed: int = 0,
-        batch_size: int = 256, cache=None, **params: Any) -> AttackResult:
+        batch_size: int = 256, num_classes: int | None = None, cache=None, extra_loss: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        **params: Any) -> AttackResult:
     """Run attack ``name`` on ``model`` (any ``nn.Module`` returning logits) for inputs in [0, 1].
 
     ``preset`` names settings from a paper table (see ``catalogue()``); ``params`` override it.
     Arguments are checked before any gradient is computed. With a ``decoylab.cache.Cache``,
     the result is stored under a key made of the attack, its settings, the seed, the
     target, the inputs and the model's architecture and weights, so a re-run does not re-attack.
+    ``extra_loss(x_adv)`` returns one penalty per sample that gradient attacks also minimise
+    (the adaptive-attack hook); runs with it are not cached. ``num_classes``, when given, is
+    checked against the width of the model's output.
     """
     if name not in REGISTRY:
         raise ValueError(f"attack={name!r} is not known; allowed: {', '.join(REGISTRY)}")
@@ -113,41 +198,60 @@ def run(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, target
     if unknown:
         raise ValueError(f"{name} has no parameter(s) {sorted(unknown)}; allowed: {', '.join(entry.defaults)}")
     settings = {**entry.defaults, **(entry.presets.get(preset, {}) if preset else {}), **params}
-    _check_number("eps", settings["eps"], 0, 1)
-    if "step_size" in settings:
-        _check_number("step_size", settings["step_size"], 0, 1)
-    if "steps" in settings and (not isinstance(settings["steps"], int) or settings["steps"] < 1):
-        raise ValueError(f"steps={settings['steps']!r} is not allowed; steps must be an integer >= 1")
+    for key, value in settings.items():
+        _check_setting(name, key, value, entry.ranges[key])
     if len(x) != len(y):
         raise ValueError(f"x and y differ in length: {len(x)} vs {len(y)}")
-    if targeted and not entry.can_target:
+    if entry.targeting == "never" and targeted:
         raise ValueError(f"attack {name!r} cannot be targeted")
+    if entry.targeting == "always" and not targeted:
+        raise ValueError(f"attack {name!r} is targeted only; pass targeted=True (and a target, default 'random')")
+    if entry.targeting == "least_likely":
+        if targeted and target not in (None, "least_likely"):
+            raise ValueError(f"attack {name!r} always targets the least likely class; leave target unset")
+        targeted, target = True, "least_likely"
     if target is not None and not targeted:
         raise ValueError("a target was given but targeted=False; pass targeted=True")
+    if extra_loss is not None and not entry.uses_gradient_loss:
+        hooks = [n for n, e in REGISTRY.items() if e.uses_gradient_loss]
+        raise ValueError(f"attack {name!r} has no loss to add extra_loss to; attacks with the hook: {', '.join(hooks)}")
+    if extra_loss is not None and backend == "art":
+        raise ValueError("extra_loss needs backend='fast': ART's attacks have no hook for an extra loss")
+    settings = {**settings, **entry.fixed}
 
     model.eval()
-    device = next(model.parameters()).device
+    weights = next(model.parameters(), None)
+    device = weights.device if weights is not None else x.device
     x, y = x.to(device), y.to(device)
     with torch.no_grad():
-        num_classes = model(x[:1]).shape[1]
+        probe = model(x[:2])
+    expected = num_classes
+    if probe.dim() != 2 or probe.shape[0] != len(x[:2]) or probe.shape[1] < 2 or \
+            (expected is not None and probe.shape[1] != expected):
+        raise ValueError(f"the model must return logits shaped (N, {expected or 'num_classes'}); it returned "
+                         f"{tuple(probe.shape)} for {len(x[:2])} inputs")
+    num_classes = probe.shape[1]
+    if int(y.max()) >= num_classes or int(y.min()) < 0:
+        raise ValueError(f"labels range over [{int(y.min())}, {int(y.max())}] but the model has {num_classes} classes")
     tgt = _resolve_target(model, x, y, target if target is not None else "random", num_classes, seed) \
         if targeted else None
-    if cache is not None:
+    if cache is not None and extra_loss is None:
         parts = {"attack": name, "backend": backend, "settings": settings, "seed": seed, "targeted": targeted,
                  "target": tgt, "x": x, "y": y, "architecture": repr(model), "weights": model.state_dict()}
         stored = cache.get_or_build("adversarial", parts, lambda: vars(_attack(
-            entry, backend, settings, model, x, y, tgt, targeted, seed, batch_size, num_classes)))
+            entry, backend, settings, model, x, y, tgt, targeted, seed, batch_size, num_classes, None)))
         return AttackResult(**stored)
-    return _attack(entry, backend, settings, model, x, y, tgt, targeted, seed, batch_size, num_classes)
+    return _attack(entry, backend, settings, model, x, y, tgt, targeted, seed, batch_size, num_classes, extra_loss)
 
 
 def _attack(entry: AttackEntry, backend: str, settings: dict[str, Any], model: nn.Module, x: torch.Tensor,
             y: torch.Tensor, tgt: torch.Tensor | None, targeted: bool, seed: int, batch_size: int,
-            num_classes: int) -> AttackResult:
+            num_classes: int, extra_loss) -> AttackResult:
     device = x.device
     labels = tgt.to(device) if targeted else y
+    hook = {"extra_loss": extra_loss} if extra_loss is not None else {}
     x_adv, steps = entry.backends[backend](model, x, labels, targeted=targeted, seed=seed,
-                                           batch_size=batch_size, num_classes=num_classes, **settings)
+                                           batch_size=batch_size, num_classes=num_classes, **settings, **hook)
     x_adv = x_adv.to(device).clamp(0, 1)
     with torch.no_grad():
         pred = torch.cat([model(b) for b in x_adv.split(batch_size)]).argmax(1)

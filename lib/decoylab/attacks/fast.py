@@ -1,36 +1,224 @@
-"""Batched torch attacks ("fast" backend): whole batches per gradient step, on any device."""
+"""Batched torch attacks ("fast" backend): whole batches per gradient step, on any device.
+
+Every function takes ``(model, x, labels, *, targeted, ...)`` where ``labels`` are the true
+classes (untargeted) or the targets, and returns ``(x_adv, gradient_steps)``. Gradient attacks
+accept ``extra_loss``: a function of the adversarial batch returning one penalty per sample
+(e.g. a weighted detection score) that the attacker minimises besides its own objective —
+the hook the adaptive attacks use.
+"""
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+ExtraLoss = Callable[[torch.Tensor], torch.Tensor] | None
 
-def _loss_grad(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, targeted: bool) -> torch.Tensor:
-    """Gradient of the attacker's objective: ascend CE on the label, or descend CE on the target."""
+
+def _objective_grad(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, targeted: bool,
+                    extra_loss: ExtraLoss) -> torch.Tensor:
+    """Gradient of what the attacker ascends: CE on the label (untargeted) or -CE on the
+    target (targeted), minus the per-sample ``extra_loss``."""
     x = x.detach().requires_grad_(True)
-    loss = F.cross_entropy(model(x), labels, reduction="sum")
-    (grad,) = torch.autograd.grad(-loss if targeted else loss, x)
+    ce = F.cross_entropy(model(x), labels, reduction="sum")
+    objective = -ce if targeted else ce
+    if extra_loss is not None:
+        objective = objective - extra_loss(x).sum()
+    (grad,) = torch.autograd.grad(objective, x)
     return grad
 
 
-def fgsm(model, x, labels, *, targeted, eps, batch_size, **_):
-    """Fast Gradient Sign Method (Goodfellow et al. 2015): x + eps * sign(grad)."""
-    out = [(xb + eps * _loss_grad(model, xb, lb, targeted).sign()).clamp(0, 1)
-           for xb, lb in zip(x.split(batch_size), labels.split(batch_size))]
+def _batches(x: torch.Tensor, labels: torch.Tensor, batch_size: int):
+    return zip(x.split(batch_size), labels.split(batch_size))
+
+
+def _project_linf(adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
+    return torch.min(torch.max(adv, x - eps), x + eps).clamp(0, 1)
+
+
+def iterative_linf(model, x, labels, *, targeted, eps, step_size, steps, random_start=False, momentum=0.0,
+                   seed=0, batch_size=256, extra_loss: ExtraLoss = None, **_):
+    """The L∞ sign-gradient family: FGSM (1 step of eps), BIM/I-FGSM (Kurakin et al. 2017),
+    PGD (Madry et al. 2018, uniform random start) and MI-FGSM (Dong et al. 2018, eq. 6:
+    g ← μ·g + ∇/‖∇‖₁, step along sign(g))."""
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    out = []
+    for xb, lb in _batches(x, labels, batch_size):
+        adv = xb.clone()
+        if random_start:
+            adv = _project_linf(adv + (torch.rand(xb.shape, generator=g) * 2 - 1).to(xb.device) * eps, xb, eps)
+        velocity = torch.zeros_like(xb)
+        for _ in range(steps):
+            grad = _objective_grad(model, adv, lb, targeted, extra_loss)
+            if momentum:
+                velocity = momentum * velocity + grad / grad.abs().flatten(1).mean(1).clamp_min(1e-12).view(-1, 1, 1, 1)
+                grad = velocity
+            adv = _project_linf(adv + step_size * grad.sign(), xb, eps)
+        out.append(adv.detach())
+    return torch.cat(out), steps
+
+
+def fgsm(model, x, labels, *, eps, **kw):
+    """FGSM (Goodfellow et al. 2015): x + ε·sign(∇)."""
+    return iterative_linf(model, x, labels, eps=eps, step_size=eps, steps=1, **kw)
+
+
+def rfgsm(model, x, labels, *, targeted, eps, alpha, seed=0, batch_size=256, extra_loss: ExtraLoss = None, **_):
+    """R+FGSM (Tramèr et al. 2018, eq. 9): a random sign step of α, then a gradient sign step of ε − α."""
+    if alpha >= eps:
+        raise ValueError(f"alpha={alpha} is not allowed; R+FGSM needs alpha < eps ({eps})")
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    out = []
+    for xb, lb in _batches(x, labels, batch_size):
+        start = (xb + alpha * torch.randn(xb.shape, generator=g).sign().to(xb.device)).clamp(0, 1)
+        grad = _objective_grad(model, start, lb, targeted, extra_loss)
+        out.append(_project_linf(start + (eps - alpha) * grad.sign(), xb, eps).detach())
     return torch.cat(out), 1
 
 
-def pgd(model, x, labels, *, targeted, eps, step_size, steps, random_start, seed, batch_size, **_):
-    """L-inf PGD (Madry et al. 2018): signed gradient steps projected on the eps-ball and [0, 1]."""
-    g = torch.Generator(device="cpu").manual_seed(seed)
+def _margin(logits: torch.Tensor, labels: torch.Tensor, targeted: bool, confidence: float) -> torch.Tensor:
+    """C&W's f6 (Carlini & Wagner 2017, eq. for f6): how far the input is from being adversarial
+    with margin κ; 0 when it is."""
+    real = logits.gather(1, labels[:, None]).squeeze(1)
+    other = logits.masked_fill(F.one_hot(labels, logits.shape[1]).bool(), float("-inf")).amax(1)
+    return (other - real + confidence).clamp_min(0) if targeted else (real - other + confidence).clamp_min(0)
+
+
+def cw_l2(model, x, labels, *, targeted, confidence, learning_rate, max_iter, binary_search_steps, initial_const,
+          batch_size=256, extra_loss: ExtraLoss = None, **_):
+    """Carlini-Wagner L2 (Carlini & Wagner 2017, §V): minimise ‖δ‖² + c·f6 in tanh space with
+    Adam, binary search on c per sample, keep the smallest successful perturbation."""
     out = []
-    for xb, lb in zip(x.split(batch_size), labels.split(batch_size)):
+    for xb, lb in _batches(x, labels, batch_size):
+        n = len(xb)
+        w = torch.atanh((xb * 2 - 1).clamp(-1 + 1e-6, 1 - 1e-6))
+        const = torch.full((n,), float(initial_const), device=xb.device)
+        lower = torch.zeros(n, device=xb.device)
+        upper = torch.full((n,), 1e10, device=xb.device)
+        best_l2 = torch.full((n,), float("inf"), device=xb.device)
+        best_adv = xb.clone()
+        for _ in range(binary_search_steps):
+            modifier = torch.zeros_like(xb, requires_grad=True)
+            opt = torch.optim.Adam([modifier], lr=learning_rate)
+            succeeded = torch.zeros(n, dtype=torch.bool, device=xb.device)
+            for _ in range(max_iter):
+                adv = (torch.tanh(w + modifier) + 1) / 2
+                logits = model(adv)
+                f = _margin(logits, lb, targeted, confidence)
+                l2 = (adv - xb).flatten(1).pow(2).sum(1)
+                loss = l2 + const * f
+                if extra_loss is not None:
+                    loss = loss + extra_loss(adv)
+                opt.zero_grad()
+                loss.sum().backward()
+                opt.step()
+                with torch.no_grad():
+                    ok = f <= 0
+                    better = ok & (l2 < best_l2)
+                    best_l2 = torch.where(better, l2, best_l2)
+                    best_adv[better] = adv[better].detach()
+                    succeeded |= ok
+            with torch.no_grad():
+                upper = torch.where(succeeded, torch.min(upper, const), upper)
+                lower = torch.where(succeeded, lower, torch.max(lower, const))
+                const = torch.where(upper < 1e9, (lower + upper) / 2, const * 10)
+        out.append(best_adv)
+    return torch.cat(out), binary_search_steps * max_iter
+
+
+def _class_gradients(model: nn.Module, adv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (N, K) and their input gradients (K, N, ...) in K backward passes."""
+    adv = adv.detach().requires_grad_(True)
+    logits = model(adv)
+    grads = torch.stack([torch.autograd.grad(logits[:, k].sum(), adv, retain_graph=k < logits.shape[1] - 1)[0]
+                         for k in range(logits.shape[1])])
+    return logits.detach(), grads
+
+
+def deepfool(model, x, labels, *, max_iter, overshoot, batch_size=256, **_):
+    """DeepFool (Moosavi-Dezfooli et al. 2016, Alg. 2): step to the nearest linearised class
+    boundary, accumulate, scale the total perturbation by 1 + overshoot. Untargeted only."""
+    out, used = [], 0
+    for xb, lb in _batches(x, labels, batch_size):
+        total = torch.zeros_like(xb)
         adv = xb.clone()
-        if random_start:
-            adv = (adv + (torch.rand(xb.shape, generator=g) * 2 - 1).to(xb.device) * eps).clamp(0, 1)
-        for _ in range(steps):
-            adv = adv + step_size * _loss_grad(model, adv, lb, targeted).sign()
-            adv = torch.min(torch.max(adv, xb - eps), xb + eps).clamp(0, 1)
+        for it in range(max_iter):
+            logits, grads = _class_gradients(model, adv)
+            active = logits.argmax(1) == lb
+            if not active.any():
+                break
+            used = max(used, it + 1)
+            idx = torch.arange(len(lb), device=xb.device)
+            w = grads - grads[lb, idx][None]  # (K, N, ...)
+            f = logits - logits.gather(1, lb[:, None])  # (N, K)
+            w_norm = w.flatten(2).norm(dim=2).T.clamp_min(1e-8)  # (N, K)
+            dist = f.abs() / w_norm
+            dist[idx, lb] = float("inf")
+            k = dist.argmin(1)
+            step = ((f[idx, k].abs() + 1e-4) / w_norm[idx, k] ** 2).view(-1, *[1] * (xb.dim() - 1)) * w[k, idx]
+            total = total + step * active.view(-1, *[1] * (xb.dim() - 1))
+            adv = (xb + (1 + overshoot) * total).clamp(0, 1)
         out.append(adv.detach())
-    return torch.cat(out), steps
+    return torch.cat(out), used
+
+
+def jsma(model, x, labels, *, targeted, theta, gamma, saliency="pairs", batch_size=64, **_):
+    """JSMA (Papernot et al. 2016, Alg. 3, increasing features): each iteration raises the pair of
+    features maximising α·|β| with α = ∂Z_t/∂x_p + ∂Z_t/∂x_q > 0 and β (the other classes) < 0,
+    by θ, until the target is reached or a fraction γ of the features has been changed.
+    ``saliency="target_top2"`` is ART's simplification: the two features with the largest
+    target-class gradient."""
+    if not targeted:
+        raise ValueError("jsma is a targeted attack here; pass targeted=True (target='random' as in the papers)")
+    out, used = [], 0
+    for xb, lb in _batches(x, labels, batch_size):
+        shape = xb.shape
+        adv = xb.flatten(1).clone()
+        domain = adv < 1.0 if theta > 0 else adv > 0.0
+        changed = torch.zeros_like(domain)
+        # As ART: keep going while the fraction of changed features is <= gamma.
+        for it in range(adv.shape[1] // 2 + 1):
+            xin = adv.view(shape).detach().requires_grad_(True)
+            logits = model(xin)
+            active = logits.argmax(1) != lb
+            active &= (domain.sum(1) >= 2) & (changed.float().mean(1) <= gamma)
+            if not active.any():
+                break
+            used = max(used, it + 1)
+            g_all = torch.autograd.grad(logits.sum(), xin, retain_graph=True)[0].flatten(1)
+            g_t = torch.autograd.grad(logits.gather(1, lb[:, None]).sum(), xin)[0].flatten(1)
+            if saliency == "target_top2":
+                p, q = _top2(g_t, domain, theta)
+                has_pair = torch.ones_like(active)
+            else:
+                p, q, has_pair = _best_pair(g_t, g_all - g_t, domain, theta)
+            rows = torch.nonzero(active & has_pair).flatten()
+            for feature in (p, q):
+                adv[rows, feature[rows]] = (adv[rows, feature[rows]] + theta).clamp(0, 1)
+                domain[rows, feature[rows]] = False
+                changed[rows, feature[rows]] = True
+            domain[active & ~has_pair] = False  # no admissible pair left: this sample stops
+        out.append(adv.view(shape).detach())
+    return torch.cat(out), used
+
+
+def _top2(g_t: torch.Tensor, domain: torch.Tensor, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    sign = 1.0 if theta > 0 else -1.0
+    score = torch.where(domain, sign * g_t, torch.full_like(g_t, float("-inf")))
+    top = score.topk(2, dim=1).indices
+    return top[:, 0], top[:, 1]
+
+
+def _best_pair(alpha_f: torch.Tensor, beta_f: torch.Tensor, domain: torch.Tensor, theta: float):
+    """The admissible feature pair with the largest saliency α·|β| (Papernot et al. 2016, Alg. 3)."""
+    n_features = alpha_f.shape[1]
+    alpha = alpha_f[:, :, None] + alpha_f[:, None, :]
+    beta = beta_f[:, :, None] + beta_f[:, None, :]
+    pair_ok = domain[:, :, None] & domain[:, None, :]
+    pair_ok &= ~torch.eye(n_features, dtype=torch.bool, device=alpha_f.device)[None]
+    good = (alpha > 0) & (beta < 0) & pair_ok if theta > 0 else (alpha < 0) & (beta > 0) & pair_ok
+    score = torch.where(good, alpha.abs() * beta.abs(), torch.zeros_like(alpha)).flatten(1)
+    best = score.argmax(1)
+    return best // n_features, best % n_features, score.amax(1) > 0
