@@ -44,3 +44,87 @@ def main(preset: str, notebooks: list[str] | None, jobs: int, notebooks_dir: str
     print(f"{'peak memory MiB':<28}{cold_mem:>14.0f}{warm_mem:>12.0f}")
     print(f"cached re-run / first run: {warm_s / cold_s:.0%}")
     return rc1 or rc2
+
+
+def attacks_main(n: int = 500, names: list[str] | None = None, json_path: str | None = None,
+                 model_name: str = "honey_small_conv") -> int:
+    """Time every attack that both backends have on ``n`` correctly classified mnist5k test images.
+
+    For each: seconds, success rate, mean L2 and L∞ per backend, the art/fast speed ratio, and the
+    floor: the time of the same number of forward+backward passes over the same images.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from decoylab import attacks, data, train
+    from decoylab.attacks.core import REGISTRY
+    from decoylab.cache import Cache, atomic_write_text
+
+    names = names or [k for k, e in REGISTRY.items() if "art" in e.backends]
+    unknown = [k for k in names if k not in REGISTRY]
+    if unknown:
+        print(f"error: unknown attack(s) {unknown}; allowed: {', '.join(REGISTRY)}")
+        return 2
+    tr, te = data.load("mnist5k", "train"), data.load("mnist5k", "test")
+    model = train.train_or_load(model_name, tr.x, tr.y, 10, train.TrainConfig(epochs=1), seed=0, cache=Cache(), log=None)
+    idx = train.correct_subset(model, te.x, te.y, n, seed=0)
+    x, y = te.x[idx], te.y[idx]
+
+    def floor_seconds(passes: int) -> float:
+        start = time.perf_counter()
+        for _ in range(passes):
+            xin = x.clone().requires_grad_(True)
+            torch.autograd.grad(F.cross_entropy(model(xin), y), xin)
+        return time.perf_counter() - start
+
+    one_pass = floor_seconds(3) / 3
+    rows = []
+    print(f"attack benchmark: {len(y)} mnist5k test images, {model_name}, {os.cpu_count()} CPU cores, "
+          f"one forward+backward pass {one_pass:.3f} s")
+    print(f"{'attack':<10}{'backend':<8}{'seconds':>9}{'success':>9}{'mean L2':>9}{'mean Linf':>10}"
+          f"{'steps':>7}{'floor s':>9}{'art/fast':>10}")
+    for name in names:
+        entry = REGISTRY[name]
+        kw = {"targeted": True} if entry.targeting == "always" else {}
+        if name == "jsma":
+            kw["saliency"] = "target_top2"  # the variant ART implements: matched settings
+        timing = {}
+        for backend in [b for b in ("fast", "art") if b in entry.backends]:
+            start = time.perf_counter()
+            res = attacks.run(name, model, x, y, backend=backend, seed=0, **kw)
+            seconds = time.perf_counter() - start
+            timing[backend] = seconds
+            row = {"attack": name, "backend": backend, "n": len(y), "seconds": round(seconds, 3),
+                   "success_rate": round(res.success_rate, 4), "mean_l2": round(float(res.l2.mean()), 4),
+                   "mean_linf": round(float(res.linf.mean()), 4), "grad_steps": res.grad_steps,
+                   "floor_seconds": round(one_pass * res.grad_steps, 3) if entry.uses_gradient_loss else None}
+            rows.append(row)
+            ratio = f"{timing['art'] / timing['fast']:.1f}x" if backend == "art" and "fast" in timing else ""
+            floor = f"{row['floor_seconds']:.2f}" if row["floor_seconds"] is not None else "-"
+            print(f"{name:<10}{backend:<8}{seconds:>9.2f}{row['success_rate']:>9.2f}{row['mean_l2']:>9.2f}"
+                  f"{row['mean_linf']:>10.2f}{res.grad_steps:>7}{floor:>9}{ratio:>10}", flush=True)
+    if json_path:
+        atomic_write_text(Path(json_path), json.dumps({"one_pass_seconds": one_pass, "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m decoylab.bench",
+                                     description="Benchmarks: 'notebooks' times a preset (also `decoylab bench`); "
+                                                 "'attacks' compares the fast and ART attack backends.")
+    sub = parser.add_subparsers(dest="what", required=True)
+    nb = sub.add_parser("notebooks")
+    nb.add_argument("--preset", default="quick")
+    nb.add_argument("--jobs", type=int, default=1)
+    at = sub.add_parser("attacks")
+    at.add_argument("--n", type=int, default=500, help="correctly classified test images (default 500)")
+    at.add_argument("--attacks", nargs="+", help="default: every attack that both backends have")
+    at.add_argument("--json", help="also write the table as JSON to this path")
+    args = parser.parse_args()
+    if args.what == "notebooks":
+        sys.exit(main(args.preset, None, args.jobs, "notebooks", "params"))
+    if args.n < 1:
+        parser.error(f"--n {args.n} is not allowed; --n must be >= 1")
+    sys.exit(attacks_main(args.n, args.attacks, args.json))
