@@ -113,3 +113,25 @@ def test_extra_loss_hook_changes_the_attack(setup):
     dark = attacks.run("pgd", model, x, y, eps=0.3, steps=20, step_size=0.05,
                        extra_loss=lambda adv: 1000.0 * adv.flatten(1).sum(1))
     assert float(dark.x_adv.mean()) < float(plain.x_adv.mean()) - 0.05
+
+
+def test_accepted_and_catalogue():
+    assert attacks.accepted("fgsm", eps=0.1, steps=5) == {"eps": 0.1}
+    assert attacks.accepted("deepfool", eps=0.1, steps=5) == {}
+    entry = attacks.catalogue_entry("cw2")
+    assert entry["norm"] == "l2" and "honeymodels" in entry["presets"]
+    with pytest.raises(ValueError, match="allowed"):
+        attacks.accepted("nope")
+
+
+def test_attack_benchmark_prints_and_writes_json(tmp_path, capsys):
+    import json
+
+    from decoylab import bench
+
+    assert bench.attacks_main(n=20, names=["fgsm", "deepfool"], json_path=str(tmp_path / "b.json")) == 0
+    out = capsys.readouterr().out
+    assert "art/fast" in out and "deepfool" in out
+    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+    assert {(r["attack"], r["backend"]) for r in rows} == {("fgsm", "fast"), ("fgsm", "art"),
+                                                          ("deepfool", "fast"), ("deepfool", "art")}

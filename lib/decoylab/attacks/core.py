@@ -104,11 +104,25 @@ def names() -> tuple[str, ...]:
     return tuple(REGISTRY)
 
 
+def accepted(name: str, **candidates: Any) -> dict[str, Any]:
+    """The subset of ``candidates`` that attack ``name`` takes, so one notebook parameter set
+    (EPS, STEPS, STEP_SIZE, ...) can drive any attack."""
+    if name not in REGISTRY:
+        raise ValueError(f"attack={name!r} is not known; allowed: {', '.join(REGISTRY)}")
+    return {k: v for k, v in candidates.items() if k in REGISTRY[name].defaults}
+
+
 def catalogue() -> list[dict[str, Any]]:
     """One row per attack: norm, targeting, parameters with defaults and ranges, presets."""
     return [{"name": e.name, "norm": e.norm, "targeting": e.targeting, "defaults": dict(e.defaults),
              "ranges": {k: _describe(r) for k, r in e.ranges.items()}, "backends": tuple(e.backends),
              "presets": dict(e.presets), "adaptive_hook": e.uses_gradient_loss} for e in REGISTRY.values()]
+
+
+def catalogue_entry(name: str) -> dict[str, Any]:
+    """One attack's row of ``catalogue()``."""
+    accepted(name)  # validates the name
+    return next(row for row in catalogue() if row["name"] == name)
 
 
 def _describe(r: Range) -> str:
