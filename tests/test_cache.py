@@ -1,3 +1,4 @@
+import contextlib
 import os
 from pathlib import Path
 
@@ -48,18 +49,10 @@ def test_corrupt_entry_is_detected_and_rebuilt(tmp_path, damage):
         payload.write_bytes(payload.read_bytes()[:50])
     else:
         payload.with_suffix(".json").unlink()
-    with pytest.warns(UserWarning, match="corrupt") if damage != "drop_sidecar" else _no_warning():
+    with pytest.warns(UserWarning, match="corrupt") if damage != "drop_sidecar" else contextlib.nullcontext():
         again = cache.get_or_build("models", parts, _builder(calls))
     assert len(calls) == 2 and torch.equal(again["w"], torch.arange(6.0).reshape(2, 3))
     assert cache.load("models", parts) is not None  # the rebuilt entry is valid
-
-
-class _no_warning:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def test_crash_during_write_leaves_no_partial_file(tmp_path, monkeypatch):

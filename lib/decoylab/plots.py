@@ -50,15 +50,3 @@ def image_grid(rows: Sequence[torch.Tensor], row_titles: Sequence[str],
     fig.tight_layout()
     plt.close(fig)  # returned for display/saving; closing avoids a second copy in notebooks
     return fig
-
-
-def accuracy_vs_eps(eps: Sequence[float], acc: Sequence[float], label: str) -> matplotlib.figure.Figure:
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot(eps, [100 * a for a in acc], marker="o", label=label)
-    ax.set_xlabel("L∞ budget ε (pixel scale [0, 1])")
-    ax.set_ylabel("accuracy on attacked inputs (%)")
-    ax.set_ylim(0, 100)
-    ax.legend()
-    fig.tight_layout()
-    plt.close(fig)
-    return fig

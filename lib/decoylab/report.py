@@ -48,10 +48,10 @@ def load_runs(preset_dir: Path) -> list[dict[str, Any]]:
     return docs
 
 
-def sections(preset_dir: Path) -> tuple[list[list[str]], list[tuple[str, str, list[list[str]]]]]:
-    """(overview rows, [(notebook, executed-notebook link, result rows)])."""
+def sections(docs: list[dict[str, Any]]) -> tuple[list[list[str]], list[tuple[str, str, list[list[str]]]]]:
+    """(overview rows, [(notebook, executed-notebook link, result rows)]) from ``load_runs``'s documents."""
     overview, per_notebook = [], []
-    for doc in load_runs(preset_dir):
+    for doc in docs:
         name = doc.get("notebook", "?")
         link = f"{name}/{name}.ipynb"
         error = doc.get("error") or {}
@@ -99,7 +99,7 @@ def write(preset_dir: Path) -> dict[str, Path]:
              "html": preset_dir / "report.html"}
     atomic_write_text(paths["summary"], json.dumps(summary, indent=1))
 
-    overview, per_notebook = sections(preset_dir)
+    overview, per_notebook = sections(docs)
     title = f"Decoy Lab report — preset `{preset}`"
     intro = (f"Generated {summary['generated']}. Each result stands beside the paper's value for the same "
              "quantity where the paper has one; *source* names the table or figure and *note* says what "

@@ -7,6 +7,7 @@ in memory: ``table()`` shows them.
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import numbers
@@ -86,8 +87,6 @@ def save_figure(fig, name: str):
     """Save ``fig`` as ``figures/<name>.png`` in a headless run's folder; return it for display."""
     folder = run_dir()
     if folder is not None:
-        import io
-
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
         atomic_write_bytes(folder / FIGURES_DIR / f"{name}.png", buffer.getvalue())

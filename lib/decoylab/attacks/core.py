@@ -36,10 +36,6 @@ class AttackEntry:
     uses_gradient_loss: bool = True  # accepts ``extra_loss`` (the adaptive hook)
 
 
-def _fn(func: Callable, **fixed: Any) -> Callable:
-    return lambda *a, **kw: func(*a, **{**kw, **fixed})
-
-
 _LINF_ITER = {"eps": EPS, "step_size": EPS, "steps": COUNT}
 _CW = {"confidence": NONNEG, "learning_rate": RATE, "max_iter": COUNT, "binary_search_steps": COUNT,
        "initial_const": RATE}
@@ -57,12 +53,12 @@ REGISTRY: dict[str, AttackEntry] = {
                          {"fast": fast.rfgsm}, {"deepsec_mnist": {"eps": 0.3, "alpha": 0.15},
                                                  "deepsec_cifar10": {"eps": 0.1, "alpha": 0.05}}),
     "bim": AttackEntry("bim", "linf", "optional", {"eps": 0.3, "step_size": 0.05, "steps": 15}, _LINF_ITER,
-                       {"fast": _fn(fast.iterative_linf, random_start=False), "art": art_backend.bim},
+                       {"fast": fast.iterative_linf, "art": art_backend.bim},
                        {"deepsec_mnist": {"eps": 0.3, "step_size": 0.05, "steps": 15},
                         "deepsec_cifar10": {"eps": 0.1, "step_size": 0.01, "steps": 15},
                         "nfp_mnist": {"eps": 0.4, "step_size": 0.01, "steps": 40}}),
     "pgd": AttackEntry("pgd", "linf", "optional", {"eps": 0.3, "step_size": 0.01, "steps": 40}, _LINF_ITER,
-                       {"fast": _fn(fast.iterative_linf, random_start=True), "art": art_backend.pgd},
+                       {"fast": fast.iterative_linf, "art": art_backend.pgd},
                        {"honeymodels": {"eps": 0.3, "step_size": 0.1, "steps": 5},
                         "deepsec_mnist": {"eps": 0.3, "step_size": 0.05, "steps": 15},
                         "deepsec_cifar10": {"eps": 0.1, "step_size": 0.01, "steps": 15}},
@@ -77,7 +73,7 @@ REGISTRY: dict[str, AttackEntry] = {
     "rllc": AttackEntry("rllc", "linf", "least_likely", {"eps": 0.15, "alpha": 0.075}, {"eps": EPS, "alpha": EPS},
                         {"fast": fast.rfgsm}, {"deepsec_mnist": {"eps": 0.15, "alpha": 0.075}}),
     "illc": AttackEntry("illc", "linf", "least_likely", {"eps": 0.3, "step_size": 0.05, "steps": 15}, _LINF_ITER,
-                        {"fast": _fn(fast.iterative_linf, random_start=False)},
+                        {"fast": fast.iterative_linf},
                         {"deepsec_mnist": {"eps": 0.3, "step_size": 0.05, "steps": 15},
                          "deepsec_cifar10": {"eps": 0.1, "step_size": 0.01, "steps": 15}}),
     "tmifgsm": AttackEntry("tmifgsm", "linf", "always",
