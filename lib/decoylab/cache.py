@@ -48,6 +48,15 @@ def canonical(value: Any, where: str = "key") -> Any:
     raise TypeError(f"{where}: values of type {type(value).__name__} cannot be part of a cache key")
 
 
+def code_version(*modules) -> str:
+    """SHA-256 of the source files of ``modules``: part of a cache key, so editing the code that
+    builds an entry (an attack, the training loop) invalidates the entries it built."""
+    digest = hashlib.sha256()
+    for module in modules:
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def make_key(kind: str, parts: Mapping[str, Any]) -> str:
     blob = json.dumps({"kind": kind, "kit": decoylab.__version__, "parts": canonical(parts)},
                       sort_keys=True, separators=(",", ":"))

@@ -91,6 +91,8 @@ def register(name: str, spec: Spec) -> None:
 
 def problems(values: Mapping[str, Any]) -> list[str]:
     """Every problem with ``values`` against the library's specs, as readable lines."""
+    import decoylab.defenses  # noqa: F401  (the defense modules register their parameters on import)
+
     found = []
     for name, value in values.items():
         spec = SPECS.get(name)

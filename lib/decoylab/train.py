@@ -5,6 +5,7 @@ Fingerprinting through ``loss_fn`` (eq. 13 adds the fingerprint term to cross-en
 """
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -163,7 +164,7 @@ def train_or_load(model_name: str, x: torch.Tensor, y: torch.Tensor, num_classes
     different fingerprint set give a different entry.
     """
     from decoylab import models
-    from decoylab.cache import Cache
+    from decoylab.cache import Cache, code_version
 
     cfg = cfg or TrainConfig()
     cache = cache or Cache()
@@ -171,7 +172,7 @@ def train_or_load(model_name: str, x: torch.Tensor, y: torch.Tensor, num_classes
     if loss_fn is not cross_entropy and loss_key is None:
         raise ValueError("a custom loss_fn needs a loss_key naming its parameters, or the cache could mix them up")
     parts = {"model": model_name, "x": x, "y": y, "num_classes": num_classes, "train": cfg, "seed": seed,
-             "loss": loss_key or "cross_entropy"}
+             "loss": loss_key or "cross_entropy", "code": code_version(models, sys.modules[__name__])}
     trained = []
 
     def train(m: nn.Module) -> None:

@@ -29,3 +29,42 @@ def eps_explorer(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: str
     slider.observe(update, names="value")
     update()
     return w.VBox([slider, label, out])
+
+
+def honeymodel_panel(train_set, test_set, *, train_config, watermark_size: float, amplitude: float,
+                     poison_percent: float, key_seed: int | None, seed: int = 0, cache=None, probe: int = 100):
+    """Watermark size, amplitude and poison % sliders with a retrain button: the HoneyModel's test
+    accuracy beside the benign model's, and PGD's watermark reconstruction on ``probe`` test images.
+    Every model goes through the cache, so revisiting a setting is instant."""
+    import ipywidgets as w
+    from IPython.display import display
+
+    from decoylab.defenses import honeymodels as hm
+
+    size = w.FloatSlider(value=watermark_size, min=0.02, max=1.0, step=0.02, description="watermark size")
+    amp = w.FloatSlider(value=amplitude, min=0.1, max=1.0, step=0.1, description="amplitude")
+    poison = w.FloatSlider(value=poison_percent, min=0.0, max=95.0, step=5.0, description="poison %")
+    button = w.Button(description="retrain (cached)", button_style="primary")
+    out = w.Output()
+
+    def retrain(_=None):
+        out.clear_output(wait=True)
+        with out:
+            honey = hm.HoneyModel.create(tuple(train_set.x.shape[1:]), watermark_size=size.value, amplitude=amp.value,
+                                         poison_percent=poison.value, key_seed=key_seed, train_config=train_config,
+                                         seed=seed, cache=cache, log=None).fit(train_set)
+            benign = honey.benign_twin().fit(train_set)
+            idx = train.correct_subset(honey.model, test_set.x, test_set.y, probe, seed=seed)
+            x, y = test_set.x[idx], test_set.y[idx]
+            pgd = attacks.run("pgd", honey.model, x, y, targeted=True, target="random", preset="honeymodels", seed=seed)
+            rec = honey.reconstruction(pgd.x_adv, x)
+            print(f"test accuracy: HoneyModel {100 * train.accuracy(honey.model, test_set.x, test_set.y):.1f} %, "
+                  f"benign {100 * train.accuracy(benign.model, test_set.x, test_set.y):.1f} %")
+            print(f"PGD on the HoneyModel: success {100 * pgd.success_rate:.0f} %, mean reconstruction "
+                  f"{float(rec.mean()):.3f} on {len(y)} images")
+            display(plots.image_grid([honey.key.pattern()[None] * 0.5 + 0.5, honey.key.apply(x[:6])],
+                                     ["key", "watermarked"]))
+
+    button.on_click(retrain)
+    retrain()
+    return w.VBox([w.HBox([size, amp, poison]), button, out])

@@ -55,8 +55,12 @@ def bim(model, x, labels, *, targeted, eps, step_size, steps, num_classes, batch
 
 
 def cw_l2(model, x, labels, *, targeted, confidence, learning_rate, max_iter, binary_search_steps, initial_const,
-          num_classes, batch_size, **_):
+          num_classes, batch_size, optimizer="line_search", **_):
     from art.attacks.evasion import CarliniL2Method
+
+    if optimizer != "line_search":
+        raise ValueError("ART's CarliniL2Method has only its line-search optimiser; optimizer='adam' needs "
+                         "backend='fast'")
 
     attack = CarliniL2Method(classifier(model, x.shape[1:], num_classes), confidence=confidence, targeted=targeted,
                              learning_rate=learning_rate, binary_search_steps=binary_search_steps,

@@ -38,9 +38,9 @@ class AttackEntry:
 
 _LINF_ITER = {"eps": EPS, "step_size": EPS, "steps": COUNT}
 _CW = {"confidence": NONNEG, "learning_rate": RATE, "max_iter": COUNT, "binary_search_steps": COUNT,
-       "initial_const": RATE}
+       "initial_const": RATE, "optimizer": (None, None, "choice:line_search|adam")}
 _CW_DEFAULTS = {"confidence": 0.0, "learning_rate": 0.01, "max_iter": 10, "binary_search_steps": 10,
-                "initial_const": 0.01}  # ART 1.20's defaults
+                "initial_const": 0.01, "optimizer": "line_search"}  # ART 1.20's defaults and its optimiser
 
 # Presets name the paper table they come from: honeymodels = HoneyModels appendix C (Tables II-IV);
 # deepsec_* = Attractors paper Table VII (DEEPSEC); nfp_mnist = NeuralFP code (inputs on [0, 1] here,
@@ -57,12 +57,12 @@ REGISTRY: dict[str, AttackEntry] = {
                        {"deepsec_mnist": {"eps": 0.3, "step_size": 0.05, "steps": 15},
                         "deepsec_cifar10": {"eps": 0.1, "step_size": 0.01, "steps": 15},
                         "nfp_mnist": {"eps": 0.4, "step_size": 0.01, "steps": 40}}),
-    "pgd": AttackEntry("pgd", "linf", "optional", {"eps": 0.3, "step_size": 0.01, "steps": 40}, _LINF_ITER,
-                       {"fast": fast.iterative_linf, "art": art_backend.pgd},
-                       {"honeymodels": {"eps": 0.3, "step_size": 0.1, "steps": 5},
+    # HoneyModels used ART's PGD defaults besides eps and max_iter: eps_step 0.1, num_random_init 0.
+    "pgd": AttackEntry("pgd", "linf", "optional", {"eps": 0.3, "step_size": 0.01, "steps": 40, "random_start": True},
+                       {**_LINF_ITER, "random_start": FLAG}, {"fast": fast.iterative_linf, "art": art_backend.pgd},
+                       {"honeymodels": {"eps": 0.3, "step_size": 0.1, "steps": 5, "random_start": False},
                         "deepsec_mnist": {"eps": 0.3, "step_size": 0.05, "steps": 15},
-                        "deepsec_cifar10": {"eps": 0.1, "step_size": 0.01, "steps": 15}},
-                       fixed={"random_start": True}),
+                        "deepsec_cifar10": {"eps": 0.1, "step_size": 0.01, "steps": 15}}),
     "mim": AttackEntry("mim", "linf", "optional", {"eps": 0.3, "step_size": 0.05, "steps": 15, "momentum": 1.0},
                        {**_LINF_ITER, "momentum": NONNEG}, {"fast": fast.iterative_linf},
                        {"deepsec_mnist": {"eps": 0.3, "step_size": 0.05, "steps": 15},
@@ -91,9 +91,17 @@ REGISTRY: dict[str, AttackEntry] = {
                             {"deepsec_mnist": {"max_iter": 50, "overshoot": 0.02}}, uses_gradient_loss=False),
     "jsma": AttackEntry("jsma", "l0", "always", {"theta": 1.0, "gamma": 0.1, "saliency": "pairs"},
                         {"theta": (-1.0, 1.0, "float"), "gamma": EPS, "saliency": (None, None, "choice:pairs|target_top2")}, {"fast": fast.jsma, "art": art_backend.jsma},
-                        {"honeymodels": {"theta": 0.3}, "deepsec_mnist": {"theta": 1.0, "gamma": 0.1},
+                        # HoneyModels ran ART's JSMA: its saliency, and ART's default gamma 1.0.
+                        {"honeymodels": {"theta": 0.3, "gamma": 1.0, "saliency": "target_top2"},
+                         "deepsec_mnist": {"theta": 1.0, "gamma": 0.1},
                          "nfp_mnist": {"theta": 1.0, "gamma": 0.1}}, uses_gradient_loss=False),
 }
+
+
+def art_version() -> str:
+    from importlib.metadata import version
+
+    return version("adversarial-robustness-toolbox")
 
 
 def names() -> tuple[str, ...]:
@@ -246,7 +254,11 @@ def run(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, target
     tgt = _resolve_target(model, x, y, target if target is not None else "random", num_classes, seed) \
         if targeted else None
     if cache is not None and extra_loss is None:
-        parts = {"attack": name, "backend": backend, "settings": settings, "seed": seed, "targeted": targeted,
+        from decoylab.cache import code_version
+
+        implementation = code_version(fast) if backend == "fast" else f"{art_version()}:{code_version(art_backend)}"
+        parts = {"attack": name, "backend": backend, "implementation": implementation, "settings": settings,
+                 "seed": seed, "targeted": targeted,
                  "target": tgt, "x": x, "y": y, "architecture": repr(model), "weights": model.state_dict()}
         stored = cache.get_or_build("adversarial", parts, lambda: vars(_attack(
             entry, backend, settings, model, x, y, tgt, targeted, seed, batch_size, num_classes, None)))
