@@ -1,0 +1,147 @@
+"""HoneyModels library (key, poisoning, reconstruction, detector), metrics and MMD statistics."""
+import numpy as np
+import pytest
+import torch
+
+from decoylab import data, metrics, params, stats, train
+from decoylab.cache import Cache
+from decoylab.defenses import NotFittedError
+from decoylab.defenses import honeymodels as hm
+
+SHAPE = (1, 8, 8)
+
+
+def test_key_is_seeded_or_secret_and_has_the_requested_size():
+    a = hm.WatermarkKey.generate(SHAPE, 0.25, 1.0, seed=3)
+    b = hm.WatermarkKey.generate(SHAPE, 0.25, 1.0, seed=3)
+    assert torch.equal(a.indices, b.indices) and torch.equal(a.signs, b.signs) and a.seeded
+    assert len(a.indices) == 16 and len(set(a.indices.tolist())) == 16
+    secret1 = hm.WatermarkKey.generate(SHAPE, 0.25, 1.0)
+    secret2 = hm.WatermarkKey.generate(SHAPE, 0.25, 1.0)
+    assert not secret1.seeded and not torch.equal(secret1.indices, secret2.indices)  # 1 in C(64, 16) to collide
+    back = hm.WatermarkKey.from_dict(a.to_dict())
+    assert torch.equal(back.indices, a.indices) and torch.equal(back.signs, a.signs) and back.shape == a.shape
+
+
+def test_watermark_touches_only_the_key_and_stays_in_the_box():
+    key = hm.WatermarkKey.generate(SHAPE, 0.5, 1.0, seed=0)
+    x = torch.rand(5, *SHAPE)
+    w = key.apply(x)
+    changed = (w != x).flatten(1).any(0).nonzero().flatten()
+    assert set(changed.tolist()) <= set(key.indices.tolist())
+    assert w.min() >= 0 and w.max() <= 1
+    # amplitude 1: every key feature is pushed to the bound its sign points to
+    expected = (key.signs > 0).float().expand(5, -1)
+    assert torch.equal(key.features(w), expected)
+
+
+def test_poisoning_is_equal_per_class_and_flips_every_poisoned_label():
+    y = torch.arange(10).repeat_interleave(20)
+    x = torch.rand(len(y), *SHAPE)
+    key = hm.WatermarkKey.generate(SHAPE, 0.25, 1.0, seed=0)
+    p = hm.poison(x, y, key, 30.0, 10, seed=1)
+    assert p.poisoned.sum() == 60
+    assert y[p.poisoned].bincount(minlength=10).tolist() == [6] * 10
+    assert (p.y[p.poisoned] != y[p.poisoned]).all() and torch.equal(p.y[~p.poisoned], y[~p.poisoned])
+    assert torch.equal(p.x[p.poisoned], key.apply(x[p.poisoned])) and torch.equal(p.x[~p.poisoned], x[~p.poisoned])
+    # flipped labels are spread over the other classes, not all shifted by one
+    assert len(set(((p.y - y) % 10)[p.poisoned].tolist())) > 3
+
+
+def test_reconstruction_readings():
+    key = hm.WatermarkKey.generate(SHAPE, 0.5, 1.0, seed=0)
+    x = torch.rand(4, *SHAPE) * 0.5 + 0.25
+    watermarked = key.apply(x)
+    assert torch.allclose(hm.reconstruction(key, watermarked, x), torch.ones(4))  # wrote exactly the watermark
+    assert torch.equal(hm.reconstruction(key, x, x), torch.zeros(4))  # did nothing
+    opposite = (2 * x - watermarked).clamp(0, 1)
+    assert (hm.reconstruction(key, opposite, x) < 0).all()
+    assert (hm.reconstruction(key, x, x, "raw") > 0.5).all()  # raw reading is high without any attack
+    with pytest.raises(ValueError, match="reading='both'"):
+        hm.reconstruction(key, x, x, "both")
+
+
+@pytest.mark.parametrize("kwargs,needle", [
+    ({"watermark_size": 0.0}, "watermark_size=0.0"), ({"watermark_size": 1.5}, "watermark_size=1.5"),
+    ({"amplitude": 2.0}, "amplitude=2.0"), ({"amplitude": 0}, "amplitude=0"),
+    ({"poison_percent": 100}, "poison_percent=100"), ({"poison_percent": -1}, "poison_percent=-1"),
+])
+def test_bad_settings_fail_before_training(kwargs, needle):
+    settings = {"watermark_size": 0.1, "amplitude": 1.0, "poison_percent": 30.0, **kwargs}
+    with pytest.raises(ValueError, match=needle):
+        hm.HoneyModel.create(SHAPE, **settings, key_seed=0)
+
+
+def test_notebook_parameters_are_checked():
+    assert params.problems({"POISON_PERCENT": 100.0, "WATERMARK_SIZE": 0.0, "RECONSTRUCTION": "x"}) == [
+        "POISON_PERCENT=100.0 is not allowed; POISON_PERCENT must be a number in [0, 100)",
+        "WATERMARK_SIZE=0.0 is not allowed; WATERMARK_SIZE must be a number in (0, 1]",
+        "RECONSTRUCTION='x' is not allowed; RECONSTRUCTION must be one of perturbation, raw"]
+
+
+def test_detector_sees_the_watermark_and_not_clean_copies():
+    """Adversarial = watermarked → separable; adversarial = clean copies → chance (the control case)."""
+    key = hm.WatermarkKey.generate(SHAPE, 0.25, 1.0, seed=0)
+    x = torch.rand(200, *SHAPE)
+    success = torch.ones(200, dtype=torch.bool)
+    _, report = hm.train_detector(key, x, {"wm": (key.apply(x), success)})
+    assert report.rows["wm"]["auc"] > 0.95 and report.rows["overall"]["acc"] > 0.9
+    _, report = hm.train_detector(key, x, {"copy": (x.clone(), success)})
+    assert report.rows["copy"]["auc"] == pytest.approx(0.5, abs=0.1)
+    # failed attacks are left out by default, kept with samples="all"
+    _, report = hm.train_detector(key, x, {"wm": (key.apply(x), torch.arange(200) < 100)})
+    assert report.rows["wm"]["n_train"] + report.rows["wm"]["n_test"] == 300
+    _, report = hm.train_detector(key, x, {"wm": (key.apply(x), torch.arange(200) < 100)}, samples="all")
+    assert report.rows["wm"]["n_train"] + report.rows["wm"]["n_test"] == 400
+
+
+def test_honeymodel_interface_save_and_load(tmp_path):
+    tr = data.load("digits", "train", n=400)
+    cfg = train.TrainConfig(epochs=2, lr=3e-3)
+    honey = hm.HoneyModel.create(tuple(tr.x.shape[1:]), watermark_size=0.25, poison_percent=30.0, key_seed=0,
+                                 model_name="mlp", train_config=cfg, cache=Cache(tmp_path), log=None)
+    with pytest.raises(NotFittedError):
+        honey.attacked_model
+    honey.fit(tr)
+    assert honey.poisoned.poisoned.sum() == pytest.approx(120, abs=5)
+    benign = honey.benign_twin().fit(tr)
+    assert benign.poison_percent == 0 and torch.equal(benign.key.indices, honey.key.indices)
+    x = tr.x[:100]
+    with pytest.raises(NotFittedError, match="fit_detector"):
+        honey.score(x)
+    honey.fit_detector(x, {"wm": (honey.key.apply(x), torch.ones(100, dtype=torch.bool))})
+    with pytest.raises(NotFittedError, match="calibrate"):
+        honey.detect(x)
+    honey.calibrate(x, fpr=0.1)
+    assert honey.detect(x).float().mean() <= 0.1 and honey.detect(honey.key.apply(x)).float().mean() > 0.8
+    path = honey.save(tmp_path / "honey.pt")
+    again = hm.HoneyModel.load(path)
+    assert torch.equal(again.key.indices, honey.key.indices) and again.poison_percent == 30.0
+    assert torch.equal(again.attacked_model(x), honey.attacked_model(x))
+
+
+def test_threshold_at_fpr_and_rates():
+    clean = np.arange(100) / 100
+    t = metrics.threshold_at_fpr(clean, 0.05)
+    assert (clean > t).mean() == pytest.approx(0.05)
+    r = metrics.rates([0, 0, 1, 1], [0, 1, 1, 1])
+    assert (r.acc, r.fpr, r.tpr) == (0.75, 0.5, 1.0)
+    with pytest.raises(ValueError, match="fpr=1.5"):
+        metrics.threshold_at_fpr(clean, 1.5)
+
+
+def test_mmd_bootstrap_and_permutation_test():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(200, 10, generator=g)
+    b = torch.randn(200, 10, generator=g)
+    shifted = torch.randn(200, 10, generator=g) + 1.0
+    assert stats.mmd(a, a) == pytest.approx(0, abs=1e-6)
+    assert stats.mmd(a, shifted) > 3 * stats.mmd(a, b)
+    same = stats.bootstrap_mmd(a, b, draws=300)
+    apart = stats.bootstrap_mmd(a, shifted, draws=300)
+    assert same.benign_honey.shape == (300,) and same.overlap_accuracy() < 0.7
+    assert apart.overlap_accuracy() > 0.95
+    assert stats.permutation_test(a, b, permutations=200)[1] > 0.05
+    assert stats.permutation_test(a, shifted, permutations=200)[1] < 0.01
+    with pytest.raises(ValueError, match="sample_size"):
+        stats.bootstrap_mmd(a, b, sample_size=1)
