@@ -56,6 +56,12 @@ def choice(options: Iterable[str]) -> Spec:
     return Spec((str,), lambda v: v in options, "one of " + ", ".join(options))
 
 
+def non_empty_list(item: Spec) -> Spec:
+    """A non-empty list whose every element satisfies ``item`` (a sweep grid)."""
+    return Spec((list,), lambda v: len(v) > 0 and all(_is(e, item.types) and item.check(e) for e in v),
+                f"a non-empty list, each element {item.allowed}")
+
+
 def boolean() -> Spec:
     return Spec((bool,), lambda v: True, "true or false")
 

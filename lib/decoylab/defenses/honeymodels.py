@@ -38,6 +38,12 @@ params.register("POISON_PERCENT", params.number(0, 100, high_open=True))
 params.register("KEY_SEED", params.integer(0, optional=True))
 params.register("RECONSTRUCTION", params.choice(READINGS))
 params.register("DETECTOR_SAMPLES", params.choice(SAMPLES))
+params.register("MMD_SAMPLES", params.choice(SAMPLES))
+params.register("JSMA_GAMMA", params.number(0, 1, low_open=True))
+params.register("POISON_GRID", params.non_empty_list(params.number(0, 100, high_open=True)))
+params.register("SIZE_GRID", params.non_empty_list(params.number(0, 1, low_open=True)))
+params.register("SIZE_SWEEP_POISON", params.number(0, 100, high_open=True))
+params.register("POISON_SWEEP_SIZE", params.number(0, 1, low_open=True))
 
 
 def check_settings(*, watermark_size: float | None = None, amplitude: float | None = None,
@@ -342,13 +348,18 @@ PAPER_TABLE_I_SETTINGS = {"watermark_size": 0.1, "poison_percent": 30.0, "amplit
 
 
 def run_paper_attacks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, backend: str = "fast", seed: int = 0,
-                      cache=None, names: dict[str, str] | None = None) -> dict[str, Any]:
-    """The paper's CW-L2, PGD-L∞ and JSMA with their `honeymodels` presets, targeted at random classes."""
+                      cache=None, jsma_gamma: float = 1.0) -> dict[str, Any]:
+    """The paper's CW-L2, PGD-L∞ and JSMA with their `honeymodels` presets, targeted at random classes.
+
+    ``jsma_gamma`` (the largest fraction of features JSMA may change) is ART's default 1.0 in the
+    paper; with θ = 0.3 a failing image then runs until every feature is saturated (about 1500
+    iterations on MNIST), so quick runs may lower it."""
     from decoylab import attacks
 
+    extra = {"jsma": {"gamma": jsma_gamma}}
     return {label: attacks.run(name, model, x, y, targeted=True, target="random", preset="honeymodels",
-                               backend=backend, seed=seed, cache=cache)
-            for label, name in (names or PAPER_ATTACKS).items()}
+                               backend=backend, seed=seed, cache=cache, **extra.get(label, {}))
+            for label, name in PAPER_ATTACKS.items()}
 
 
 def table_one(report: DetectorReport, control: DetectorReport, dataset: str, settings_match: bool):
@@ -367,3 +378,39 @@ def table_one(report: DetectorReport, control: DetectorReport, dataset: str, set
                          "paper source": f"Table I, {paper_dataset}" if metric != "auc" else "not reported",
                          "settings match": settings_match and metric != "auc"})
     return pd.DataFrame(rows)
+
+
+def sweep_point(train_set, test_set, *, watermark_size: float, poison_percent: float, amplitude: float = 1.0,
+                key_seed: int | None = 0, model_name: str = "honey_small_conv",
+                train_config: train.TrainConfig | None = None, seed: int = 0, n_attack: int = 100,
+                backend: str = "fast", reading: str = "perturbation", jsma_gamma: float = 1.0,
+                cache=None) -> dict[str, float]:
+    """One point of Fig. 4: train (or load) the HoneyModel, then its test accuracy and, per paper
+    attack, the success rate and the mean reconstruction over successful examples. The model and
+    every adversarial set are cached, and so is the point itself: a re-run or an interrupted sweep
+    resumes where it stopped."""
+    from decoylab.cache import Cache
+
+    check_settings(watermark_size=watermark_size, amplitude=amplitude, poison_percent=poison_percent)
+    cache = cache or Cache()
+    parts = {"watermark_size": watermark_size, "poison_percent": poison_percent, "amplitude": amplitude,
+             "key_seed": key_seed, "model": model_name, "train": train_config or train.TrainConfig(), "seed": seed,
+             "n_attack": n_attack, "backend": backend, "reading": reading, "jsma_gamma": jsma_gamma,
+             "x": train_set.x, "y": train_set.y,
+             "test_x": test_set.x}
+
+    def build() -> dict[str, float]:
+        honey = HoneyModel.create(tuple(train_set.x.shape[1:]), watermark_size=watermark_size, amplitude=amplitude,
+                                  poison_percent=poison_percent, key_seed=key_seed, model_name=model_name,
+                                  train_config=train_config, seed=seed, cache=cache, log=None).fit(train_set)
+        idx = train.correct_subset(honey.model, test_set.x, test_set.y, n_attack, seed=seed)
+        x, y = test_set.x[idx], test_set.y[idx]
+        point = {"accuracy": train.accuracy(honey.model, test_set.x, test_set.y)}
+        for label, r in run_paper_attacks(honey.model, x, y, backend=backend, seed=seed, cache=cache,
+                                          jsma_gamma=jsma_gamma).items():
+            sim = honey.reconstruction(r.x_adv[r.success], x[r.success], reading)
+            point[f"{label}_success"] = r.success_rate
+            point[f"{label}_reconstruction"] = float(sim.mean()) if len(sim) else float("nan")
+        return point
+
+    return cache.get_or_build("honeymodels_sweep", parts, build)
