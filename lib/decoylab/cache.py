@@ -10,6 +10,7 @@ payload does not match its hash, is treated as missing and rebuilt.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -48,6 +49,7 @@ def canonical(value: Any, where: str = "key") -> Any:
     raise TypeError(f"{where}: values of type {type(value).__name__} cannot be part of a cache key")
 
 
+@functools.lru_cache(maxsize=None)
 def code_version(*modules) -> str:
     """SHA-256 of the source files of ``modules``: part of a cache key, so editing the code that
     builds an entry (an attack, the training loop) invalidates the entries it built."""

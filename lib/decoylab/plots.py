@@ -54,8 +54,6 @@ def image_grid(rows: Sequence[torch.Tensor], row_titles: Sequence[str],
 
 def roc_curves(curves: dict[str, tuple], title: str, ax=None):
     """ROC curves from ``{label: (fpr, tpr)}`` (e.g. ``metrics.roc``); returns the figure."""
-    import matplotlib.pyplot as plt
-
     if ax is None:
         fig, ax = plt.subplots(figsize=(4.5, 4))
     else:

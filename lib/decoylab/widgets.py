@@ -62,7 +62,7 @@ def honeymodel_panel(train_set, test_set, *, train_config, watermark_size: float
                   f"benign {100 * train.accuracy(benign.model, test_set.x, test_set.y):.1f} %")
             print(f"PGD on the HoneyModel: success {100 * pgd.success_rate:.0f} %, mean reconstruction "
                   f"{float(rec.mean()):.3f} on {len(y)} images")
-            display(plots.image_grid([honey.key.pattern()[None] * 0.5 + 0.5, honey.key.apply(x[:6])],
+            display(plots.image_grid([honey.key.pattern(), honey.key.apply(x[:6])],
                                      ["key", "watermarked"]))
 
     button.on_click(retrain)

@@ -87,7 +87,7 @@ def _margin(logits: torch.Tensor, labels: torch.Tensor, targeted: bool, confiden
 
 
 def cw_l2(model, x, labels, *, targeted, confidence, learning_rate, max_iter, binary_search_steps, initial_const,
-          optimizer="line_search", batch_size=256, extra_loss: ExtraLoss = None, **_):
+          num_classes, optimizer="line_search", batch_size=256, extra_loss: ExtraLoss = None, **_):
     """Carlini-Wagner L2 (Carlini & Wagner 2017, §V): minimise ‖δ‖² + c·f6 in tanh space,
     binary search on c per sample, keep the smallest successful perturbation.
 
@@ -99,8 +99,10 @@ def cw_l2(model, x, labels, *, targeted, confidence, learning_rate, max_iter, bi
         return _cw_l2_adam(model, x, labels, targeted=targeted, confidence=confidence, learning_rate=learning_rate,
                            max_iter=max_iter, binary_search_steps=binary_search_steps, initial_const=initial_const,
                            batch_size=batch_size, extra_loss=extra_loss)
-    out = [_cw_l2_line_search(model, xb, lb, targeted, confidence, learning_rate, max_iter, binary_search_steps,
-                              initial_const, extra_loss) for xb, lb in _batches(x, labels, batch_size)]
+    scorer = _forward_only_copy(model, x)  # one copy for every batch
+    out = [_cw_l2_line_search(model, scorer, xb, lb, num_classes, targeted, confidence, learning_rate, max_iter,
+                              binary_search_steps, initial_const, extra_loss)
+           for xb, lb in _batches(x, labels, batch_size)]
     return torch.cat(out), binary_search_steps * max_iter
 
 
@@ -108,13 +110,12 @@ _TANH_SMOOTHER = 0.999999  # ART's constant that keeps arctanh finite at 0 and 1
 _C_UPPER_BOUND = 10e10
 
 
-def _cw_l2_line_search(model, xb, lb, targeted, confidence, learning_rate, max_iter, binary_search_steps,
-                       initial_const, extra_loss):
+def _cw_l2_line_search(model, scorer, xb, lb, num_classes, targeted, confidence, learning_rate, max_iter,
+                       binary_search_steps, initial_const, extra_loss):
     """One batch of ART 1.20's CarliniL2Method.generate, vectorised in torch (same quirks kept)."""
     n, view = len(xb), (-1,) + (1,) * (xb.dim() - 1)
     dev = xb.device
-    onehot = F.one_hot(lb, model(xb[:1]).shape[1]).bool()
-    scorer = _forward_only_copy(model, xb)
+    onehot = F.one_hot(lb, num_classes).bool()
 
     def evaluate(rows, adv, c):
         """Logits, squared L2 and the objective c·f6 + ‖δ‖² (+ extra) for the given rows."""
@@ -191,7 +192,6 @@ def _cw_l2_line_search(model, xb, lb, targeted, confidence, learning_rate, max_i
                 w[update] = w[update] + best_lr[update].view(view) * direction[update]
                 adv[update] = to_adv(w[update])
                 logits[update], l2[update], loss[update], f_upd = evaluate(update, adv[update], c[update])
-                f = f.clone()
                 f[update] = f_upd
                 success = f <= 0
                 overall |= success

@@ -97,10 +97,11 @@ class WatermarkKey:
         return x.flatten(1)[:, self.indices.to(x.device)]
 
     def pattern(self) -> torch.Tensor:
-        """The watermark as an image (for Fig. 3): +1/−1 on the key's features, 0 elsewhere."""
-        img = torch.zeros(int(np.prod(self.shape)))
-        img[self.indices] = self.signs
-        return img.view(self.shape)
+        """The watermark as a displayable image (Fig. 3), shaped (1, *shape) in [0, 1]: white where the
+        key pushes a feature up, black where it pushes down, grey elsewhere."""
+        img = torch.full((int(np.prod(self.shape)),), 0.5)
+        img[self.indices] = 0.5 + 0.5 * self.signs
+        return img.view(1, *self.shape)
 
     def to_dict(self) -> dict[str, Any]:
         return {"shape": list(self.shape), "indices": self.indices, "signs": self.signs, "amplitude": self.amplitude,
@@ -204,14 +205,18 @@ def train_detector(key: WatermarkKey, x_clean: torch.Tensor, adversarial: dict[s
     is_test = torch.zeros(n, dtype=torch.bool)
     is_test[torch.randperm(n, generator=g)[:max(1, int(round(test_fraction * n)))]] = True
     clean_f = key.features(x_clean).numpy()
+    # Each attack's key features and the examples it contributes, computed once for all detectors.
+    adv_f = {name: (key.features(x_adv).numpy(), success.bool() if samples == "successful" else torch.ones(n, dtype=torch.bool))
+             for name, (x_adv, success) in adversarial.items()}
 
-    def fit_and_score(sets: dict[str, tuple[torch.Tensor, torch.Tensor]]):
+    def fit_and_score(names: list[str]):
         def stack(side: torch.Tensor):
             feats = [clean_f[side.numpy()]]
             labels = [np.zeros(int(side.sum()))]
-            for x_adv, success in sets.values():
-                keep = (side & (success.bool() if samples == "successful" else True)).numpy()
-                feats.append(key.features(x_adv).numpy()[keep])
+            for name in names:
+                feats_all, usable = adv_f[name]
+                keep = (side & usable).numpy()
+                feats.append(feats_all[keep])
                 labels.append(np.ones(int(keep.sum())))
             return np.concatenate(feats), np.concatenate(labels)
 
@@ -228,10 +233,8 @@ def train_detector(key: WatermarkKey, x_clean: torch.Tensor, adversarial: dict[s
         return model, {**r.as_dict(), "auc": metrics.auc(y_te, prob), "n_train": len(y_tr), "n_test": len(y_te),
                        "n_test_adversarial": r.n_adversarial, "roc": metrics.roc(y_te, prob)}
 
-    rows = {}
-    for name, pair in adversarial.items():
-        rows[name] = fit_and_score({name: pair})[1]
-    overall, rows["overall"] = fit_and_score(adversarial)
+    rows = {name: fit_and_score([name])[1] for name in adversarial}
+    overall, rows["overall"] = fit_and_score(list(adversarial))
     return overall, DetectorReport(rows)
 
 
@@ -256,6 +259,7 @@ class HoneyModel(Defense):
         self.device = device
         self.log = log
         self.model: nn.Module | None = None
+        self.num_classes: int | None = None
         self.poisoned: PoisonedSet | None = None
         self.detector = None
         self.report: DetectorReport | None = None
@@ -276,9 +280,9 @@ class HoneyModel(Defense):
         if tuple(train_set.x.shape[1:]) != self.key.shape:
             raise ValueError(f"the key is for inputs shaped {self.key.shape}; the training set has "
                              f"{tuple(train_set.x.shape[1:])}")
-        num_classes = train_set.info.num_classes
-        self.poisoned = poison(train_set.x, train_set.y, self.key, self.poison_percent, num_classes, self.seed)
-        self.model = train.train_or_load(self.model_name, self.poisoned.x, self.poisoned.y, num_classes,
+        self.num_classes = train_set.info.num_classes
+        self.poisoned = poison(train_set.x, train_set.y, self.key, self.poison_percent, self.num_classes, self.seed)
+        self.model = train.train_or_load(self.model_name, self.poisoned.x, self.poisoned.y, self.num_classes,
                                          self.train_config, seed=self.seed, cache=self.cache, device=self.device,
                                          log=self.log)
         return self
@@ -311,9 +315,7 @@ class HoneyModel(Defense):
         buffer = io.BytesIO()
         torch.save({"state_dict": self.attacked_model.state_dict(), "key": self.key.to_dict(),
                     "poison_percent": self.poison_percent, "model_name": self.model_name, "seed": self.seed,
-                    "num_classes": int(self.model(torch.zeros(1, *self.key.shape,
-                                                              device=next(self.model.parameters()).device)).shape[1])},
-                   buffer)
+                    "num_classes": self.num_classes}, buffer)
         atomic_write_bytes(Path(path), buffer.getvalue())
         return Path(path)
 
@@ -324,7 +326,8 @@ class HoneyModel(Defense):
         stored = torch.load(path, weights_only=True, map_location="cpu")
         key = WatermarkKey.from_dict(stored["key"])
         honey = cls(key, stored["poison_percent"], model_name=stored["model_name"], seed=stored["seed"], **kwargs)
-        honey.model = models.build(stored["model_name"], key.shape, stored["num_classes"], seed=stored["seed"])
+        honey.num_classes = stored["num_classes"]
+        honey.model = models.build(stored["model_name"], key.shape, honey.num_classes, seed=stored["seed"])
         honey.model.load_state_dict(stored["state_dict"])
         honey.model.eval()
         return honey
@@ -347,6 +350,21 @@ PAPER_TABLE_I = {
 PAPER_TABLE_I_SETTINGS = {"watermark_size": 0.1, "poison_percent": 30.0, "amplitude": 1.0, "n_per_attack": 500}
 
 
+def paper_dataset(dataset: str) -> str:
+    """The dataset whose Table I row a kit run is shown beside: itself, or MNIST for MNIST-like
+    stand-ins such as mnist5k."""
+    return dataset if dataset in PAPER_TABLE_I else "mnist"
+
+
+def matches_table_one(*, dataset: str, watermark_size: float, poison_percent: float, amplitude: float,
+                      n_attack: int, full_training_set: bool, epochs: int, jsma_gamma: float) -> bool:
+    """Whether a run's settings are Table I's (appendix B training: 1 epoch MNIST, 25 CIFAR-10)."""
+    s = PAPER_TABLE_I_SETTINGS
+    return (dataset in PAPER_TABLE_I and watermark_size == s["watermark_size"] and amplitude == s["amplitude"]
+            and poison_percent == s["poison_percent"] and n_attack >= s["n_per_attack"] and full_training_set
+            and jsma_gamma == 1.0 and epochs == {"mnist": 1, "cifar10": 25}[dataset])
+
+
 def run_paper_attacks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, backend: str = "fast", seed: int = 0,
                       cache=None, jsma_gamma: float = 1.0) -> dict[str, Any]:
     """The paper's CW-L2, PGD-L∞ and JSMA with their `honeymodels` presets, targeted at random classes.
@@ -367,15 +385,15 @@ def table_one(report: DetectorReport, control: DetectorReport, dataset: str, set
     (the control), and the paper's value for the same cell with the dataset it was measured on."""
     import pandas as pd
 
-    paper = PAPER_TABLE_I.get(dataset) or PAPER_TABLE_I["mnist"]
-    paper_dataset = dataset if dataset in PAPER_TABLE_I else "mnist"
+    paper_ds = paper_dataset(dataset)
+    paper = PAPER_TABLE_I[paper_ds]
     rows = []
     for attack, row in report.rows.items():
         for metric in ("acc", "fpr", "tpr", "auc"):
             rows.append({"attack": attack, "metric": metric.upper(), "HoneyModel": row[metric],
                          "benign model (control)": control.rows.get(attack, {}).get(metric, float("nan")),
                          "paper": paper.get(attack, {}).get(metric, float("nan")),
-                         "paper source": f"Table I, {paper_dataset}" if metric != "auc" else "not reported",
+                         "paper source": f"Table I, {paper_ds}" if metric != "auc" else "not reported",
                          "settings match": settings_match and metric != "auc"})
     return pd.DataFrame(rows)
 
@@ -389,11 +407,16 @@ def sweep_point(train_set, test_set, *, watermark_size: float, poison_percent: f
     attack, the success rate and the mean reconstruction over successful examples. The model and
     every adversarial set are cached, and so is the point itself: a re-run or an interrupted sweep
     resumes where it stopped."""
-    from decoylab.cache import Cache
+    import sys
+
+    from decoylab import models
+    from decoylab.attacks import art_backend, fast
+    from decoylab.cache import Cache, code_version
 
     check_settings(watermark_size=watermark_size, amplitude=amplitude, poison_percent=poison_percent)
     cache = cache or Cache()
-    parts = {"watermark_size": watermark_size, "poison_percent": poison_percent, "amplitude": amplitude,
+    # The code that produces a point is part of its key, as for models and adversarial sets.
+    parts = {"code": code_version(sys.modules[__name__], train, models, fast, art_backend),"watermark_size": watermark_size, "poison_percent": poison_percent, "amplitude": amplitude,
              "key_seed": key_seed, "model": model_name, "train": train_config or train.TrainConfig(), "seed": seed,
              "n_attack": n_attack, "backend": backend, "reading": reading, "jsma_gamma": jsma_gamma,
              "x": train_set.x, "y": train_set.y,
