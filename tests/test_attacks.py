@@ -23,7 +23,7 @@ def _kwargs(name):
 
 # Attacks that must fool a small MLP on 8x8 digits on most inputs at their default settings.
 # rllc's eps 0.15 random step is weak by design.
-MUST_SUCCEED = {"fgsm", "rfgsm", "bim", "pgd", "mim", "illc", "tmifgsm", "cw2", "deepfool", "jsma"}
+MUST_SUCCEED = {"fgsm", "rfgsm", "bim", "bim_a", "pgd", "mim", "illc", "tmifgsm", "cw2", "deepfool", "jsma"}
 
 
 @pytest.mark.parametrize("name", attacks.names())
@@ -61,6 +61,19 @@ def test_fast_and_art_agree(setup, name, settings):
     assert float(getattr(fast, norm).float().mean()) == pytest.approx(float(getattr(art, norm).float().mean()), rel=0.2)
 
 
+def test_bim_a_stops_each_sample_at_misclassification(setup):
+    """NeuralFP's BIM-a against BIM-b (fixed steps): same success, smaller perturbations, and
+    every sample frozen at the step its prediction changed."""
+    model, x, y = setup
+    settings = {"eps": 0.3, "step_size": 0.01, "steps": 50}
+    bim_a = attacks.run("bim_a", model, x, y, **settings)
+    bim_b = attacks.run("bim", model, x, y, **settings)
+    assert bim_a.success_rate >= bim_b.success_rate - 0.02
+    assert float(bim_a.linf.mean()) < 0.8 * float(bim_b.linf.mean())
+    # one more step of 0.01 would have been taken only by still-correct samples
+    assert float(bim_a.linf[bim_a.success].max()) < settings["eps"]
+
+
 def test_targeted_reaches_target_and_seed_repeats(setup):
     model, x, y = setup
     a = attacks.run("pgd", model, x, y, targeted=True, target="random", seed=3, eps=0.3, steps=40)
@@ -76,8 +89,8 @@ def test_targeted_reaches_target_and_seed_repeats(setup):
     ({"backend": "jax"}, "backend='jax'"), ({"steps": 0}, "steps=0"), ({"radius": 3}, "radius"),
     ({"preset": "nope"}, "preset='nope'"), ({"target": "random"}, "targeted=False"),
     ({"name": "deepfool", "targeted": True}, "cannot be targeted"), ({"name": "jsma"}, "targeted only"),
-    ({"extra_loss": lambda x: x.sum((1, 2, 3)), "backend": "art"}, "backend='fast'"),
-    ({"name": "deepfool", "extra_loss": lambda x: x.sum((1, 2, 3))}, "no loss to add"),
+    ({"extra_loss": lambda x, labels: x.sum((1, 2, 3)), "backend": "art"}, "backend='fast'"),
+    ({"name": "deepfool", "extra_loss": lambda x, labels: x.sum((1, 2, 3))}, "no loss to add"),
     ({"name": "rfgsm", "eps": 0.1, "alpha": 0.2}, "alpha < eps"),
     ({"name": "cw2", "optimizer": "adam", "backend": "art"}, "optimizer='adam' needs"),
     ({"name": "cw2", "optimizer": "sgd"}, "optimizer='sgd'"),
@@ -115,7 +128,7 @@ def test_extra_loss_hook_changes_the_attack(setup):
     model, x, y = setup
     plain = attacks.run("pgd", model, x, y, eps=0.3, steps=20, step_size=0.05)
     dark = attacks.run("pgd", model, x, y, eps=0.3, steps=20, step_size=0.05,
-                       extra_loss=lambda adv: 1000.0 * adv.flatten(1).sum(1))
+                       extra_loss=lambda adv, labels: 1000.0 * adv.flatten(1).sum(1))
     assert float(dark.x_adv.mean()) < float(plain.x_adv.mean()) - 0.05
 
 

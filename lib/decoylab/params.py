@@ -40,15 +40,16 @@ def integer(low: int | None = None, high: int | None = None, optional: bool = Fa
 
 
 def number(low: float | None = None, high: float | None = None, *, low_open: bool = False,
-           high_open: bool = False) -> Spec:
+           high_open: bool = False, optional: bool = False) -> Spec:
     def ok(v):
-        return ((low is None or (v > low if low_open else v >= low))
-                and (high is None or (v < high if high_open else v <= high)))
+        return v is None or ((low is None or (v > low if low_open else v >= low))
+                             and (high is None or (v < high if high_open else v <= high)))
 
     left = "(" if low_open else "["
     right = ")" if high_open else "]"
     span = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
-    return Spec((int, float), ok, f"a number in {span}")
+    return Spec((int, float, type(None)) if optional else (int, float), ok,
+                f"a number in {span}" + (" or null" if optional else ""))
 
 
 def choice(options: Iterable[str]) -> Spec:

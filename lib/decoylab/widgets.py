@@ -68,3 +68,65 @@ def honeymodel_panel(train_set, test_set, *, train_config, watermark_size: float
     button.on_click(retrain)
     retrain()
     return w.VBox([w.HBox([size, amp, poison]), button, out])
+
+
+def fingerprint_panel(train_set, x_clean: torch.Tensor, y_clean: torch.Tensor, *, n: int, eps: float, tau: float,
+                      create_kwargs: dict, attack_names=("FGM", "BIM-b"), seed: int = 0, cache=None):
+    """NeuralFP's knobs: N and ε sliders with a retrain button (cached), and a τ slider that redraws the
+    confusion matrix of Algorithm 1 live (clean ``x_clean`` vs their adversarial versions from the
+    chosen attack, crafted on the fingerprinted model). ``create_kwargs`` go to
+    ``NeuralFingerprinting.create`` (architecture, training, fingerprint variant, seeds)."""
+    import ipywidgets as w
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    from IPython.display import display
+
+    from decoylab.defenses import fingerprints as nf
+
+    n_slider = w.IntSlider(value=n, min=1, max=max(30, n), description="N")
+    eps_slider = w.FloatLogSlider(value=eps, base=10, min=-3, max=0, step=0.25, description="ε")
+    attack = w.Dropdown(options=list(attack_names), value=attack_names[0], description="attack")
+    tau_slider = w.FloatSlider(value=tau, min=0.0, max=2.0, step=0.01, description="τ", readout_format=".2f",
+                               continuous_update=True)
+    button = w.Button(description="retrain (cached)", button_style="primary")
+    status, matrix = w.Output(), w.Output()
+    state: dict = {}
+
+    def redraw(_=None):
+        if not state:
+            return
+        clean, adv = state["clean"], state["adversarial"][attack.value]
+        counts = [[int((clean <= tau_slider.value).sum()), int((clean > tau_slider.value).sum())],
+                  [int((adv <= tau_slider.value).sum()), int((adv > tau_slider.value).sum())]]
+        matrix.clear_output(wait=True)
+        with matrix:
+            fig, ax = plt.subplots(figsize=(3.8, 2.8))
+            sns.heatmap(counts, annot=True, fmt="d", cmap="Purples", cbar=False, ax=ax,
+                        xticklabels=["accept (real)", "reject (fake)"], yticklabels=["clean", attack.value])
+            ax.set(xlabel=f"Algorithm 1 at τ = {tau_slider.value:.2f}", ylabel="input")
+            fig.tight_layout()
+            plt.close(fig)
+            display(fig)
+
+    def retrain(_=None):
+        status.clear_output(wait=True)
+        with status:
+            print(f"training (or loading) N = {n_slider.value}, ε = {eps_slider.value:.3g} ...")
+            nfp = nf.NeuralFingerprinting.create(tuple(train_set.x.shape[1:]), train_set.info.num_classes,
+                                                 n=n_slider.value, eps=eps_slider.value, seed=seed, cache=cache,
+                                                 log=None, **create_kwargs).fit(train_set)
+            adversarial = nf.run_paper_attacks(nfp.model, x_clean, y_clean, attack_names=attack_names, seed=seed,
+                                               cache=cache)
+            state.update(clean=nfp.score(x_clean),
+                         adversarial={k: nfp.score(r.x_adv) for k, r in adversarial.items()})
+            status.clear_output(wait=True)
+            print(f"N = {n_slider.value}, ε = {eps_slider.value:.3g}: test accuracy on these images "
+                  f"{100 * train.accuracy(nfp.model, x_clean, y_clean):.1f} %; "
+                  f"median min-class D: clean {float(state['clean'].median()):.3f}")
+        redraw()
+
+    button.on_click(retrain)
+    tau_slider.observe(redraw, names="value")
+    attack.observe(redraw, names="value")
+    retrain()
+    return w.VBox([w.HBox([n_slider, eps_slider, button]), status, w.HBox([tau_slider, attack]), matrix])

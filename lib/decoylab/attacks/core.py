@@ -56,7 +56,11 @@ REGISTRY: dict[str, AttackEntry] = {
                        {"fast": fast.iterative_linf, "art": art_backend.bim},
                        {"deepsec_mnist": {"eps": 0.3, "step_size": 0.05, "steps": 15},
                         "deepsec_cifar10": {"eps": 0.1, "step_size": 0.01, "steps": 15},
-                        "nfp_mnist": {"eps": 0.4, "step_size": 0.01, "steps": 40}}),
+                        "nfp_mnist": {"eps": 0.4, "step_size": 0.01, "steps": 50}}),
+    # NeuralFP's BIM-a: BIM that stops each sample at its first misclassification (BIM-b = "bim").
+    "bim_a": AttackEntry("bim_a", "linf", "optional", {"eps": 0.3, "step_size": 0.05, "steps": 15}, _LINF_ITER,
+                         {"fast": fast.iterative_linf}, {"nfp_mnist": {"eps": 0.4, "step_size": 0.01, "steps": 50}},
+                         fixed={"early_stop": True}),
     # HoneyModels used ART's PGD defaults besides eps and max_iter: eps_step 0.1, num_random_init 0.
     "pgd": AttackEntry("pgd", "linf", "optional", {"eps": 0.3, "step_size": 0.01, "steps": 40, "random_start": True},
                        {**_LINF_ITER, "random_start": FLAG}, {"fast": fast.iterative_linf, "art": art_backend.pgd},
@@ -85,7 +89,11 @@ REGISTRY: dict[str, AttackEntry] = {
                        {"fast": fast.cw_l2, "art": art_backend.cw_l2},
                        {"honeymodels": {"confidence": 0.5, "max_iter": 5},
                         "deepsec_mnist": {"learning_rate": 0.02, "max_iter": 10000, "binary_search_steps": 10,
-                                          "initial_const": 0.001}}),
+                                          "initial_const": 0.001},
+                        # NeuralFP states no CW settings: Carlini & Wagner's reference implementation's
+                        # defaults (Adam, lr 0.01, 1000 iterations, 9 binary-search steps from c = 0.001).
+                        "nfp_mnist": {"optimizer": "adam", "learning_rate": 0.01, "max_iter": 1000,
+                                      "binary_search_steps": 9, "initial_const": 0.001}}),
     "deepfool": AttackEntry("deepfool", "l2", "never", {"max_iter": 50, "overshoot": 0.02},
                             {"max_iter": COUNT, "overshoot": NONNEG}, {"fast": fast.deepfool, "art": art_backend.deepfool},
                             {"deepsec_mnist": {"max_iter": 50, "overshoot": 0.02}}, uses_gradient_loss=False),
@@ -191,7 +199,7 @@ def _resolve_target(model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: 
 
 def run(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, targeted: bool = False,
         target: Any = None, backend: str = "fast", preset: str | None = None, seed: int = 0,
-        batch_size: int = 256, num_classes: int | None = None, cache=None, extra_loss: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        batch_size: int = 256, num_classes: int | None = None, cache=None, extra_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         **params: Any) -> AttackResult:
     """Run attack ``name`` on ``model`` (any ``nn.Module`` returning logits) for inputs in [0, 1].
 
@@ -199,7 +207,8 @@ def run(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, target
     Arguments are checked before any gradient is computed. With a ``decoylab.cache.Cache``,
     the result is stored under a key made of the attack, its settings, the seed, the
     target, the inputs and the model's architecture and weights, so a re-run does not re-attack.
-    ``extra_loss(x_adv)`` returns one penalty per sample that gradient attacks also minimise
+    ``extra_loss(x_adv, labels)`` returns one penalty per sample that gradient attacks also minimise
+    (``labels``: the true classes, or the targets of a targeted run)
     (the adaptive-attack hook); runs with it are not cached. ``num_classes``, when given, is
     checked against the width of the model's output.
     """

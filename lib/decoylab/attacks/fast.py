@@ -2,9 +2,11 @@
 
 Every function takes ``(model, x, labels, *, targeted, ...)`` where ``labels`` are the true
 classes (untargeted) or the targets, and returns ``(x_adv, gradient_steps)``. Gradient attacks
-accept ``extra_loss``: a function of the adversarial batch returning one penalty per sample
-(e.g. a weighted detection score) that the attacker minimises besides its own objective —
-the hook the adaptive attacks use.
+accept ``extra_loss(x_adv, labels)``: a function of the adversarial batch and the labels the
+attack works with (true classes untargeted, targets when targeted) returning one penalty per
+sample (e.g. a weighted detection score) that the attacker minimises besides its own objective —
+the hook the adaptive attacks use. CW weights it by its constant c like its own margin term
+(NeuralFP's Adaptive-CW-L2, eq. 29: γ·(L_CW + L_fp)).
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ExtraLoss = Callable[[torch.Tensor], torch.Tensor] | None
+ExtraLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None
 
 
 def _objective_grad(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, targeted: bool,
@@ -25,7 +27,7 @@ def _objective_grad(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, tar
     ce = F.cross_entropy(model(x), labels, reduction="sum")
     objective = -ce if targeted else ce
     if extra_loss is not None:
-        objective = objective - extra_loss(x).sum()
+        objective = objective - extra_loss(x, labels).sum()
     (grad,) = torch.autograd.grad(objective, x)
     return grad
 
@@ -39,25 +41,38 @@ def _project_linf(adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tenso
 
 
 def iterative_linf(model, x, labels, *, targeted, eps, step_size, steps, random_start=False, momentum=0.0,
-                   seed=0, batch_size=256, extra_loss: ExtraLoss = None, **_):
+                   early_stop=False, seed=0, batch_size=256, extra_loss: ExtraLoss = None, **_):
     """The L∞ sign-gradient family: FGSM (1 step of eps), BIM/I-FGSM (Kurakin et al. 2017),
     PGD (Madry et al. 2018, uniform random start) and MI-FGSM (Dong et al. 2018, eq. 6:
-    g ← μ·g + ∇/‖∇‖₁, step along sign(g))."""
+    g ← μ·g + ∇/‖∇‖₁, step along sign(g)).
+
+    ``early_stop`` freezes each sample as soon as it is misclassified (or reaches its target):
+    NeuralFP's BIM-a (§3, "iterates until misclassification"), against BIM-b's fixed step count.
+    Returns the number of gradient steps of the longest-running sample."""
     g = torch.Generator(device="cpu").manual_seed(seed)
-    out = []
+    out, used = [], 0
     for xb, lb in _batches(x, labels, batch_size):
         adv = xb.clone()
         if random_start:
             adv = _project_linf(adv + (torch.rand(xb.shape, generator=g) * 2 - 1).to(xb.device) * eps, xb, eps)
         velocity = torch.zeros_like(xb)
-        for _ in range(steps):
+        running = torch.ones(len(xb), dtype=torch.bool, device=xb.device)
+        for step in range(steps):
+            if early_stop:
+                with torch.no_grad():
+                    pred = model(adv).argmax(1)
+                running &= (pred != lb) if targeted else (pred == lb)
+                if not running.any():
+                    break
             grad = _objective_grad(model, adv, lb, targeted, extra_loss)
             if momentum:
                 velocity = momentum * velocity + grad / grad.abs().flatten(1).mean(1).clamp_min(1e-12).view(-1, 1, 1, 1)
                 grad = velocity
-            adv = _project_linf(adv + step_size * grad.sign(), xb, eps)
+            stepped = _project_linf(adv + step_size * grad.sign(), xb, eps)
+            adv = torch.where(running.view(-1, 1, 1, 1), stepped, adv) if early_stop else stepped
+            used = max(used, step + 1)
         out.append(adv.detach())
-    return torch.cat(out), steps
+    return torch.cat(out), used
 
 
 def fgsm(model, x, labels, *, eps, **kw):
@@ -125,7 +140,7 @@ def _cw_l2_line_search(model, scorer, xb, lb, num_classes, targeted, confidence,
             f = _margin(logits, lb[rows], targeted, confidence)
             loss = c * f + l2
             if extra_loss is not None:
-                loss = loss + extra_loss(adv)
+                loss = loss + c * extra_loss(adv, lb[rows])
         return logits, l2, loss, f
 
     def to_adv(w):
@@ -234,7 +249,7 @@ def _cw_gradient(model, x, adv, w, logits, onehot, c, targeted, extra_loss):
     z = model(adv)
     objective = (c * (z.gather(1, add[:, None]) - z.gather(1, sub[:, None])).squeeze(1)).sum()
     if extra_loss is not None:
-        objective = objective + extra_loss(adv).sum()
+        objective = objective + (c * extra_loss(adv, label)).sum()
     (grad,) = torch.autograd.grad(objective, adv)
     grad = grad + 2 * (adv.detach() - x)
     return grad * (1 - torch.tanh(w).pow(2)) / (2 * _TANH_SMOOTHER)
@@ -263,7 +278,7 @@ def _cw_l2_adam(model, x, labels, *, targeted, confidence, learning_rate, max_it
                 l2 = (adv - xb).flatten(1).pow(2).sum(1)
                 loss = l2 + const * f
                 if extra_loss is not None:
-                    loss = loss + extra_loss(adv)
+                    loss = loss + const * extra_loss(adv, lb)
                 opt.zero_grad()
                 loss.sum().backward()
                 opt.step()
