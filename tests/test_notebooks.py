@@ -22,6 +22,11 @@ EXPECTED_RESULTS = {
     "11_poison_sweep": {"accuracy_poison_0", "accuracy_poison_50", "pgd_reconstruction_poison_50", "accuracy_size_0.1"},
     "12_mmd_bootstrap": {"pgd_overlap_accuracy", "pgd_permutation_p", "pgd_permutation_p_small",
                          "bootstrap_seconds_1000_draws"},
+    "40_neural_fingerprinting": {"accuracy_with_fingerprints", "accuracy_without_fingerprints", "auc_fgm",
+                                 "auc_bim_b_all", "auc_cw_l2_successful", "control_auc_bim_b",
+                                 "adaptive_auc_paper_adaptive", "adaptive_auc_kit_adaptive"},
+    "41_roc_curves": {"auc_fgm_n1", "auc_bim_b_eps0.3", "auc_mean_fgm", "auc_std_fgm",
+                      "overlay_fingerprints_defense_pgd_auc", "overlay_honeymodels_control_cw_auc"},
 }
 PLAUSIBLE = {
     "00_tour": lambda r: (r["clean_accuracy"] > 0.5 and r["attack_success_rate"] > 0.3
@@ -33,6 +38,11 @@ PLAUSIBLE = {
     "11_poison_sweep": lambda r: 0.3 < r["accuracy_poison_0"] <= 1 and -1 <= r["pgd_reconstruction_poison_50"] <= 1,
     "12_mmd_bootstrap": lambda r: (0.5 <= r["pgd_overlap_accuracy"] <= 1 and 0 < r["pgd_permutation_p"] <= 1
                                    and r["bootstrap_seconds_1000_draws"] < 30),
+    # Even a tiny fingerprinted net learns, and BIM-b's large perturbations break its fingerprints.
+    "40_neural_fingerprinting": lambda r: (r["accuracy_with_fingerprints"] > 0.5 and r["auc_bim_b_all"] > 0.6
+                                           and 0 <= r["adaptive_auc_kit_adaptive"] <= 1),
+    "41_roc_curves": lambda r: (0 <= r["auc_std_fgm"] <= 0.5 and 0.5 < r["auc_mean_fgm"] <= 1
+                                and 0 <= r["overlay_fingerprints_defense_pgd_auc"] <= 1),
 }
 REQUIRED_SECTIONS = ("## 0 Settings", "## Summary", "## Exercises", "## Choices the paper leaves open", "## References")
 
@@ -80,11 +90,11 @@ def test_notebook_runs_with_tiny_preset(name, tmp_path):
     doc = json.loads((tmp_path / "tiny" / name / "results.json").read_text())
     assert code == 0, "\n".join(lines)
     assert doc["status"] == "ok"
-    missing = EXPECTED_RESULTS.get(name, set()) - set(doc["results"])
+    missing = EXPECTED_RESULTS[name] - set(doc["results"])  # every runnable notebook declares its results
     assert not missing, f"{name} did not record {missing}"
     for key, r in doc["results"].items():
         if r["paper"] is not None:
             assert r["source"], f"{name}.{key}: paper value without its table or figure"
     assert (tmp_path / "tiny" / name / f"{name}.ipynb").exists()
     values = {k: r["value"] for k, r in doc["results"].items()}
-    assert PLAUSIBLE.get(name, lambda r: True)(values), f"{name}: implausible tiny results {values}"
+    assert PLAUSIBLE[name](values), f"{name}: implausible tiny results {values}"
