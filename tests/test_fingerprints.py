@@ -190,3 +190,20 @@ def test_sweep_point_is_cached(digits, tmp_path):
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == stamp
     with pytest.raises(ValueError, match="PGD"):
         nf.sweep_point(tr, te, **{**kw, "attack_names": ["PGD"]})
+
+
+def test_adaptive_attacks_side_by_side_and_cached(trained, tmp_path):
+    nfp, _, te = trained
+    idx = train.correct_subset(nfp.model, te.x, te.y, 20, seed=0)
+    x, y = te.x[idx], te.y[idx]
+    cache = Cache(tmp_path)
+    cw = {"max_iter": 30, "binary_search_steps": 2, "learning_rate": 0.05, "initial_const": 1.0}
+    first = nf.run_adaptive_attacks(nfp, x, y, weight=10.0, cw_settings=cw, cache=cache)
+    assert set(first) == {"cw", "paper_adaptive", "kit_adaptive"}
+    assert float(nfp.score(first["kit_adaptive"].x_adv).mean()) < float(nfp.score(first["cw"].x_adv).mean())
+    files = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    again = nf.run_adaptive_attacks(nfp, x, y, weight=10.0, cw_settings=cw, cache=cache)
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == files
+    assert torch.equal(again["kit_adaptive"].x_adv, first["kit_adaptive"].x_adv)
+    with pytest.raises(ValueError, match="weight=0"):
+        nf.run_adaptive_attacks(nfp, x, y, weight=0, cache=cache)

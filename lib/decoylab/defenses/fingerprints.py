@@ -424,3 +424,37 @@ def sweep_point(train_set, test_set, *, n: int, eps: float, fingerprint_seed: in
         return point
 
     return cache.get_or_build("fingerprints_sweep", parts, build)
+
+
+def run_adaptive_attacks(nfp: NeuralFingerprinting, x: torch.Tensor, y: torch.Tensor, *, weight: float,
+                         cw_settings: dict[str, Any] | None = None, seed: int = 0, cache=None) -> dict[str, Any]:
+    """§3.4 side by side, all CW-L2 (``nfp_mnist`` preset, ``cw_settings`` override it) on the same images:
+    without an extra term, the paper's Adaptive-CW-L2 (L_fp of the true labels, weight 1, eq. 29) and the
+    kit's attack (``weight`` × min_j D_j). With a ``cache`` the three results are stored under the
+    fingerprints, the weights, the images and the code, so a re-run does not re-attack."""
+    import sys
+
+    from decoylab import attacks
+    from decoylab.attacks import fast
+    from decoylab.cache import code_version
+
+    check_settings(weight=weight)
+    cw_settings = dict(cw_settings or {})
+    runs = {"cw": None, "paper_adaptive": ("attack_labels", 1.0), "kit_adaptive": ("min_class", float(weight))}
+
+    def build() -> dict[str, dict[str, Any]]:
+        out = {}
+        for label, hook in runs.items():
+            extra = nfp.adaptive_loss(*hook) if hook else None
+            out[label] = vars(attacks.run("cw2", nfp.attacked_model, x, y, preset="nfp_mnist", seed=seed,
+                                          extra_loss=extra, **cw_settings))
+        return out
+
+    if cache is None:
+        stored = build()
+    else:
+        parts = {"code": code_version(sys.modules[__name__], fast), "fingerprints": nfp.fingerprints.to_dict(),
+                 "weights": nfp.attacked_model.state_dict(), "architecture": repr(nfp.attacked_model), "x": x, "y": y,
+                 "runs": runs, "cw_settings": cw_settings, "seed": seed}
+        stored = cache.get_or_build("adversarial_adaptive", parts, build)
+    return {label: attacks.core.AttackResult(**r) for label, r in stored.items()}
