@@ -207,3 +207,10 @@ def test_adaptive_attacks_side_by_side_and_cached(trained, tmp_path):
     assert torch.equal(again["kit_adaptive"].x_adv, first["kit_adaptive"].x_adv)
     with pytest.raises(ValueError, match="weight=0"):
         nf.run_adaptive_attacks(nfp, x, y, weight=0, cache=cache)
+
+
+def test_attack_presets_per_dataset():
+    assert nf.attack_preset("cifar10") == "nfp_cifar10" and nf.attack_preset("mnist5k") == "nfp_mnist"
+    for name, _ in nf.PAPER_ATTACKS.values():
+        presets = attacks.core.REGISTRY[name].presets
+        assert {"nfp_mnist", "nfp_cifar10"} <= set(presets), name

@@ -75,7 +75,7 @@ def test_notebook_flow(path):
 
 
 @pytest.mark.parametrize("name", RUNNABLE)
-@pytest.mark.parametrize("preset", ["tiny", "quick", "paper"])
+@pytest.mark.parametrize("preset", sorted(p.name for p in (ROOT / "params").iterdir() if p.is_dir()))
 def test_every_notebook_has_a_valid_preset_file(name, preset):
     tasks = runner.plan(preset, [name], ROOT / "notebooks", ROOT / "params", ROOT / "runs")
     assert tasks[0].name == name

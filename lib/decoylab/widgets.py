@@ -71,7 +71,8 @@ def honeymodel_panel(train_set, test_set, *, train_config, watermark_size: float
 
 
 def fingerprint_panel(train_set, x_clean: torch.Tensor, y_clean: torch.Tensor, *, n: int, eps: float, tau: float,
-                      create_kwargs: dict, attack_names=("FGM", "BIM-b"), seed: int = 0, cache=None):
+                      create_kwargs: dict, attack_names=("FGM", "BIM-b"), preset: str = "nfp_mnist", seed: int = 0,
+                      cache=None):
     """NeuralFP's knobs: N and ε sliders with a retrain button (cached), and a τ slider that redraws the
     confusion matrix of Algorithm 1 live (clean ``x_clean`` vs their adversarial versions from the
     chosen attack, crafted on the fingerprinted model). ``create_kwargs`` go to
@@ -116,7 +117,7 @@ def fingerprint_panel(train_set, x_clean: torch.Tensor, y_clean: torch.Tensor, *
                                                  n=n_slider.value, eps=eps_slider.value, seed=seed, cache=cache,
                                                  log=None, **create_kwargs).fit(train_set)
             adversarial = nf.run_paper_attacks(nfp.model, x_clean, y_clean, attack_names=attack_names, seed=seed,
-                                               cache=cache)
+                                               cache=cache, preset=preset)
             state.update(clean=nfp.score(x_clean),
                          adversarial={k: nfp.score(r.x_adv) for k, r in adversarial.items()})
             status.clear_output(wait=True)

@@ -43,12 +43,13 @@ _CW_DEFAULTS = {"confidence": 0.0, "learning_rate": 0.01, "max_iter": 10, "binar
                 "initial_const": 0.01, "optimizer": "line_search"}  # ART 1.20's defaults and its optimiser
 
 # Presets name the paper table they come from: honeymodels = HoneyModels appendix C (Tables II-IV);
-# deepsec_* = Attractors paper Table VII (DEEPSEC); nfp_mnist = NeuralFP code (inputs on [0, 1] here,
-# so its eps on the [-0.5, 0.5] scale carries over unchanged).
+# deepsec_* = Attractors paper Table VII (DEEPSEC); nfp_mnist / nfp_cifar10 = NeuralFP code (inputs on
+# [0, 1] here, so its eps on the [-0.5, 0.5] scale carries over unchanged).
 REGISTRY: dict[str, AttackEntry] = {
     "fgsm": AttackEntry("fgsm", "linf", "optional", {"eps": 0.3}, {"eps": EPS},
                         {"fast": fast.fgsm, "art": art_backend.fgsm},
-                        {"deepsec_mnist": {"eps": 0.3}, "deepsec_cifar10": {"eps": 0.1}, "nfp_mnist": {"eps": 0.4}}),
+                        {"deepsec_mnist": {"eps": 0.3}, "deepsec_cifar10": {"eps": 0.1}, "nfp_mnist": {"eps": 0.4},
+                         "nfp_cifar10": {"eps": 0.05}}),
     "rfgsm": AttackEntry("rfgsm", "linf", "optional", {"eps": 0.3, "alpha": 0.15}, {"eps": EPS, "alpha": EPS},
                          {"fast": fast.rfgsm}, {"deepsec_mnist": {"eps": 0.3, "alpha": 0.15},
                                                  "deepsec_cifar10": {"eps": 0.1, "alpha": 0.05}}),
@@ -56,10 +57,12 @@ REGISTRY: dict[str, AttackEntry] = {
                        {"fast": fast.iterative_linf, "art": art_backend.bim},
                        {"deepsec_mnist": {"eps": 0.3, "step_size": 0.05, "steps": 15},
                         "deepsec_cifar10": {"eps": 0.1, "step_size": 0.01, "steps": 15},
-                        "nfp_mnist": {"eps": 0.4, "step_size": 0.01, "steps": 50}}),
+                        "nfp_mnist": {"eps": 0.4, "step_size": 0.01, "steps": 50},
+                        "nfp_cifar10": {"eps": 0.05, "step_size": 0.005, "steps": 50}}),
     # NeuralFP's BIM-a: BIM that stops each sample at its first misclassification (BIM-b = "bim").
     "bim_a": AttackEntry("bim_a", "linf", "optional", {"eps": 0.3, "step_size": 0.05, "steps": 15}, _LINF_ITER,
-                         {"fast": fast.iterative_linf}, {"nfp_mnist": {"eps": 0.4, "step_size": 0.01, "steps": 50}},
+                         {"fast": fast.iterative_linf}, {"nfp_mnist": {"eps": 0.4, "step_size": 0.01, "steps": 50},
+                                                         "nfp_cifar10": {"eps": 0.05, "step_size": 0.005, "steps": 50}},
                          fixed={"early_stop": True}),
     # HoneyModels used ART's PGD defaults besides eps and max_iter: eps_step 0.1, num_random_init 0.
     "pgd": AttackEntry("pgd", "linf", "optional", {"eps": 0.3, "step_size": 0.01, "steps": 40, "random_start": True},
@@ -93,7 +96,9 @@ REGISTRY: dict[str, AttackEntry] = {
                         # NeuralFP states no CW settings: Carlini & Wagner's reference implementation's
                         # defaults (Adam, lr 0.01, 1000 iterations, 9 binary-search steps from c = 0.001).
                         "nfp_mnist": {"optimizer": "adam", "learning_rate": 0.01, "max_iter": 1000,
-                                      "binary_search_steps": 9, "initial_const": 0.001}}),
+                                      "binary_search_steps": 9, "initial_const": 0.001},
+                        "nfp_cifar10": {"optimizer": "adam", "learning_rate": 0.01, "max_iter": 1000,
+                                        "binary_search_steps": 9, "initial_const": 0.001}}),
     "deepfool": AttackEntry("deepfool", "l2", "never", {"max_iter": 50, "overshoot": 0.02},
                             {"max_iter": COUNT, "overshoot": NONNEG}, {"fast": fast.deepfool, "art": art_backend.deepfool},
                             {"deepsec_mnist": {"max_iter": 50, "overshoot": 0.02}}, uses_gradient_loss=False),
@@ -102,7 +107,8 @@ REGISTRY: dict[str, AttackEntry] = {
                         # HoneyModels ran ART's JSMA: its saliency, and ART's default gamma 1.0.
                         {"honeymodels": {"theta": 0.3, "gamma": 1.0, "saliency": "target_top2"},
                          "deepsec_mnist": {"theta": 1.0, "gamma": 0.1},
-                         "nfp_mnist": {"theta": 1.0, "gamma": 0.1}}, uses_gradient_loss=False),
+                         "nfp_mnist": {"theta": 1.0, "gamma": 0.1},
+                         "nfp_cifar10": {"theta": 1.0, "gamma": 0.1}}, uses_gradient_loss=False),
 }
 
 

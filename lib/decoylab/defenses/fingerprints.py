@@ -345,10 +345,18 @@ def paper_dataset(dataset: str) -> str:
     return dataset if dataset in PAPER_TABLE_1 else "mnist"
 
 
+def attack_preset(dataset: str) -> str:
+    """The attack presets of the authors' code for a dataset: ``nfp_cifar10`` (ε 0.05, BIM step 0.005)
+    for CIFAR-10 and SVHN-like colour images, ``nfp_mnist`` (ε 0.4, BIM step 0.01) otherwise."""
+    return "nfp_cifar10" if dataset in ("cifar10", "svhn") else "nfp_mnist"
+
+
 def run_paper_attacks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, attack_names=None, seed: int = 0,
-                      cache=None, overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Table 1's attacks (``PAPER_ATTACKS``, or the subset ``attack_names``) with the ``nfp_mnist``
-    preset; ``overrides`` maps an attack label to settings that replace the preset's (quick runs)."""
+                      cache=None, overrides: dict[str, dict[str, Any]] | None = None,
+                      preset: str = "nfp_mnist") -> dict[str, Any]:
+    """Table 1's attacks (``PAPER_ATTACKS``, or the subset ``attack_names``) with ``preset``
+    (``attack_preset(dataset)``); ``overrides`` maps an attack label to settings that replace the
+    preset's (quick runs)."""
     from decoylab import attacks
 
     overrides = overrides or {}
@@ -359,7 +367,7 @@ def run_paper_attacks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, att
     out = {}
     for label in names:
         name, kw = PAPER_ATTACKS[label]
-        out[label] = attacks.run(name, model, x, y, preset="nfp_mnist", seed=seed, cache=cache,
+        out[label] = attacks.run(name, model, x, y, preset=preset, seed=seed, cache=cache,
                                  **kw, **overrides.get(label, {}))
     return out
 
@@ -388,7 +396,7 @@ def sweep_point(train_set, test_set, *, n: int, eps: float, fingerprint_seed: in
                 dx_mode: str = "positive", dy_sign: str = "code", random_sign: bool = False, weight: float = 1.0,
                 model_name: str = "nfp_mnist", train_config: train.TrainConfig | None = None, seed: int = 0,
                 n_pretest: int = 100, attack_names=tuple(PAPER_ATTACKS), overrides: dict | None = None,
-                cache=None) -> dict[str, float]:
+                preset: str = "nfp_mnist", cache=None) -> dict[str, float]:
     """One point of Fig. 3 / Fig. 4: train (or load) the fingerprinted net for (N, ε, fingerprint set),
     then its test accuracy and, per attack, the success rate and the AUC on correctly classified
     pre-test points. The point itself is cached (its key holds the code), so a sweep resumes."""
@@ -404,7 +412,7 @@ def sweep_point(train_set, test_set, *, n: int, eps: float, fingerprint_seed: in
     parts = {"code": code_version(sys.modules[__name__], train, models, fast), "n": n, "eps": eps,
              "fingerprint_seed": fingerprint_seed, "dx_mode": dx_mode, "dy_sign": dy_sign, "random_sign": random_sign,
              "weight": weight, "model": model_name, "train": train_config or train.TrainConfig(), "seed": seed,
-             "n_pretest": n_pretest, "attacks": list(attack_names), "overrides": overrides or {},
+             "n_pretest": n_pretest, "attacks": list(attack_names), "overrides": overrides or {}, "preset": preset,
              "x": train_set.x, "y": train_set.y, "test_x": test_set.x}
 
     def build() -> dict[str, float]:
@@ -418,7 +426,7 @@ def sweep_point(train_set, test_set, *, n: int, eps: float, fingerprint_seed: in
         clean = nfp.score(x)
         point = {"accuracy": train.accuracy(nfp.model, test_set.x, test_set.y)}
         for label, r in run_paper_attacks(nfp.model, x, y, attack_names=attack_names, seed=seed, cache=cache,
-                                          overrides=overrides).items():
+                                          overrides=overrides, preset=preset).items():
             row = auc_row(clean, nfp.score(r.x_adv), correct=correct, success=r.success)
             point[f"{label}_success"], point[f"{label}_auc"] = row["success"], row["auc_correct"]
         return point
@@ -427,8 +435,9 @@ def sweep_point(train_set, test_set, *, n: int, eps: float, fingerprint_seed: in
 
 
 def run_adaptive_attacks(nfp: NeuralFingerprinting, x: torch.Tensor, y: torch.Tensor, *, weight: float,
-                         cw_settings: dict[str, Any] | None = None, seed: int = 0, cache=None) -> dict[str, Any]:
-    """§3.4 side by side, all CW-L2 (``nfp_mnist`` preset, ``cw_settings`` override it) on the same images:
+                         cw_settings: dict[str, Any] | None = None, preset: str = "nfp_mnist", seed: int = 0,
+                         cache=None) -> dict[str, Any]:
+    """§3.4 side by side, all CW-L2 (``preset``, ``cw_settings`` override it) on the same images:
     without an extra term, the paper's Adaptive-CW-L2 (L_fp of the true labels, weight 1, eq. 29) and the
     kit's attack (``weight`` × min_j D_j). With a ``cache`` the three results are stored under the
     fingerprints, the weights, the images and the code, so a re-run does not re-attack."""
@@ -446,7 +455,7 @@ def run_adaptive_attacks(nfp: NeuralFingerprinting, x: torch.Tensor, y: torch.Te
         out = {}
         for label, hook in runs.items():
             extra = nfp.adaptive_loss(*hook) if hook else None
-            out[label] = vars(attacks.run("cw2", nfp.attacked_model, x, y, preset="nfp_mnist", seed=seed,
+            out[label] = vars(attacks.run("cw2", nfp.attacked_model, x, y, preset=preset, seed=seed,
                                           extra_loss=extra, **cw_settings))
         return out
 
@@ -455,6 +464,6 @@ def run_adaptive_attacks(nfp: NeuralFingerprinting, x: torch.Tensor, y: torch.Te
     else:
         parts = {"code": code_version(sys.modules[__name__], fast), "fingerprints": nfp.fingerprints.to_dict(),
                  "weights": nfp.attacked_model.state_dict(), "architecture": repr(nfp.attacked_model), "x": x, "y": y,
-                 "runs": runs, "cw_settings": cw_settings, "seed": seed}
+                 "runs": runs, "cw_settings": cw_settings, "preset": preset, "seed": seed}
         stored = cache.get_or_build("adversarial_adaptive", parts, build)
     return {label: attacks.core.AttackResult(**r) for label, r in stored.items()}
