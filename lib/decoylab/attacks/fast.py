@@ -23,13 +23,19 @@ def _objective_grad(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, tar
                     extra_loss: ExtraLoss) -> torch.Tensor:
     """Gradient of what the attacker ascends: CE on the label (untargeted) or -CE on the
     target (targeted), minus the per-sample ``extra_loss``."""
+    return _objective_grad_and_logits(model, x, labels, targeted, extra_loss)[0]
+
+
+def _objective_grad_and_logits(model, x, labels, targeted, extra_loss) -> tuple[torch.Tensor, torch.Tensor]:
+    """``_objective_grad`` and the logits at ``x`` from the same forward pass."""
     x = x.detach().requires_grad_(True)
-    ce = F.cross_entropy(model(x), labels, reduction="sum")
+    logits = model(x)
+    ce = F.cross_entropy(logits, labels, reduction="sum")
     objective = -ce if targeted else ce
     if extra_loss is not None:
         objective = objective - extra_loss(x, labels).sum()
     (grad,) = torch.autograd.grad(objective, x)
-    return grad
+    return grad, logits.detach()
 
 
 def _batches(x: torch.Tensor, labels: torch.Tensor, batch_size: int):
@@ -58,13 +64,12 @@ def iterative_linf(model, x, labels, *, targeted, eps, step_size, steps, random_
         velocity = torch.zeros_like(xb)
         running = torch.ones(len(xb), dtype=torch.bool, device=xb.device)
         for step in range(steps):
-            if early_stop:
-                with torch.no_grad():
-                    pred = model(adv).argmax(1)
+            grad, logits = _objective_grad_and_logits(model, adv, lb, targeted, extra_loss)
+            if early_stop:  # the gradient's forward pass tells which samples are still correct
+                pred = logits.argmax(1)
                 running &= (pred != lb) if targeted else (pred == lb)
                 if not running.any():
                     break
-            grad = _objective_grad(model, adv, lb, targeted, extra_loss)
             if momentum:
                 velocity = momentum * velocity + grad / grad.abs().flatten(1).mean(1).clamp_min(1e-12).view(-1, 1, 1, 1)
                 grad = velocity

@@ -52,3 +52,51 @@ class Defense(ABC):
         if self.threshold is None:
             raise NotFittedError(f"{self.name}: call calibrate(x_clean, fpr) before detect(x)")
         return self.score(x) > self.threshold
+
+
+class TrainedDefense(Defense):
+    """A defense built by training one of the kit's architectures through the shared loop and cache.
+
+    Holds what determines the trained weights besides the data and the secret (architecture,
+    training settings, seed) and where they go (cache, device, log); guards ``attacked_model``
+    before ``fit``; saves weights and secret in one file written atomically."""
+
+    def __init__(self, *, model_name: str, train_config=None, seed: int = 0, cache=None,
+                 device: str | None = None, log=print):
+        from decoylab import train
+
+        super().__init__()
+        self.model_name = model_name
+        self.train_config = train_config or train.TrainConfig()
+        self.seed = seed
+        self.cache = cache
+        self.device = device
+        self.log = log
+        self.model: nn.Module | None = None
+
+    @property
+    def attacked_model(self) -> nn.Module:
+        if self.model is None:
+            raise NotFittedError(f"{type(self).__name__}: call fit(train_set) first")
+        return self.model
+
+    def _save(self, path, payload: dict) -> "Path":
+        """``payload`` plus the weights, architecture and seed, to a temporary file renamed to ``path``."""
+        import io
+        from pathlib import Path
+
+        from decoylab.cache import atomic_write_bytes
+
+        buffer = io.BytesIO()
+        torch.save({"state_dict": self.attacked_model.state_dict(), "model_name": self.model_name,
+                    "seed": self.seed, **payload}, buffer)
+        atomic_write_bytes(Path(path), buffer.getvalue())
+        return Path(path)
+
+    def _restore_model(self, stored: dict, input_shape: tuple[int, ...], num_classes: int) -> None:
+        """Rebuild the architecture and load the weights written by ``_save``."""
+        from decoylab import models
+
+        self.model = models.build(stored["model_name"], input_shape, num_classes, seed=stored["seed"])
+        self.model.load_state_dict(stored["state_dict"])
+        self.model.eval()

@@ -17,7 +17,6 @@ budgets carry over unchanged. Fingerprinted probes x + Δx are not clipped to th
 """
 from __future__ import annotations
 
-import io
 import math
 import secrets
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from decoylab import metrics, params, train
-from decoylab.defenses.base import Defense, NotFittedError
+from decoylab.defenses.base import TrainedDefense
 
 DX_MODES = ("positive", "symmetric")
 DY_SIGNS = ("code", "paper")
@@ -196,7 +195,7 @@ def all_distances(model: nn.Module, fp: Fingerprints, x: torch.Tensor, batch_siz
         torch.zeros(0, fp.num_classes)
 
 
-class NeuralFingerprinting(Defense):
+class NeuralFingerprinting(TrainedDefense):
     """A classifier trained with fingerprints (eq. 14) and its detector (Algorithm 1).
 
     ``NeuralFingerprinting.create(..., weight=...)``; ``plain_twin()`` is the same net trained
@@ -206,18 +205,12 @@ class NeuralFingerprinting(Defense):
     def __init__(self, fingerprints: Fingerprints, *, weight: float = 1.0, model_name: str = "nfp_mnist",
                  train_config: train.TrainConfig | None = None, seed: int = 0, cache=None, device: str | None = None,
                  trained_with_fingerprints: bool = True, log: Callable[[str], None] | None = print):
-        super().__init__()
         check_settings(weight=weight)
+        super().__init__(model_name=model_name, train_config=train_config, seed=seed, cache=cache, device=device,
+                         log=log)
         self.fingerprints = fingerprints
         self.weight = float(weight)
-        self.model_name = model_name
-        self.train_config = train_config or train.TrainConfig()
-        self.seed = seed
-        self.cache = cache
-        self.device = device
         self.trained_with_fingerprints = trained_with_fingerprints
-        self.log = log
-        self.model: nn.Module | None = None
 
     @classmethod
     def create(cls, shape: tuple[int, ...], num_classes: int, *, n: int, eps: float, dx_mode: str = "positive",
@@ -253,12 +246,6 @@ class NeuralFingerprinting(Defense):
                                          log=self.log, **extra)
         return self
 
-    @property
-    def attacked_model(self) -> nn.Module:
-        if self.model is None:
-            raise NotFittedError("NeuralFingerprinting: call fit(train_set) first")
-        return self.model
-
     def distances(self, x: torch.Tensor) -> torch.Tensor:
         """D_j(x) for every class j (eq. 9), (B, K), no gradient."""
         return all_distances(self.attacked_model, self.fingerprints, x)
@@ -292,27 +279,17 @@ class NeuralFingerprinting(Defense):
 
     def save(self, path: str | Path) -> Path:
         """Weights, fingerprints and settings in one file, written to a temporary file and renamed."""
-        from decoylab.cache import atomic_write_bytes
-
-        buffer = io.BytesIO()
-        torch.save({"state_dict": self.attacked_model.state_dict(), "fingerprints": self.fingerprints.to_dict(),
-                    "weight": self.weight, "model_name": self.model_name, "seed": self.seed,
-                    "trained_with_fingerprints": self.trained_with_fingerprints, "threshold": self.threshold,
-                    "calibrated_fpr": self.calibrated_fpr}, buffer)
-        atomic_write_bytes(Path(path), buffer.getvalue())
-        return Path(path)
+        return self._save(path, {"fingerprints": self.fingerprints.to_dict(), "weight": self.weight,
+                                 "trained_with_fingerprints": self.trained_with_fingerprints,
+                                 "threshold": self.threshold, "calibrated_fpr": self.calibrated_fpr})
 
     @classmethod
     def load(cls, path: str | Path, **kwargs) -> "NeuralFingerprinting":
-        from decoylab import models
-
         stored = torch.load(path, weights_only=True, map_location="cpu")
         fp = Fingerprints.from_dict(stored["fingerprints"])
         nfp = cls(fp, weight=stored["weight"], model_name=stored["model_name"], seed=stored["seed"],
                   trained_with_fingerprints=stored["trained_with_fingerprints"], **kwargs)
-        nfp.model = models.build(stored["model_name"], tuple(fp.dx.shape[1:]), fp.num_classes, seed=stored["seed"])
-        nfp.model.load_state_dict(stored["state_dict"])
-        nfp.model.eval()
+        nfp._restore_model(stored, tuple(fp.dx.shape[1:]), fp.num_classes)
         nfp.threshold, nfp.calibrated_fpr = stored["threshold"], stored["calibrated_fpr"]
         return nfp
 

@@ -15,7 +15,6 @@ The paper has no public code; every reading below is a choice, listed in noteboo
 """
 from __future__ import annotations
 
-import io
 import secrets
 import warnings
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ import torch
 from torch import nn
 
 from decoylab import metrics, params, train
-from decoylab.defenses.base import Defense, NotFittedError
+from decoylab.defenses.base import NotFittedError, TrainedDefense
 
 READINGS = ("perturbation", "raw")
 SAMPLES = ("successful", "all")
@@ -241,7 +240,7 @@ def train_detector(key: WatermarkKey, x_clean: torch.Tensor, adversarial: dict[s
     return overall, DetectorReport(rows)
 
 
-class HoneyModel(Defense):
+class HoneyModel(TrainedDefense):
     """A model trained on data self-poisoned with a secret watermark (§III-C), plus its detector.
 
     ``poison_percent=0`` gives the benign model with the same key: the control for every result.
@@ -251,17 +250,11 @@ class HoneyModel(Defense):
     def __init__(self, key: WatermarkKey, poison_percent: float, *, model_name: str = "honey_small_conv",
                  train_config: train.TrainConfig | None = None, seed: int = 0, cache=None, device: str | None = None,
                  log: Callable[[str], None] | None = print):
-        super().__init__()
         check_settings(poison_percent=poison_percent)
+        super().__init__(model_name=model_name, train_config=train_config, seed=seed, cache=cache, device=device,
+                         log=log)
         self.key = key
         self.poison_percent = float(poison_percent)
-        self.model_name = model_name
-        self.train_config = train_config or train.TrainConfig()
-        self.seed = seed
-        self.cache = cache
-        self.device = device
-        self.log = log
-        self.model: nn.Module | None = None
         self.num_classes: int | None = None
         self.poisoned: PoisonedSet | None = None
         self.detector = None
@@ -290,12 +283,6 @@ class HoneyModel(Defense):
                                          log=self.log)
         return self
 
-    @property
-    def attacked_model(self) -> nn.Module:
-        if self.model is None:
-            raise NotFittedError("HoneyModel: call fit(train_set) first")
-        return self.model
-
     def reconstruction(self, x_adv: torch.Tensor, x: torch.Tensor, reading: str = "perturbation") -> torch.Tensor:
         return reconstruction(self.key, x_adv, x, reading)
 
@@ -313,26 +300,16 @@ class HoneyModel(Defense):
 
     def save(self, path: str | Path) -> Path:
         """Weights, key and settings in one file, written to a temporary file and renamed."""
-        from decoylab.cache import atomic_write_bytes
-
-        buffer = io.BytesIO()
-        torch.save({"state_dict": self.attacked_model.state_dict(), "key": self.key.to_dict(),
-                    "poison_percent": self.poison_percent, "model_name": self.model_name, "seed": self.seed,
-                    "num_classes": self.num_classes}, buffer)
-        atomic_write_bytes(Path(path), buffer.getvalue())
-        return Path(path)
+        return self._save(path, {"key": self.key.to_dict(), "poison_percent": self.poison_percent,
+                                 "num_classes": self.num_classes})
 
     @classmethod
     def load(cls, path: str | Path, **kwargs) -> "HoneyModel":
-        from decoylab import models
-
         stored = torch.load(path, weights_only=True, map_location="cpu")
         key = WatermarkKey.from_dict(stored["key"])
         honey = cls(key, stored["poison_percent"], model_name=stored["model_name"], seed=stored["seed"], **kwargs)
         honey.num_classes = stored["num_classes"]
-        honey.model = models.build(stored["model_name"], key.shape, honey.num_classes, seed=stored["seed"])
-        honey.model.load_state_dict(stored["state_dict"])
-        honey.model.eval()
+        honey._restore_model(stored, key.shape, honey.num_classes)
         return honey
 
 
