@@ -23,7 +23,8 @@ def _kwargs(name):
 
 # Attacks that must fool a small MLP on 8x8 digits on most inputs at their default settings.
 # rllc's eps 0.15 random step is weak by design.
-MUST_SUCCEED = {"fgsm", "rfgsm", "bim", "bim_a", "pgd", "mim", "illc", "tmifgsm", "cw2", "deepfool", "jsma"}
+MUST_SUCCEED = {"fgsm", "rfgsm", "bim", "bim_a", "pgd", "mim", "dim", "mim_ti", "dim_ti", "mim_l2", "spsa", "eco",
+                "illc", "tmifgsm", "cw2", "deepfool", "jsma"}
 
 
 @pytest.mark.parametrize("name", attacks.names())
@@ -46,7 +47,7 @@ def res_eps(name):
 
 
 @pytest.mark.parametrize("name,settings", [
-    ("fgsm", {}), ("bim", {}), ("pgd", {}), ("deepfool", {}), ("jsma", {"saliency": "target_top2"}),
+    ("fgsm", {}), ("bim", {}), ("pgd", {}), ("mim", {}), ("deepfool", {}), ("jsma", {"saliency": "target_top2"}),
     ("jsma", {"preset": "honeymodels"}), ("pgd", {"preset": "honeymodels"}),
     ("cw2", {}), ("cw2", {"targeted": True, "preset": "honeymodels"})])
 def test_fast_and_art_agree(setup, name, settings):
@@ -152,3 +153,66 @@ def test_attack_benchmark_prints_and_writes_json(tmp_path, capsys):
     rows = json.loads((tmp_path / "b.json").read_text())["rows"]
     assert {(r["attack"], r["backend"]) for r in rows} == {("fgsm", "fast"), ("fgsm", "art"),
                                                           ("deepfool", "fast"), ("deepfool", "art")}
+
+
+def test_transfer_tricks_reduce_to_mim(setup):
+    """DIM with p = 0 and TI with a 1x1 kernel are MIM step for step; with p = 1 or a wider
+    kernel the perturbation changes (the trick is on) and stays in the ball."""
+    model, x, y = setup
+    mim = attacks.run("mim", model, x, y, seed=3)
+    assert torch.equal(attacks.run("dim", model, x, y, seed=3, diversity_prob=0.0).x_adv, mim.x_adv)
+    assert torch.equal(attacks.run("mim_ti", model, x, y, seed=3, ti_kernel=1).x_adv, mim.x_adv)
+    for name in ("dim", "mim_ti", "dim_ti"):
+        res = attacks.run(name, model, x, y, seed=3)
+        assert not torch.equal(res.x_adv, mim.x_adv), name
+        assert float(res.linf.max()) <= 0.3 + 1e-5
+
+
+def test_ti_kernel_is_a_normalised_gaussian():
+    from decoylab.attacks.fast import _ti_smoother
+
+    impulse = torch.zeros(1, 1, 9, 9)
+    impulse[0, 0, 4, 4] = 1.0
+    spread = _ti_smoother(5, 1, "cpu")(impulse)
+    assert spread.sum() == pytest.approx(1.0, abs=1e-6)
+    assert spread[0, 0, 4, 4] == spread.max() and (spread[0, 0, 2:7, 2:7] > 0).all()
+    assert spread[0, 0, 4, 3] == pytest.approx(float(spread[0, 0, 3, 4]))  # symmetric
+
+
+def test_mim_l2_respects_both_budgets(setup):
+    model, x, y = setup
+    res = attacks.run("mim_l2", model, x, y, eps=0.2, eps_l2=1.0, step_size=0.2, steps=20)
+    assert float(res.l2.max()) <= 1.0 + 1e-4 and float(res.linf.max()) <= 0.2 + 1e-5
+    assert res.success_rate > 0.3
+
+
+class _NoGradient(torch.nn.Module):
+    """Answers with logits but gives an attacker no gradient (a hard black box)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        with torch.no_grad():
+            return self.model(x)
+
+
+@pytest.mark.parametrize("name", ["spsa", "eco"])
+def test_query_attacks_need_only_scores(setup, name):
+    model, x, y = setup
+    res = attacks.run(name, _NoGradient(model), x[:40], y[:40], seed=0)
+    assert res.success_rate > 0.5 and float(res.linf.max()) <= 0.3 + 1e-5
+    assert res.grad_steps > 100  # queries per input
+    if name == "eco":  # every pixel sits on a vertex of the L∞ ball unless clipped by [0, 1]
+        delta = (res.x_adv - x[:40]).abs()
+        on_vertex = ((delta - 0.3).abs() < 1e-5) | (res.x_adv <= 1e-6) | (res.x_adv >= 1 - 1e-6)
+        assert bool(on_vertex.all())
+    with pytest.raises(ValueError, match="extra_loss"):
+        attacks.run(name, model, x, y, extra_loss=lambda a, b: a.sum((1, 2, 3)))
+
+
+def test_spsa_rejects_odd_samples(setup):
+    model, x, y = setup
+    with pytest.raises(ValueError, match="samples=3"):
+        attacks.run("spsa", model, x, y, samples=3)

@@ -54,6 +54,15 @@ def bim(model, x, labels, *, targeted, eps, step_size, steps, num_classes, batch
                 random_start=False, num_classes=num_classes, batch_size=batch_size)
 
 
+def mim(model, x, labels, *, targeted, eps, step_size, steps, momentum, num_classes, batch_size, **_):
+    from art.attacks.evasion import MomentumIterativeMethod
+
+    attack = MomentumIterativeMethod(classifier(model, x.shape[1:], num_classes), norm=np.inf, eps=eps,
+                                     eps_step=step_size, decay=momentum, max_iter=steps, targeted=targeted,
+                                     batch_size=batch_size, verbose=not config.is_batch())
+    return _generate(attack, x, labels, num_classes, targeted), steps
+
+
 def cw_l2(model, x, labels, *, targeted, confidence, learning_rate, max_iter, binary_search_steps, initial_const,
           num_classes, batch_size, optimizer="line_search", **_):
     from art.attacks.evasion import CarliniL2Method

@@ -42,9 +42,18 @@ _CW = {"confidence": NONNEG, "learning_rate": RATE, "max_iter": COUNT, "binary_s
 _CW_DEFAULTS = {"confidence": 0.0, "learning_rate": 0.01, "max_iter": 10, "binary_search_steps": 10,
                 "initial_const": 0.01, "optimizer": "line_search"}  # ART 1.20's defaults and its optimiser
 
+PROB: Range = (0.0, 1.0, "float0")
+_MIM_DEFAULTS = {"eps": 0.3, "step_size": 0.05, "steps": 15, "momentum": 1.0}
+_LURING_MIM = {"luring_mnist": {"step_size": 0.01, "steps": 1000, "momentum": 1.0},
+               "luring_svhn": {"step_size": 0.01, "steps": 500, "momentum": 1.0},
+               "luring_cifar10": {"step_size": 0.01, "steps": 100, "momentum": 1.0}}
+_LURING_P = {"luring_mnist": 1.0, "luring_svhn": 1.0, "luring_cifar10": 0.6}
+_LURING_KERNEL = {"luring_mnist": 5, "luring_svhn": 10, "luring_cifar10": 3}
+
 # Presets name the paper table they come from: honeymodels = HoneyModels appendix C (Tables II-IV);
 # deepsec_* = Attractors paper Table VII (DEEPSEC); nfp_mnist / nfp_cifar10 = NeuralFP code (inputs on
-# [0, 1] here, so its eps on the [-0.5, 0.5] scale carries over unchanged).
+# [0, 1] here, so its eps on the [-0.5, 0.5] scale carries over unchanged); luring_* = Luring
+# paper Appendices D.1 and F (its inputs are on [0, 1] too).
 REGISTRY: dict[str, AttackEntry] = {
     "fgsm": AttackEntry("fgsm", "linf", "optional", {"eps": 0.3}, {"eps": EPS},
                         {"fast": fast.fgsm, "art": art_backend.fgsm},
@@ -69,11 +78,53 @@ REGISTRY: dict[str, AttackEntry] = {
                        {**_LINF_ITER, "random_start": FLAG}, {"fast": fast.iterative_linf, "art": art_backend.pgd},
                        {"honeymodels": {"eps": 0.3, "step_size": 0.1, "steps": 5, "random_start": False},
                         "deepsec_mnist": {"eps": 0.3, "step_size": 0.05, "steps": 15},
-                        "deepsec_cifar10": {"eps": 0.1, "step_size": 0.01, "steps": 15}}),
-    "mim": AttackEntry("mim", "linf", "optional", {"eps": 0.3, "step_size": 0.05, "steps": 15, "momentum": 1.0},
-                       {**_LINF_ITER, "momentum": NONNEG}, {"fast": fast.iterative_linf},
+                        "deepsec_cifar10": {"eps": 0.1, "step_size": 0.01, "steps": 15},
+                        # Luring Appendix D.1: 1000 iterations of 0.01 for every data set.
+                        **{k: {"step_size": 0.01, "steps": 1000} for k in _LURING_MIM}}),
+    "mim": AttackEntry("mim", "linf", "optional", dict(_MIM_DEFAULTS),
+                       {**_LINF_ITER, "momentum": NONNEG}, {"fast": fast.iterative_linf, "art": art_backend.mim},
                        {"deepsec_mnist": {"eps": 0.3, "step_size": 0.05, "steps": 15},
-                        "deepsec_cifar10": {"eps": 0.1, "step_size": 0.01, "steps": 15}}),
+                        "deepsec_cifar10": {"eps": 0.1, "step_size": 0.01, "steps": 15}, **_LURING_MIM}),
+    # The Luring paper's MIM-W family (§4.2, Appendix F.2): MIM with input diversity (DIM), with
+    # translation-invariant gradients (MIM-TI) or both (DIM-TI). Presets: iterations 1000 / 500 / 100
+    # on MNIST / SVHN / CIFAR-10, μ = 1, DIM's p = 1.0 / 1.0 / 0.6, the kernel the paper found best
+    # for its Luring model (Tables 11-13: 5 / 10 / 3); eps is each experiment's budget.
+    "dim": AttackEntry("dim", "linf", "optional", {**_MIM_DEFAULTS, "diversity_prob": 1.0},
+                       {**_LINF_ITER, "momentum": NONNEG, "diversity_prob": PROB}, {"fast": fast.iterative_linf},
+                       {k: {**v, "diversity_prob": _LURING_P[k]} for k, v in _LURING_MIM.items()}),
+    "mim_ti": AttackEntry("mim_ti", "linf", "optional", {**_MIM_DEFAULTS, "ti_kernel": 5},
+                          {**_LINF_ITER, "momentum": NONNEG, "ti_kernel": COUNT}, {"fast": fast.iterative_linf},
+                          {k: {**v, "ti_kernel": _LURING_KERNEL[k]} for k, v in _LURING_MIM.items()}),
+    "dim_ti": AttackEntry("dim_ti", "linf", "optional", {**_MIM_DEFAULTS, "diversity_prob": 1.0, "ti_kernel": 5},
+                          {**_LINF_ITER, "momentum": NONNEG, "diversity_prob": PROB, "ti_kernel": COUNT},
+                          {"fast": fast.iterative_linf},
+                          {k: {**v, "diversity_prob": _LURING_P[k], "ti_kernel": _LURING_KERNEL[k]}
+                           for k, v in _LURING_MIM.items()}),
+    # MIML2 (Luring Appendix D.1): L2 bound 30 (MNIST) / 2 (SVHN, CIFAR-10), step 0.01, 1000
+    # iterations, μ = 1, clipped to the L∞ budget eps.
+    "mim_l2": AttackEntry("mim_l2", "l2", "optional",
+                          {"eps": 0.3, "eps_l2": 3.0, "step_size": 0.1, "steps": 15, "momentum": 1.0},
+                          {"eps": EPS, "eps_l2": RATE, "step_size": RATE, "steps": COUNT, "momentum": NONNEG},
+                          {"fast": fast.iterative_l2},
+                          {"luring_mnist": {"eps_l2": 30.0, "step_size": 0.01, "steps": 1000},
+                           "luring_svhn": {"eps_l2": 2.0, "step_size": 0.01, "steps": 1000},
+                           "luring_cifar10": {"eps_l2": 2.0, "step_size": 0.01, "steps": 1000}}),
+    # Score-based black-box attacks (Luring §4.2, Appendix F.1; the authors' code for SPSA's delta):
+    # queries only, no gradient, so no adaptive hook.
+    "spsa": AttackEntry("spsa", "linf", "optional",
+                        {"eps": 0.3, "learning_rate": 0.01, "delta": 0.01, "samples": 128, "steps": 100},
+                        {"eps": EPS, "learning_rate": RATE, "delta": RATE, "samples": (2, None, "int"),
+                         "steps": COUNT}, {"fast": fast.spsa},
+                        {k: {"learning_rate": 0.1, "delta": 0.01, "samples": 128, "steps": 100}
+                         for k in ("luring_mnist", "luring_svhn", "luring_cifar10")},
+                        uses_gradient_loss=False),
+    "eco": AttackEntry("eco", "linf", "optional",
+                       {"eps": 0.3, "max_queries": 2000, "block_size": 4, "candidates": 64},
+                       {"eps": EPS, "max_queries": COUNT, "block_size": COUNT, "candidates": COUNT}, {"fast": fast.eco},
+                       {"luring_mnist": {"max_queries": 20000, "block_size": 2},
+                        "luring_svhn": {"max_queries": 20000, "block_size": 8},
+                        "luring_cifar10": {"max_queries": 20000, "block_size": 4}},
+                       uses_gradient_loss=False),
     # The least-likely-class family (Kurakin et al. 2017): targeted at argmin of the clean logits.
     "llc": AttackEntry("llc", "linf", "least_likely", {"eps": 0.3}, {"eps": EPS}, {"fast": fast.fgsm},
                        {"deepsec_mnist": {"eps": 0.3}, "deepsec_cifar10": {"eps": 0.1}}),
@@ -98,7 +149,11 @@ REGISTRY: dict[str, AttackEntry] = {
                         "nfp_mnist": {"optimizer": "adam", "learning_rate": 0.01, "max_iter": 1000,
                                       "binary_search_steps": 9, "initial_const": 0.001},
                         "nfp_cifar10": {"optimizer": "adam", "learning_rate": 0.01, "max_iter": 1000,
-                                        "binary_search_steps": 9, "initial_const": 0.001}}),
+                                        "binary_search_steps": 9, "initial_const": 0.001},
+                        # Luring Appendix D.2 (Table 9): 10 binary steps, lr 0.1, c0 0.5, 500 iterations;
+                        # the authors ran cleverhans' CW-L2, i.e. the Adam loop.
+                        **{k: {"optimizer": "adam", "learning_rate": 0.1, "max_iter": 500, "binary_search_steps": 10,
+                               "initial_const": 0.5} for k in _LURING_MIM}}),
     "deepfool": AttackEntry("deepfool", "l2", "never", {"max_iter": 50, "overshoot": 0.02},
                             {"max_iter": COUNT, "overshoot": NONNEG}, {"fast": fast.deepfool, "art": art_backend.deepfool},
                             {"deepsec_mnist": {"max_iter": 50, "overshoot": 0.02}}, uses_gradient_loss=False),

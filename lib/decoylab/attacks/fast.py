@@ -26,10 +26,11 @@ def _objective_grad(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, tar
     return _objective_grad_and_logits(model, x, labels, targeted, extra_loss)[0]
 
 
-def _objective_grad_and_logits(model, x, labels, targeted, extra_loss) -> tuple[torch.Tensor, torch.Tensor]:
-    """``_objective_grad`` and the logits at ``x`` from the same forward pass."""
+def _objective_grad_and_logits(model, x, labels, targeted, extra_loss, transform=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``_objective_grad`` and the logits at ``x`` from the same forward pass; ``transform``
+    (DIM's input diversity) is applied inside the differentiated graph."""
     x = x.detach().requires_grad_(True)
-    logits = model(x)
+    logits = model(transform(x) if transform is not None else x)
     ce = F.cross_entropy(logits, labels, reduction="sum")
     objective = -ce if targeted else ce
     if extra_loss is not None:
@@ -47,15 +48,20 @@ def _project_linf(adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tenso
 
 
 def iterative_linf(model, x, labels, *, targeted, eps, step_size, steps, random_start=False, momentum=0.0,
-                   early_stop=False, seed=0, batch_size=256, extra_loss: ExtraLoss = None, **_):
+                   early_stop=False, diversity_prob=0.0, ti_kernel=1, seed=0, batch_size=256,
+                   extra_loss: ExtraLoss = None, **_):
     """The L∞ sign-gradient family: FGSM (1 step of eps), BIM/I-FGSM (Kurakin et al. 2017),
     PGD (Madry et al. 2018, uniform random start) and MI-FGSM (Dong et al. 2018, eq. 6:
-    g ← μ·g + ∇/‖∇‖₁, step along sign(g)).
+    g ← μ·g + ∇/‖∇‖₁, step along sign(g)), with the transfer tricks the Luring paper's MIM-W
+    combines: DIM (Xie et al. 2018: with probability ``diversity_prob`` the gradient is taken
+    through a random shrink-and-pad of the input) and TI (Dong et al. 2019: the gradient is
+    smoothed by a ``ti_kernel`` x ``ti_kernel`` Gaussian before the step).
 
     ``early_stop`` freezes each sample as soon as it is misclassified (or reaches its target):
     NeuralFP's BIM-a (§3, "iterates until misclassification"), against BIM-b's fixed step count.
     Returns the number of gradient steps of the longest-running sample."""
     g = torch.Generator(device="cpu").manual_seed(seed)
+    smooth = _ti_smoother(ti_kernel, x.shape[1], x.device) if ti_kernel > 1 else None
     out, used = [], 0
     for xb, lb in _batches(x, labels, batch_size):
         adv = xb.clone()
@@ -64,20 +70,82 @@ def iterative_linf(model, x, labels, *, targeted, eps, step_size, steps, random_
         velocity = torch.zeros_like(xb)
         running = torch.ones(len(xb), dtype=torch.bool, device=xb.device)
         for step in range(steps):
-            grad, logits = _objective_grad_and_logits(model, adv, lb, targeted, extra_loss)
+            diversify = _input_diversity(g) if diversity_prob and float(torch.rand(1, generator=g)) < diversity_prob \
+                else None
+            grad, logits = _objective_grad_and_logits(model, adv, lb, targeted, extra_loss, diversify)
             if early_stop:  # the gradient's forward pass tells which samples are still correct
                 pred = logits.argmax(1)
                 running &= (pred != lb) if targeted else (pred == lb)
                 if not running.any():
                     break
+            if smooth is not None:
+                grad = smooth(grad)
             if momentum:
-                velocity = momentum * velocity + grad / grad.abs().flatten(1).mean(1).clamp_min(1e-12).view(-1, 1, 1, 1)
+                velocity = momentum * velocity + _l1_normalised(grad)
                 grad = velocity
             stepped = _project_linf(adv + step_size * grad.sign(), xb, eps)
             adv = torch.where(running.view(-1, 1, 1, 1), stepped, adv) if early_stop else stepped
             used = max(used, step + 1)
         out.append(adv.detach())
     return torch.cat(out), used
+
+
+def _l1_normalised(grad: torch.Tensor) -> torch.Tensor:
+    return grad / grad.abs().flatten(1).mean(1).clamp_min(1e-12).view(-1, 1, 1, 1)
+
+
+DIVERSITY_SHRINK = 0.9  # DIM's resize range relative to the image side (torchattacks' resize_rate)
+
+
+def _input_diversity(g: torch.Generator) -> Callable[[torch.Tensor], torch.Tensor]:
+    """DIM's transform T(x; p) for fixed-size inputs: resize to a random side in [0.9·H, H), then
+    zero-pad back to H at a random offset (one draw per step, as the reference code)."""
+    def transform(x: torch.Tensor) -> torch.Tensor:
+        side = x.shape[-1]
+        low = max(1, int(side * DIVERSITY_SHRINK))
+        new = int(torch.randint(low, side, (1,), generator=g)) if low < side else side
+        shrunk = F.interpolate(x, size=(new, new), mode="nearest")
+        pad = side - new
+        left = int(torch.randint(0, pad + 1, (1,), generator=g))
+        top = int(torch.randint(0, pad + 1, (1,), generator=g))
+        return F.pad(shrunk, (left, pad - left, top, pad - top))
+    return transform
+
+
+def _ti_smoother(kernel: int, channels: int, device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """TI's gradient smoothing (Dong et al. 2019, eq. 8): a depthwise convolution with a
+    normalised Gaussian over ±3σ, the reference code's ``gkern(kernlen, nsig=3)``."""
+    ticks = torch.linspace(-3, 3, kernel, device=device)
+    g1 = torch.exp(-ticks ** 2 / 2)
+    weight = (g1[:, None] * g1[None, :])
+    weight = (weight / weight.sum()).expand(channels, 1, kernel, kernel).contiguous()
+    left = (kernel - 1) // 2
+
+    def smooth(grad: torch.Tensor) -> torch.Tensor:
+        padded = F.pad(grad, (left, kernel - 1 - left, left, kernel - 1 - left))
+        return F.conv2d(padded, weight, groups=channels)
+    return smooth
+
+
+def iterative_l2(model, x, labels, *, targeted, eps, eps_l2, step_size, steps, momentum=1.0, seed=0,
+                 batch_size=256, extra_loss: ExtraLoss = None, **_):
+    """MIM in L2 (Dong et al. 2018, the cleverhans ``ord=2`` variant): momentum on the
+    L1-normalised gradient, a step of ``step_size`` along g/‖g‖₂, projection on the L2 ball of
+    radius ``eps_l2`` — then clipped to the L∞ ball ``eps``, as the Luring paper reports MIML2
+    (Appendix D.1: "clipped to respect the threat model with regards to ε")."""
+    out = []
+    for xb, lb in _batches(x, labels, batch_size):
+        adv, velocity = xb.clone(), torch.zeros_like(xb)
+        for _ in range(steps):
+            grad = _objective_grad(model, adv, lb, targeted, extra_loss)
+            velocity = momentum * velocity + _l1_normalised(grad) if momentum else grad
+            direction = velocity / velocity.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+            delta = adv + step_size * direction - xb
+            norms = delta.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+            delta = delta * (eps_l2 / norms).clamp(max=1.0)
+            adv = _project_linf(xb + delta, xb, eps).detach()
+        out.append(adv)
+    return torch.cat(out), steps
 
 
 def fgsm(model, x, labels, *, eps, **kw):
@@ -405,3 +473,92 @@ def _best_pair(alpha_f: torch.Tensor, beta_f: torch.Tensor, domain: torch.Tensor
     score = torch.where(good, alpha.abs() * beta.abs(), torch.zeros_like(alpha)).flatten(1)
     best = score.argmax(1)
     return best // n_features, best % n_features, score.amax(1) > 0
+
+
+# ----- score-based black-box attacks: forward passes only, the attacker reads the logits -----
+
+def _logit_margin(logits: torch.Tensor, labels: torch.Tensor, targeted: bool) -> torch.Tensor:
+    """What a score-based attacker minimises: z_y − max_{j≠y} z_j (untargeted) or
+    max_{j≠t} z_j − z_t (targeted); below 0 means the attack has succeeded."""
+    own = logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    other = logits.masked_fill(F.one_hot(labels, logits.shape[-1]).bool(), float("-inf")).amax(-1)
+    return other - own if targeted else own - other
+
+
+@torch.no_grad()
+def _margins(model, candidates: torch.Tensor, labels: torch.Tensor, targeted: bool, chunk: int = 4096) -> torch.Tensor:
+    """Margins of (B, S, C, H, W) candidates, S per input, in forward chunks; returns (B, S)."""
+    b, s = candidates.shape[:2]
+    flat = candidates.reshape(b * s, *candidates.shape[2:])
+    logits = torch.cat([model(part) for part in flat.split(chunk)])
+    return _logit_margin(logits.view(b, s, -1), labels[:, None].expand(b, s), targeted)
+
+
+def spsa(model, x, labels, *, targeted, eps, learning_rate, delta, samples, steps, seed=0, batch_size=128, **_):
+    """SPSA (Uesato et al. 2018, Algorithm 1): the gradient of the logit margin estimated from
+    ``samples`` Rademacher directions (antithetic pairs ±δ·v), an Adam step of ``learning_rate``
+    on the perturbation, projection on the L∞ ball ``eps``. Returns the number of queries per input."""
+    if samples % 2:
+        raise ValueError(f"samples={samples} is not allowed; SPSA evaluates antithetic pairs, so it must be even")
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    model.eval()
+    out = []
+    for xb, lb in _batches(x, labels, batch_size):
+        perturbation = torch.zeros_like(xb, requires_grad=True)
+        opt = torch.optim.Adam([perturbation], lr=learning_rate)
+        for _ in range(steps):
+            adv = (xb + perturbation.detach())
+            v = (torch.randint(0, 2, (len(xb), samples // 2, *xb.shape[1:]), generator=g) * 2 - 1).to(xb)
+            v = torch.cat([v, -v], 1)
+            probes = (adv[:, None] + delta * v).clamp(0, 1)
+            margins = _margins(model, probes, lb, targeted)  # (B, S)
+            # (f(x+δv) − f(x−δv)) / 2δ · v, averaged: the antithetic halves give the same term twice.
+            estimate = (margins[:, :, None, None, None] * v).mean(1) / delta
+            perturbation.grad = estimate
+            opt.step()
+            with torch.no_grad():
+                perturbation.copy_(_project_linf(xb + perturbation, xb, eps) - xb)
+        out.append((xb + perturbation.detach()).clamp(0, 1))
+    return torch.cat(out), steps * samples
+
+
+def eco(model, x, labels, *, targeted, eps, max_queries, block_size, candidates=64, seed=0, batch_size=128, **_):
+    """The parsimonious attack (Moon et al. 2019, "ECO"): the perturbation lives on the vertices
+    ±ε of the L∞ ball, constant on square blocks; a local search flips block signs to lower the
+    logit margin, halving the block size once every block has been tried (their hierarchical
+    schedule), until ``max_queries``. Each step queries ``candidates`` single-block flips and
+    keeps the best one if it improves — a batched greedy search in place of the paper's lazy-greedy
+    insertion/deletion priority queue (same search space, same query budget, simpler bookkeeping).
+    Runs the whole budget without early stopping (the Luring paper: early stopping gives less
+    transferable examples). Returns the number of queries per input."""
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    model.eval()
+    out = []
+    side_h, side_w = x.shape[-2:]
+    for xb, lb in _batches(x, labels, batch_size):
+        n = len(xb)
+        signs = -torch.ones_like(xb)  # the paper's initialisation: every block at −ε
+        with torch.no_grad():
+            best = _logit_margin(model((xb + eps * signs).clamp(0, 1)), lb, targeted)
+        used, block = 1, block_size
+        while used < max_queries:
+            grid_h, grid_w = -(-side_h // block), -(-side_w // block)
+            blocks = [(c, i, j) for c in range(xb.shape[1]) for i in range(grid_h) for j in range(grid_w)]
+            order = torch.randperm(len(blocks), generator=g).tolist()
+            for start in range(0, len(order), candidates):
+                if used >= max_queries:
+                    break
+                picked = [blocks[k] for k in order[start:start + candidates]][:max_queries - used]
+                masks = torch.zeros(len(picked), *xb.shape[1:], device=xb.device)
+                for m, (c, i, j) in enumerate(picked):
+                    masks[m, c, i * block:(i + 1) * block, j * block:(j + 1) * block] = 1
+                flipped = signs[:, None] * (1 - 2 * masks[None])  # (B, S, C, H, W)
+                margins = _margins(model, (xb[:, None] + eps * flipped).clamp(0, 1), lb, targeted)
+                used += len(picked)
+                value, arg = margins.min(1)
+                improve = value < best
+                signs = torch.where(improve.view(-1, 1, 1, 1), flipped[torch.arange(n), arg], signs)
+                best = torch.where(improve, value, best)
+            block = max(1, block // 2)
+        out.append((xb + eps * signs).clamp(0, 1))
+    return torch.cat(out), used
