@@ -25,6 +25,9 @@ EXPECTED_RESULTS = {
     "40_neural_fingerprinting": {"accuracy_with_fingerprints", "accuracy_without_fingerprints", "auc_fgm",
                                  "auc_bim_b_all", "auc_cw_l2_successful", "control_auc_bim_b",
                                  "adaptive_auc_paper_adaptive", "adaptive_auc_kit_adaptive"},
+    "30_luring": {"accuracy_target", "accuracy_luring", "agreement_luring", "dr_pgd_eps0.3_luring",
+                  "iar_mim_l2_eps0.3_ce", "ac_mop_spsa_eps0.3_luring", "ac_m_eco_eps0.3_stack", "dac_mim_w_eps0.3_luring",
+                  "clean_flagged_luring", "auc_clean_vs_clean_luring", "cw_l2_target", "cw_linf_luring"},
     "41_roc_curves": {"auc_fgm_n1", "auc_bim_b_eps0.3", "auc_mean_fgm", "auc_std_fgm",
                       "overlay_fingerprints_defense_pgd_auc", "overlay_honeymodels_control_cw_auc"},
 }
@@ -41,6 +44,11 @@ PLAUSIBLE = {
     # Even a tiny fingerprinted net learns, and BIM-b's large perturbations break its fingerprints.
     "40_neural_fingerprinting": lambda r: (r["accuracy_with_fingerprints"] > 0.5 and r["auc_bim_b_all"] > 0.6
                                            and 0 <= r["adaptive_auc_kit_adaptive"] <= 1),
+    # M learns; PGD at 0.3 fools the augmented models; DAC >= AC_M by definition (eq. 4).
+    "30_luring": lambda r: (r["accuracy_target"] > 0.5 and r["accuracy_luring"] > 0.3
+                            and all(r[f"dac_{a}_eps0.3_{m}"] >= r[f"ac_m_{a}_eps0.3_{m}"] - 1e-9
+                                    for a in ("spsa", "eco", "mim_w") for m in ("stack", "auto", "ce", "luring"))
+                            and 0 <= r["clean_flagged_luring"] <= 1 and r["cw_l2_target"] > 0),
     "41_roc_curves": lambda r: (0 <= r["auc_std_fgm"] <= 0.5 and 0.5 < r["auc_mean_fgm"] <= 1
                                 and 0 <= r["overlay_fingerprints_defense_pgd_auc"] <= 1),
 }
@@ -75,10 +83,19 @@ def test_notebook_flow(path):
 
 
 @pytest.mark.parametrize("name", RUNNABLE)
-@pytest.mark.parametrize("preset", sorted(p.name for p in (ROOT / "params").iterdir() if p.is_dir()))
+@pytest.mark.parametrize("preset", runner.CORE_PRESETS)
 def test_every_notebook_has_a_valid_preset_file(name, preset):
     tasks = runner.plan(preset, [name], ROOT / "notebooks", ROOT / "params", ROOT / "runs")
     assert tasks[0].name == name
+
+
+@pytest.mark.parametrize("preset", sorted(p.name for p in (ROOT / "params").iterdir()
+                                          if p.is_dir() and p.name not in runner.CORE_PRESETS))
+def test_variant_presets_are_valid_for_the_notebooks_they_cover(preset):
+    """A data-set variant (paper-cifar10, paper-svhn) plans exactly the notebooks it has files for."""
+    covered = sorted(f.stem for f in (ROOT / "params" / preset).glob("*.yaml"))
+    tasks = runner.plan(preset, None, ROOT / "notebooks", ROOT / "params", ROOT / "runs")
+    assert sorted(t.name for t in tasks) == covered and covered
 
 
 @pytest.mark.slow

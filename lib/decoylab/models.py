@@ -7,7 +7,12 @@
 | ``deepsec_mnist`` | Attractors paper's MNIST net: DEEPSEC conv 32-32-64-64, FC 200-200-10, dropout 0.5 | 7 |
 | ``nfp_mnist``     | Neural Fingerprinting Table 3                     | 5 |
 | ``nfp_cifar10``   | Neural Fingerprinting Table 4                     | 7 |
+| ``luring_mnist``  | Luring Table 2 (Madry et al.'s MNIST net): conv 32-64 (5x5), FC 1024 | 4 |
+| ``luring_vgg``    | Luring Tables 3-4 (SVHN: 64-128-256, CIFAR-10: 128-256-512 channels by input size) | 9 |
 | ``mlp``           | a one-hidden-layer baseline for tests and 8x8 digits | 2 |
+
+Luring's components P map images to images (``COMPONENTS``, ``build_component``): ``luring_p_mnist``
+(Table 5), ``luring_p_svhn`` (Table 6), ``luring_p_cifar10`` (Table 7).
 
 Input shape and class count come from the dataset (``data.info(name)``).
 """
@@ -134,6 +139,43 @@ class ResNet20(nn.Module):
         return self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
 
 
+def luring_mnist(input_shape: Shape, num_classes: int) -> nn.Module:
+    """Luring Table 2 (Madry et al. 2018's MNIST net): conv 32 (5x5), pool, conv 64 (5x5), pool,
+    dense 1024, dense K; 'same' padding as in the TensorFlow original."""
+    c = input_shape[0]
+    features = nn.Sequential(nn.Conv2d(c, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2))
+    return _ConvThenDense(features, lambda f: nn.Sequential(nn.Linear(f, 1024), nn.ReLU(), nn.Linear(1024, num_classes)),
+                          input_shape, "luring_mnist")
+
+
+def _conv_bn_relu(cin: int, cout: int, pool: bool = False) -> list[nn.Module]:
+    # Luring Tables 3-4 list "Conv + MaxPool + BN + ReLU" in that order.
+    return [nn.Conv2d(cin, cout, 3, padding=1), *([nn.MaxPool2d(2)] if pool else []), nn.BatchNorm2d(cout), nn.ReLU()]
+
+
+def luring_vgg(input_shape: Shape, num_classes: int) -> nn.Module:
+    """Luring Tables 3 (SVHN) and 4 (CIFAR-10): three blocks of two 3x3 convs, then dense 1024-1024;
+    channels 64-128-256 for SVHN and 128-256-512 for CIFAR-10. The two data sets share a shape, so
+    the width is a separate name: ``luring_vgg`` is SVHN's, ``luring_vgg_wide`` CIFAR-10's."""
+    return _luring_vgg(input_shape, num_classes, (64, 128, 256), "luring_vgg")
+
+
+def luring_vgg_wide(input_shape: Shape, num_classes: int) -> nn.Module:
+    """Luring Table 4 (CIFAR-10): ``luring_vgg`` with 128-256-512 channels."""
+    return _luring_vgg(input_shape, num_classes, (128, 256, 512), "luring_vgg_wide")
+
+
+def _luring_vgg(input_shape: Shape, num_classes: int, widths: tuple[int, int, int], name: str) -> nn.Module:
+    layers, cin = [], input_shape[0]
+    for w in widths:
+        layers += _conv_bn_relu(cin, w) + _conv_bn_relu(w, w, pool=True)
+        cin = w
+    return _ConvThenDense(nn.Sequential(*layers), lambda f: nn.Sequential(
+        nn.Linear(f, 1024), nn.BatchNorm1d(1024), nn.ReLU(), nn.Linear(1024, 1024), nn.BatchNorm1d(1024), nn.ReLU(),
+        nn.Linear(1024, num_classes)), input_shape, name)
+
+
 def mlp(input_shape: Shape, num_classes: int) -> nn.Module:
     """One hidden layer of 128 units: fast enough for property tests and 8x8 digits."""
     c, h, w = input_shape
@@ -146,8 +188,75 @@ REGISTRY: dict[str, Callable[[Shape, int], nn.Module]] = {
     "deepsec_mnist": deepsec_mnist,
     "nfp_mnist": nfp_mnist,
     "nfp_cifar10": nfp_cifar10,
+    "luring_mnist": luring_mnist,
+    "luring_vgg": luring_vgg,
+    "luring_vgg_wide": luring_vgg_wide,
     "mlp": mlp,
 }
+
+
+def _conv(cin: int, cout: int, bn: bool = False, act: nn.Module | None = None, padding: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=padding), *([nn.BatchNorm2d(cout)] if bn else []),
+            *([act] if act is not None else [])]
+
+
+def luring_p_mnist(input_shape: Shape) -> nn.Module:
+    """Luring Table 5, the MNIST component P: the Keras convolutional autoencoder it lists
+    (16-8-8 filters down, 8-8-16 up, sigmoid). Table 5 prints two poolings and three upsamplings,
+    which cannot return 28x28; the authors' code pools three times (28-14-7-4, the last one padded)
+    and un-pads with one unpadded 3x3 conv (16 -> 14), which is what is built here."""
+    c = input_shape[0]
+    return nn.Sequential(
+        *_conv(c, 16, act=nn.ReLU()), nn.MaxPool2d(2), *_conv(16, 8, act=nn.ReLU()), nn.MaxPool2d(2),
+        *_conv(8, 8, act=nn.ReLU()), nn.MaxPool2d(2, ceil_mode=True),
+        *_conv(8, 8, act=nn.ReLU()), nn.Upsample(scale_factor=2), *_conv(8, 8, act=nn.ReLU()), nn.Upsample(scale_factor=2),
+        *_conv(8, 16, act=nn.ReLU(), padding=0), nn.Upsample(scale_factor=2), *_conv(16, c, act=nn.Sigmoid()))
+
+
+def luring_p_svhn(input_shape: Shape) -> nn.Module:
+    """Luring Table 6 (SVHN): conv-BN-ReLU 128, pool, 256, pool, 512, 1024, pool, 512, 512, up,
+    256, up, 128, up, 64, then conv 3 + BN + sigmoid."""
+    c, relu = input_shape[0], nn.ReLU
+    return nn.Sequential(
+        *_conv(c, 128, True, relu()), nn.MaxPool2d(2), *_conv(128, 256, True, relu()), nn.MaxPool2d(2),
+        *_conv(256, 512, True, relu()), *_conv(512, 1024, True, relu()), nn.MaxPool2d(2),
+        *_conv(1024, 512, True, relu()), *_conv(512, 512, True, relu()), nn.Upsample(scale_factor=2),
+        *_conv(512, 256, True, relu()), nn.Upsample(scale_factor=2), *_conv(256, 128, True, relu()),
+        nn.Upsample(scale_factor=2), *_conv(128, 64, True, relu()), *_conv(64, c, True, nn.Sigmoid()))
+
+
+def luring_p_cifar10(input_shape: Shape) -> nn.Module:
+    """Luring Table 7 (CIFAR-10): conv-BN-ReLU 128, 256, pool, 512, 1024, 512, 512, 256, up, 128, 64,
+    then conv 3 + BN + sigmoid."""
+    c, relu = input_shape[0], nn.ReLU
+    return nn.Sequential(
+        *_conv(c, 128, True, relu()), *_conv(128, 256, True, relu()), nn.MaxPool2d(2),
+        *_conv(256, 512, True, relu()), *_conv(512, 1024, True, relu()), *_conv(1024, 512, True, relu()),
+        *_conv(512, 512, True, relu()), *_conv(512, 256, True, relu()), nn.Upsample(scale_factor=2),
+        *_conv(256, 128, True, relu()), *_conv(128, 64, True, relu()), *_conv(64, c, True, nn.Sigmoid()))
+
+
+COMPONENTS: dict[str, Callable[[Shape], nn.Module]] = {
+    "luring_p_mnist": luring_p_mnist,
+    "luring_p_svhn": luring_p_svhn,
+    "luring_p_cifar10": luring_p_cifar10,
+}
+
+
+def build_component(name: str, input_shape: Shape, seed: int | None = None) -> nn.Module:
+    """Build an image-to-image component (Luring's P) for ``input_shape``; it must give back that shape."""
+    if name not in COMPONENTS:
+        raise ValueError(f"component={name!r} is not known; allowed: {', '.join(COMPONENTS)}")
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        component = COMPONENTS[name](tuple(input_shape))
+    with torch.no_grad():
+        out = component.eval()(torch.zeros(1, *input_shape)).shape[1:]
+    if tuple(out) != tuple(input_shape):
+        raise ValueError(f"component {name!r} maps inputs shaped {tuple(input_shape)} to {tuple(out)}; "
+                         f"it is built for other image sizes")
+    return component.train()
 
 
 def names() -> tuple[str, ...]:

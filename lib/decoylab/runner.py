@@ -151,6 +151,10 @@ def _sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+# Presets every notebook has a file in; other folders are data-set variants covering some notebooks.
+CORE_PRESETS = ("tiny", "quick", "paper")
+
+
 def plan(preset: str, notebooks: list[str] | None, notebooks_dir: Path, params_dir: Path,
          runs_dir: Path) -> list[Task]:
     """Check everything; return the tasks or raise ``RunnerError`` listing every problem."""
@@ -161,12 +165,20 @@ def plan(preset: str, notebooks: list[str] | None, notebooks_dir: Path, params_d
     available = discover(notebooks_dir)
     if not available:
         raise RunnerError(f"no notebooks in {notebooks_dir}")
+    if notebooks is None and preset not in CORE_PRESETS:
+        # A data-set variant (paper-cifar10, paper-svhn) covers only the notebooks it has a file for.
+        available = {k: v for k, v in available.items() if (params_dir / preset / f"{k}.yaml").exists()}
+        if not available:
+            raise RunnerError(f"--preset {preset!r} has no file for any notebook in {params_dir / preset}")
     names = select(available, notebooks)
     tasks, problems = [], []
     for name in names:
         params_file = params_dir / preset / f"{name}.yaml"
         if not params_file.exists():
-            problems.append(f"{params_file}: missing; every notebook needs a file in each preset")
+            having = sorted(p.parent.name for p in params_dir.glob(f"*/{name}.yaml"))
+            rule = ("every notebook needs a file in each of " + ", ".join(CORE_PRESETS)) if preset in CORE_PRESETS \
+                else f"this preset does not cover {name}; presets that do: {', '.join(having)}"
+            problems.append(f"{params_file}: missing; {rule}")
             continue
         try:
             values = _load_yaml(params_file)

