@@ -64,10 +64,10 @@ def test_fit_keeps_the_best_epoch():
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
     cache = Cache(tmp_path_factory.mktemp("cache"))
-    tr = data.load("mnist5k", "train", n=600, seed=0)
+    tr = data.load("mnist5k", "train", n=1200, seed=0)
     te = data.load("mnist5k", "test", n=200, seed=0)
     common = dict(target_config=train.TrainConfig(epochs=1, batch_size=28),
-                  train_config=train.TrainConfig(epochs=2, batch_size=32, lr=3e-3), component_init="auto",
+                  train_config=train.TrainConfig(epochs=4, batch_size=32, lr=3e-3), component_init="auto",
                   cache=cache, log=None)
     luring = lu.Luring("luring", **common).fit(tr)
     return luring, luring.twin("ce").fit(tr), tr, te, cache
@@ -90,6 +90,7 @@ def test_luring_stretches_the_gap_and_score_is_zero_iff_agree(fitted):
     def mean_gap(d):
         z = train.predict(d.attacked_model, te.x)
         return float(-lu.luring_terms(z, train.predict(d.target, te.x))[1].mean())
+    assert luring.accuracy_and_agreement(te.x, te.y)["test"] > 0.3  # P learned to keep M's decisions
     assert mean_gap(luring) > mean_gap(ce)  # eq. 2's second term at work
     scores = luring.score(te.x)
     disagree = luring.detect_disagreement(te.x)

@@ -498,7 +498,7 @@ def loss_saliency(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.T
 def opposite_sign_counts(target: nn.Module, augmented: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Appendix D.3, eq. 5: Ω_c per input and class, the number of pixels d whose logit gradients
     ∂h_c/∂x_d under M and under M∘P have opposite signs. Returns (N, K) counts."""
-    dev = next(augmented.parameters()).device
+    dev = next((p.device for p in target.parameters()), x.device)
     x = x.detach().to(dev)
     k = train.predict(target, x[:1]).shape[1]
     counts = []
