@@ -4,7 +4,8 @@ import torch
 from decoylab import models
 
 SHAPES = {"honey_small_conv": (1, 28, 28), "deepsec_mnist": (1, 28, 28), "nfp_mnist": (1, 28, 28),
-          "resnet20": (3, 32, 32), "nfp_cifar10": (3, 32, 32), "mlp": (1, 8, 8)}
+          "resnet20": (3, 32, 32), "nfp_cifar10": (3, 32, 32), "mlp": (1, 8, 8),
+          "luring_mnist": (1, 28, 28), "luring_vgg": (3, 32, 32), "luring_vgg_wide": (3, 32, 32)}
 
 
 @pytest.mark.parametrize("name", models.names())
@@ -31,3 +32,16 @@ def test_bad_inputs_are_named():
         models.build("vgg", (1, 28, 28), 10)
     with pytest.raises(ValueError, match="cannot take inputs of shape"):
         models.build("nfp_mnist", (1, 8, 8), 10)
+
+
+@pytest.mark.parametrize("name,shape", [("luring_p_mnist", (1, 28, 28)), ("luring_p_svhn", (3, 32, 32)),
+                                        ("luring_p_cifar10", (3, 32, 32))])
+def test_components_map_images_to_images_in_the_unit_box(name, shape):
+    component = models.build_component(name, shape, seed=0).eval()
+    out = component(torch.rand(2, *shape))
+    assert out.shape == (2, *shape) and float(out.min()) >= 0 and float(out.max()) <= 1
+
+
+def test_unknown_component_is_named():
+    with pytest.raises(ValueError, match="component='unet'"):
+        models.build_component("unet", (1, 28, 28))
