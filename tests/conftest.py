@@ -2,6 +2,15 @@ import os
 
 import pytest
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two xdist workers on a 2-core machine: one thread each (and in the notebook kernels they start),
+    # or the intra-op threads of both spin against each other (half the CPU time went to the kernel).
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["MKL_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_cache(tmp_path_factory):

@@ -100,6 +100,15 @@ def test_luring_stretches_the_gap_and_score_is_zero_iff_agree(fitted):
     assert bool((kl.score(te.x) >= -1e-6).all())
 
 
+def test_save_and_load_give_the_same_defense(fitted, tmp_path):
+    luring, _, _, te, _ = fitted
+    path = luring.save(tmp_path / "luring.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["luring.pt"]  # no temporary file left behind
+    again = lu.Luring.load(path, (1, 28, 28), 10, log=None)
+    assert again.approach == "luring" and again.weight == luring.weight
+    assert torch.equal(again.score(te.x), luring.score(te.x))
+
+
 def test_opposite_sign_counts():
     model = models.build("mlp", (1, 8, 8), 10, seed=0)
     flipped = torch.nn.Sequential(model, torch.nn.Identity())

@@ -38,7 +38,8 @@ def test_bad_inputs_are_named():
                                         ("luring_p_cifar10", (3, 32, 32))])
 def test_components_map_images_to_images_in_the_unit_box(name, shape):
     component = models.build_component(name, shape, seed=0).eval()
-    out = component(torch.rand(2, *shape))
+    with torch.no_grad():
+        out = component(torch.rand(2, *shape))
     assert out.shape == (2, *shape) and float(out.min()) >= 0 and float(out.max()) <= 1
 
 

@@ -159,7 +159,7 @@ def luring_panel(train_set, x: torch.Tensor, y: torch.Tensor, *, make_defense, w
             defenses = {a: make_defense(a, weight_box.value).fit(train_set) for a in ("ce", "luring")}
             rows = {}
             for name, d in defenses.items():
-                res = lu._run(d.attacked_model, attack.value, x, y, eps_slider.value, preset, overrides, cache, seed)
+                res = lu.run_attack(d.attacked_model, attack.value, x, y, eps_slider.value, preset, overrides, cache, seed)
                 rows[lu.APPROACH_LABELS[name]] = {**d.accuracy_and_agreement(x, y), **d.transfer_metrics(res.x_adv, y)}
             out.clear_output(wait=True)
             display(pd.DataFrame(rows).T[["test", "DR", "IAR", "AC_MoP", "AC_M", "DAC"]].round(3))

@@ -324,9 +324,23 @@ class Luring(TrainedDefense):
         return transfer_metrics(pa, pt, y, successful)
 
     def save(self, path) -> Path:
-        augmented, _ = self._require()
-        return self._save(path, {"augmented": augmented.state_dict(), "approach": self.approach, "weight": self.weight,
+        """M∘P's weights (P and M), the approach and λ, in one file written atomically."""
+        self._require()
+        return self._save(path, {"approach": self.approach, "weight": self.weight,
                                  "component_name": self.component_name})
+
+    @classmethod
+    def load(cls, path, input_shape: tuple[int, ...], num_classes: int, **kwargs) -> "Luring":
+        """The defense ``save`` wrote, ready to score and attack (no training)."""
+        stored = torch.load(Path(path), map_location="cpu", weights_only=False)
+        defense = cls(stored["approach"], weight=stored["weight"], target_name=stored["model_name"],
+                      component_name=stored["component_name"], seed=stored["seed"], **kwargs)
+        augmented = Augmented(models.build_component(stored["component_name"], tuple(input_shape)),
+                              models.build(stored["model_name"], tuple(input_shape), num_classes))
+        augmented.load_state_dict(stored["state_dict"])
+        defense.model = augmented.eval().requires_grad_(False)
+        defense.target = augmented.target
+        return defense
 
 
 def paper_dataset(name: str) -> str | None:
@@ -410,8 +424,10 @@ def auc_of_scores(defense: Luring, x_clean: torch.Tensor, x_adv: torch.Tensor) -
 
 # ----- experiments of the notebook (§3.2-3.3, §4.2, Appendix D) -----
 
-def _run(defense_model: nn.Module, attack: str, x: torch.Tensor, y: torch.Tensor, eps: float | None, preset: str,
-         overrides: dict | None, cache, seed: int):
+def run_attack(defense_model: nn.Module, attack: str, x: torch.Tensor, y: torch.Tensor, eps: float | None, preset: str,
+               overrides: dict | None, cache, seed: int):
+    """``attacks.run`` with a ``luring_*`` preset, a notebook's per-attack ``overrides`` and the budget
+    ``eps`` (checked against the data range first)."""
     from decoylab import attacks
 
     settings = dict((overrides or {}).get(attack, {}))
@@ -429,7 +445,7 @@ def characterise(defenses: dict[str, Luring], x: torch.Tensor, y: torch.Tensor, 
     rows = []
     for attack in attack_names:
         for eps in eps_list:
-            runs = {name: _run(d.attacked_model, attack, x, y, eps, preset, overrides, cache, seed)
+            runs = {name: run_attack(d.attacked_model, attack, x, y, eps, preset, overrides, cache, seed)
                     for name, d in defenses.items()}
             fools_all = torch.stack([r.success for r in runs.values()]).all(0)
             for name, d in defenses.items():
@@ -455,7 +471,7 @@ def defense_table(defenses: dict[str, Luring], x: torch.Tensor, y: torch.Tensor,
             for name, d in defenses.items():
                 measured = []
                 for variant in variants:
-                    res = _run(d.attacked_model, variant, x, y, eps, preset, overrides, cache, seed)
+                    res = run_attack(d.attacked_model, variant, x, y, eps, preset, overrides, cache, seed)
                     measured.append({**d.transfer_metrics(res.x_adv, y), "variant": variant})
                 best = worst_case(measured)
                 ref = quoted.get((attack, round(float(eps), 4), name))
@@ -471,7 +487,7 @@ def distortion_table(defenses: dict[str, Luring], target: nn.Module, x: torch.Te
     """Table 9: mean L2 and L∞ of CW-L2's successful adversarial examples on M and on each M∘P."""
     rows = []
     for name, model in {"target": target, **{k: d.attacked_model for k, d in defenses.items()}}.items():
-        res = _run(model, "cw2", x, y, None, preset, overrides, cache, seed)
+        res = run_attack(model, "cw2", x, y, None, preset, overrides, cache, seed)
         ok = res.success
         rows.append({"model": name, "success": res.success_rate,
                      "mean_l2": float(res.l2[ok].mean()) if ok.any() else float("nan"),
