@@ -252,8 +252,8 @@ class Luring(TrainedDefense):
             start = donor.attacked_model.component.state_dict()
         if self.approach == "stack":
             # "M∘P is retrained as a whole": a new P in front of a copy of the trained M, every
-            # weight trained on the labels (from scratch, the sigmoid bottleneck kept the net at
-            # chance within a CPU budget).
+            # weight trained on the labels (trained from scratch instead, M∘P stayed at chance
+            # level within a CPU budget).
             retrained = copy.deepcopy(self.target).requires_grad_(True)
             augmented = Augmented(component, retrained, frozen_target=False)
             labels, cfg, loss = y[fit_idx], self.stack_config, stack_loss
@@ -271,7 +271,7 @@ class Luring(TrainedDefense):
 
         def run(m: Augmented) -> None:
             histories.append(train.fit(m, x[fit_idx], labels, cfg, loss_fn=loss, seed=self.seed, device=self.device,
-                                       log=self.log, select=lambda mm: (mm(x_val).argmax(1) == y_val).float().mean()))
+                                       log=self.log, select=lambda mm: train.accuracy(mm, x_val, y_val, batch_size=256)))
 
         cache = self.cache or Cache()
         self.model = cache.model(augmented.to(dev), parts, run).to(dev)
