@@ -146,8 +146,8 @@ def luring_panel(train_set, x: torch.Tensor, y: torch.Tensor, *, make_defense, w
     from decoylab.defenses import luring as lu
 
     weight_box = w.BoundedFloatText(value=weight, min=1e-3, max=100.0, step=0.05, description="λ")
-    eps_slider = w.FloatSlider(value=eps, min=eps_range[0], max=eps_range[1], step=0.05, description="ε",
-                               readout_format=".2f")
+    eps_slider = w.FloatSlider(value=eps, min=eps_range[0], max=eps_range[1], step=max(0.005, eps_range[0]),
+                               description="ε", readout_format=".3f")
     attack = w.Dropdown(options=list(attack_names), value=attack_names[0], description="attack")
     button = w.Button(description="run (cached)", button_style="primary")
     out = w.Output()
@@ -160,9 +160,11 @@ def luring_panel(train_set, x: torch.Tensor, y: torch.Tensor, *, make_defense, w
             rows = {}
             for name, d in defenses.items():
                 res = lu.run_attack(d.attacked_model, attack.value, x, y, eps_slider.value, preset, overrides, cache, seed)
-                rows[lu.APPROACH_LABELS[name]] = {**d.accuracy_and_agreement(x, y), **d.transfer_metrics(res.x_adv, y)}
+                rows[lu.APPROACH_LABELS[name]] = {"clean accuracy (these points)": d.accuracy_and_agreement(x, y)["test"],
+                                                  **d.transfer_metrics(res.x_adv, y)}
             out.clear_output(wait=True)
-            display(pd.DataFrame(rows).T[["test", "DR", "IAR", "AC_MoP", "AC_M", "DAC"]].round(3))
+            display(pd.DataFrame(rows).T[["clean accuracy (these points)", "DR", "IAR", "AC_MoP", "AC_M", "DAC"]]
+                    .round(3))
 
     button.on_click(run)
     run()

@@ -562,7 +562,7 @@ def eco(model, x, labels, *, targeted, eps, max_queries, block_size, candidates=
                 used += len(picked)
                 value, arg = margins.min(1)
                 improve = value < best
-                signs = torch.where(improve.view(-1, 1, 1, 1), flipped[torch.arange(n), arg], signs)
+                signs = torch.where(improve.view(-1, 1, 1, 1), flipped[torch.arange(n, device=xb.device), arg], signs)
                 best = torch.where(improve, value, best)
             block = max(1, block // 2)
         out.append((xb + eps * signs).clamp(0, 1))
