@@ -216,3 +216,27 @@ def test_spsa_rejects_odd_samples(setup):
     model, x, y = setup
     with pytest.raises(ValueError, match="samples=3"):
         attacks.run("spsa", model, x, y, samples=3)
+
+
+def test_bpda_restores_the_gradient_of_a_non_differentiable_step(setup):
+    """Quantising the input kills the gradient (PGD cannot move); BPDA's identity backward pass
+    lets the same PGD fool the same quantised model (Athalye et al. 2018)."""
+    model, x, y = setup
+
+    class Quantised(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, v):
+            return self.model(torch.round(v * 4) / 4)
+
+    plain = attacks.run("pgd", Quantised(), x, y, random_start=False)
+    assert float(plain.linf.max()) == 0.0  # zero gradient: the attack never moved
+    wrapped = attacks.BPDA(model, lambda v: torch.round(v * 4) / 4)
+    res = attacks.run("pgd", wrapped, x, y, random_start=False)
+    assert res.success_rate > 0.5
+    with torch.no_grad():  # the forward pass is the quantised model's
+        assert torch.equal(wrapped(x), Quantised()(x))
+    with pytest.raises(ValueError, match="step="):
+        attacks.BPDA(model, "round")

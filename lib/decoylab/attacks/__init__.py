@@ -2,6 +2,6 @@
 
 Backends: ``fast`` (batched torch, any device) and ``art`` (Adversarial Robustness Toolbox).
 """
-from decoylab.attacks.core import AttackResult, accepted, catalogue, catalogue_entry, names, run
+from decoylab.attacks.core import BPDA, AttackResult, accepted, catalogue, catalogue_entry, names, run
 
-__all__ = ["AttackResult", "accepted", "catalogue", "catalogue_entry", "names", "run"]
+__all__ = ["BPDA", "AttackResult", "accepted", "catalogue", "catalogue_entry", "names", "run"]

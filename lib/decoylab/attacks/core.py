@@ -357,3 +357,28 @@ def _attack(entry: AttackEntry, backend: str, settings: dict[str, Any], model: n
                         target=None if tgt is None else tgt.cpu(),
                         l0=(delta.abs() > 1e-6).sum(1).cpu(), l2=delta.norm(dim=1).cpu(),
                         linf=delta.abs().amax(1).cpu(), grad_steps=steps)
+
+
+class BPDA(nn.Module):
+    """Backward Pass Differentiable Approximation (Athalye et al. 2018, §4.1): ``model(step(x))``
+    where ``step`` need not be differentiable (quantisation, JPEG, a detector's hard decision).
+    The forward pass uses ``step(x)``; the backward pass differentiates ``approximation(x)``
+    instead — the identity by default — via ``approx + (step − approx).detach()``, so every
+    gradient attack of the registry runs on the wrapped model unchanged."""
+
+    def __init__(self, model: nn.Module, step: Callable[[torch.Tensor], torch.Tensor],
+                 approximation: Callable[[torch.Tensor], torch.Tensor] | None = None):
+        super().__init__()
+        if not callable(step):
+            raise ValueError(f"step={step!r} is not allowed; pass the non-differentiable function to wrap")
+        if approximation is not None and not callable(approximation):
+            raise ValueError(f"approximation={approximation!r} is not allowed; pass a differentiable function or None")
+        self.model = model
+        self.step = step
+        self.approximation = approximation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        smooth = x if self.approximation is None else self.approximation(x)
+        with torch.no_grad():
+            hard = self.step(x)
+        return self.model(smooth + (hard - smooth).detach())
