@@ -166,12 +166,18 @@ def rfgsm(model, x, labels, *, targeted, eps, alpha, seed=0, batch_size=256, ext
     return torch.cat(out), 1
 
 
+def _logit_margin(logits: torch.Tensor, labels: torch.Tensor, targeted: bool) -> torch.Tensor:
+    """What a score-based attacker minimises: z_y − max_{j≠y} z_j (untargeted) or
+    max_{j≠t} z_j − z_t (targeted); below 0 means the attack has succeeded."""
+    own = logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    other = logits.masked_fill(F.one_hot(labels, logits.shape[-1]).bool(), float("-inf")).amax(-1)
+    return other - own if targeted else own - other
+
+
 def _margin(logits: torch.Tensor, labels: torch.Tensor, targeted: bool, confidence: float) -> torch.Tensor:
     """C&W's f6 (Carlini & Wagner 2017, eq. for f6): how far the input is from being adversarial
     with margin κ; 0 when it is."""
-    real = logits.gather(1, labels[:, None]).squeeze(1)
-    other = logits.masked_fill(F.one_hot(labels, logits.shape[1]).bool(), float("-inf")).amax(1)
-    return (other - real + confidence).clamp_min(0) if targeted else (real - other + confidence).clamp_min(0)
+    return (_logit_margin(logits, labels, targeted) + confidence).clamp_min(0)
 
 
 def cw_l2(model, x, labels, *, targeted, confidence, learning_rate, max_iter, binary_search_steps, initial_const,
@@ -476,14 +482,6 @@ def _best_pair(alpha_f: torch.Tensor, beta_f: torch.Tensor, domain: torch.Tensor
 
 
 # ----- score-based black-box attacks: forward passes only, the attacker reads the logits -----
-
-def _logit_margin(logits: torch.Tensor, labels: torch.Tensor, targeted: bool) -> torch.Tensor:
-    """What a score-based attacker minimises: z_y − max_{j≠y} z_j (untargeted) or
-    max_{j≠t} z_j − z_t (targeted); below 0 means the attack has succeeded."""
-    own = logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
-    other = logits.masked_fill(F.one_hot(labels, logits.shape[-1]).bool(), float("-inf")).amax(-1)
-    return other - own if targeted else own - other
-
 
 @torch.inference_mode()
 def _margins(model, candidates: torch.Tensor, labels: torch.Tensor, targeted: bool) -> torch.Tensor:

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from decoylab import metrics, models, params, train
+from decoylab import models, params, train
 from decoylab.defenses.base import NotFittedError, TrainedDefense
 
 APPROACHES = ("stack", "auto", "ce", "luring")
@@ -78,7 +78,8 @@ params.register("N_LOGIT_ANALYSIS", params.integer(1))
 
 
 def check_settings(*, approach: str | None = None, weight: float | None = None, eps: float | None = None,
-                   score_kind: str | None = None) -> None:
+                   score_kind: str | None = None, component_init: str | None = None,
+                   validation_fraction: float | None = None) -> None:
     """Bad input gets one clear error naming the parameter, before any training."""
     if approach is not None and approach not in APPROACHES:
         raise ValueError(f"approach={approach!r} is not known; allowed: {', '.join(APPROACHES)}")
@@ -88,6 +89,10 @@ def check_settings(*, approach: str | None = None, weight: float | None = None, 
         raise ValueError(f"eps={eps!r} is outside the data range; an L∞ budget on [0, 1] images must be in (0, 1]")
     if score_kind is not None and score_kind not in SCORE_KINDS:
         raise ValueError(f"score_kind={score_kind!r} is not known; allowed: {', '.join(SCORE_KINDS)}")
+    if component_init is not None and component_init not in COMPONENT_INITS:
+        raise ValueError(f"component_init={component_init!r} is not known; allowed: {', '.join(COMPONENT_INITS)}")
+    if validation_fraction is not None and not 0 < validation_fraction <= 0.5:
+        raise ValueError(f"validation_fraction={validation_fraction!r} is not allowed; it must be in (0, 0.5]")
 
 
 class Augmented(nn.Module):
@@ -190,11 +195,8 @@ class Luring(TrainedDefense):
                  train_config: train.TrainConfig | None = None, stack_config: train.TrainConfig | None = None,
                  validation_fraction: float = 0.1, score_kind: str = "margin", component_init: str = "random",
                  seed: int = 0, cache=None, device: str | None = None, log: Callable[[str], None] | None = print):
-        check_settings(approach=approach, weight=weight, score_kind=score_kind)
-        if component_init not in COMPONENT_INITS:
-            raise ValueError(f"component_init={component_init!r} is not known; allowed: {', '.join(COMPONENT_INITS)}")
-        if not 0 < validation_fraction <= 0.5:
-            raise ValueError(f"validation_fraction={validation_fraction!r} is not allowed; it must be in (0, 0.5]")
+        check_settings(approach=approach, weight=weight, score_kind=score_kind, component_init=component_init,
+                       validation_fraction=validation_fraction)
         models.check_name(target_name, "target_name")
         if component_name not in models.COMPONENTS:
             raise ValueError(f"component_name={component_name!r} is not known; allowed: {', '.join(models.COMPONENTS)}")
@@ -237,14 +239,14 @@ class Luring(TrainedDefense):
 
         x, y, k = train_set.x, train_set.y, train_set.info.num_classes
         shape = tuple(x.shape[1:])
-        models.build_component(self.component_name, shape)  # fails early on a shape the component cannot take
+        # Built first: it also fails early on a shape the component cannot take.
+        component = models.build_component(self.component_name, shape, self.seed + 1)
         self.target = train.train_or_load(self.model_name, x, y, k, self.target_config, seed=self.seed,
                                           cache=self.cache, device=self.device, log=self.log)
         self.target.requires_grad_(False)
         fit_idx, val_idx = self._split(len(x), y)
         dev = next(self.target.parameters()).device
         x_val, y_val = x[val_idx].to(dev), y[val_idx].to(dev)
-        component = models.build_component(self.component_name, shape, self.seed + 1)
         start = "random"
         if self.component_init == "auto" and self.approach != "auto":
             donor = self.twin("auto").fit(train_set)  # cached: the Auto baseline's P
@@ -415,13 +417,6 @@ def worst_case(rows: list[dict[str, float]]) -> dict[str, float]:
     return min(rows, key=lambda r: (r["DAC"], r["AC_M"]))
 
 
-def auc_of_scores(defense: Luring, x_clean: torch.Tensor, x_adv: torch.Tensor) -> float:
-    """AUC of the soft disagreement score, clean inputs (negatives) vs adversarial ones (positives)."""
-    scores = torch.cat([defense.score(x_clean), defense.score(x_adv)])
-    truth = torch.cat([torch.zeros(len(x_clean)), torch.ones(len(x_adv))])
-    return metrics.auc(truth, scores)
-
-
 # ----- experiments of the notebook (§3.2-3.3, §4.2, Appendix D) -----
 
 def run_attack(defense_model: nn.Module, attack: str, x: torch.Tensor, y: torch.Tensor, eps: float | None, preset: str,
@@ -506,9 +501,10 @@ def component_saliency(defense: Luring, x: torch.Tensor) -> torch.Tensor:
 
 def loss_saliency(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Fig. 3 (right, top): the gradient of the cross-entropy loss with respect to the input."""
-    x = x.detach().clone().to(next(model.parameters()).device).requires_grad_(True)
-    (grad,) = torch.autograd.grad(F.cross_entropy(model(x), y.to(x.device), reduction="sum"), x)
-    return grad.detach().cpu()
+    from decoylab.attacks.fast import _objective_grad
+
+    dev = next(model.parameters()).device
+    return _objective_grad(model, x.to(dev), y.to(dev), False, None).cpu()
 
 
 def opposite_sign_counts(target: nn.Module, augmented: nn.Module, x: torch.Tensor) -> torch.Tensor:
