@@ -52,15 +52,16 @@ def image_grid(rows: Sequence[torch.Tensor], row_titles: Sequence[str],
     return fig
 
 
-def roc_curves(curves: dict[str, tuple], title: str, ax=None):
-    """ROC curves from ``{label: (fpr, tpr)}`` (e.g. ``metrics.roc``); returns the figure."""
+def roc_curves(curves: dict[str, tuple], title: str, ax=None, colors: dict[str, str] | None = None):
+    """ROC curves from ``{label: (fpr, tpr)}`` (e.g. ``metrics.roc``); ``colors`` maps labels to
+    colours (the per-defense palette) where given; returns the figure."""
     if ax is None:
         fig, ax = plt.subplots(figsize=(4.5, 4))
     else:
         fig = ax.figure
     for label, curve in curves.items():
         if curve is not None:
-            ax.plot(curve[0], curve[1], label=label)
+            ax.plot(curve[0], curve[1], label=label, color=(colors or {}).get(label))
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="chance")
     ax.set(xlabel="false-positive rate (clean flagged)", ylabel="true-positive rate (adversarial flagged)",
            title=title, xlim=(0, 1), ylim=(0, 1.01))
