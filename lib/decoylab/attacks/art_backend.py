@@ -95,3 +95,26 @@ def jsma(model, x, labels, *, targeted, theta, gamma, saliency, num_classes, bat
     attack = SaliencyMapMethod(classifier(model, x.shape[1:], num_classes), theta=theta, gamma=gamma,
                                batch_size=batch_size, verbose=not config.is_batch())
     return _generate(attack, x, labels, num_classes, True), int(np.prod(x.shape[1:]) * gamma / 2)
+
+
+def ead(model, x, labels, *, targeted, confidence, learning_rate, max_iter, binary_search_steps, initial_const,
+        beta, decision_rule, num_classes, batch_size, **_):
+    from art.attacks.evasion import ElasticNet
+
+    attack = ElasticNet(classifier(model, x.shape[1:], num_classes), confidence=confidence, targeted=targeted,
+                        learning_rate=learning_rate, binary_search_steps=binary_search_steps, max_iter=max_iter,
+                        beta=beta, initial_const=initial_const, batch_size=batch_size,
+                        decision_rule=decision_rule.upper(), verbose=not config.is_batch())
+    return _generate(attack, x, labels, num_classes, targeted), binary_search_steps * max_iter
+
+
+def uap(model, x, labels, *, eps, fooling_rate, max_passes, deepfool_iter, overshoot, num_classes, batch_size,
+        **_):
+    from art.attacks.evasion import UniversalPerturbation
+
+    attack = UniversalPerturbation(classifier(model, x.shape[1:], num_classes), attacker="deepfool",
+                                   attacker_params={"max_iter": deepfool_iter, "epsilon": overshoot,
+                                                    "batch_size": batch_size, "verbose": False},
+                                   delta=1 - fooling_rate, max_iter=max_passes, eps=eps, norm=np.inf,
+                                   batch_size=batch_size, verbose=not config.is_batch())
+    return _generate(attack, x, labels, num_classes, False), max_passes

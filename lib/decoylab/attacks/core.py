@@ -43,6 +43,11 @@ _CW_DEFAULTS = {"confidence": 0.0, "learning_rate": 0.01, "max_iter": 10, "binar
                 "initial_const": 0.01, "optimizer": "line_search"}  # ART 1.20's defaults and its optimiser
 
 PROB: Range = (0.0, 1.0, "float0")
+# The Adam-based C&W family (EAD, OptMargin): confidence κ, Adam's learning rate, iterations per
+# binary-search step, binary-search steps, the starting constant c.
+_CW_ADAM = {k: v for k, v in _CW.items() if k != "optimizer"}
+_CW_ADAM_DEFAULTS = {"confidence": 0.0, "learning_rate": 0.01, "max_iter": 100, "binary_search_steps": 5,
+                     "initial_const": 0.01}
 _MIM_DEFAULTS = {"eps": 0.3, "step_size": 0.05, "steps": 15, "momentum": 1.0}
 _LURING_MIM = {"luring_mnist": {"step_size": 0.01, "steps": 1000, "momentum": 1.0},
                "luring_svhn": {"step_size": 0.01, "steps": 500, "momentum": 1.0},
@@ -81,6 +86,8 @@ REGISTRY: dict[str, AttackEntry] = {
                        {"honeymodels": {"eps": 0.3, "step_size": 0.1, "steps": 5, "random_start": False},
                         "deepsec_mnist": {"eps": 0.3, "step_size": 0.05, "steps": 15},
                         "deepsec_cifar10": {"eps": 0.1, "step_size": 0.01, "steps": 15},
+                        # Table VIII: the Trapdoor paper's PGD* (and BPDA) settings.
+                        "trapdoor": {"eps": 0.3, "step_size": 0.04, "steps": 100},
                         # Luring Appendix D.1: 1000 iterations of 0.01 for every data set.
                         **{k: {"step_size": 0.01, "steps": 1000} for k in _LURING_MIM}}),
     "mim": AttackEntry("mim", "linf", "optional", dict(_MIM_DEFAULTS),
@@ -131,7 +138,9 @@ REGISTRY: dict[str, AttackEntry] = {
     "llc": AttackEntry("llc", "linf", "least_likely", {"eps": 0.3}, {"eps": EPS}, {"fast": fast.fgsm},
                        {"deepsec_mnist": {"eps": 0.3}, "deepsec_cifar10": {"eps": 0.1}}),
     "rllc": AttackEntry("rllc", "linf", "least_likely", {"eps": 0.15, "alpha": 0.075}, {"eps": EPS, "alpha": EPS},
-                        {"fast": fast.rfgsm}, {"deepsec_mnist": {"eps": 0.15, "alpha": 0.075}}),
+                        {"fast": fast.rfgsm}, # DEEPSEC's (R)LLC steps α at random, then ε along the gradient (total α + ε); here
+                        # eps is the total, so Table VII's ε = α = 0.15 / 0.05 reads eps 0.3 / 0.1.
+                        {"deepsec_mnist": {"eps": 0.3, "alpha": 0.15}, "deepsec_cifar10": {"eps": 0.1, "alpha": 0.05}}),
     "illc": AttackEntry("illc", "linf", "least_likely", {"eps": 0.3, "step_size": 0.05, "steps": 15}, _LINF_ITER,
                         {"fast": fast.iterative_linf},
                         {"deepsec_mnist": {"eps": 0.3, "step_size": 0.05, "steps": 15},
@@ -144,8 +153,14 @@ REGISTRY: dict[str, AttackEntry] = {
     "cw2": AttackEntry("cw2", "l2", "optional", dict(_CW_DEFAULTS), _CW,
                        {"fast": fast.cw_l2, "art": art_backend.cw_l2},
                        {"honeymodels": {"confidence": 0.5, "max_iter": 5},
-                        "deepsec_mnist": {"learning_rate": 0.02, "max_iter": 10000, "binary_search_steps": 10,
-                                          "initial_const": 0.001},
+                        # DEEPSEC's CW2 is the Adam loop (Table VII: lr 0.02, 10000 iterations, c0 0.001).
+                        "deepsec_mnist": {"optimizer": "adam", "learning_rate": 0.02, "max_iter": 10000,
+                                          "binary_search_steps": 10, "initial_const": 0.001},
+                        "deepsec_cifar10": {"optimizer": "adam", "learning_rate": 0.02, "max_iter": 10000,
+                                            "binary_search_steps": 10, "initial_const": 0.001},
+                        # Table VIII: the Trapdoor paper's CW2* (cleverhans, Adam).
+                        "trapdoor": {"optimizer": "adam", "learning_rate": 0.1, "max_iter": 500,
+                                     "binary_search_steps": 20, "initial_const": 0.001},
                         # NeuralFP states no CW settings: Carlini & Wagner's reference implementation's
                         # defaults (Adam, lr 0.01, 1000 iterations, 9 binary-search steps from c = 0.001).
                         "nfp_mnist": {"optimizer": "adam", "learning_rate": 0.01, "max_iter": 1000,
@@ -158,14 +173,45 @@ REGISTRY: dict[str, AttackEntry] = {
                                "initial_const": 0.5} for k in _LURING_MIM}}),
     "deepfool": AttackEntry("deepfool", "l2", "never", {"max_iter": 50, "overshoot": 0.02},
                             {"max_iter": COUNT, "overshoot": NONNEG}, {"fast": fast.deepfool, "art": art_backend.deepfool},
-                            {"deepsec_mnist": {"max_iter": 50, "overshoot": 0.02}}, uses_gradient_loss=False),
+                            {"deepsec_mnist": {"max_iter": 50, "overshoot": 0.02},
+                             "deepsec_cifar10": {"max_iter": 50, "overshoot": 0.02}}, uses_gradient_loss=False),
     "jsma": AttackEntry("jsma", "l0", "always", {"theta": 1.0, "gamma": 0.1, "saliency": "pairs"},
                         {"theta": (-1.0, 1.0, "float"), "gamma": EPS, "saliency": (None, None, "choice:pairs|target_top2")}, {"fast": fast.jsma, "art": art_backend.jsma},
                         # HoneyModels ran ART's JSMA: its saliency, and ART's default gamma 1.0.
                         {"honeymodels": {"theta": 0.3, "gamma": 1.0, "saliency": "target_top2"},
                          "deepsec_mnist": {"theta": 1.0, "gamma": 0.1},
+                         "deepsec_cifar10": {"theta": 1.0, "gamma": 0.1},
                          "nfp_mnist": {"theta": 1.0, "gamma": 0.1},
                          "nfp_cifar10": {"theta": 1.0, "gamma": 0.1}}, uses_gradient_loss=False),
+    # The Attractors paper's Table VII (DEEPSEC) for the attacks below; MNIST rows unless named cifar10.
+    "ead": AttackEntry("ead", "l1", "optional", {**_CW_ADAM_DEFAULTS, "beta": 1e-3, "decision_rule": "en"},
+                       {**_CW_ADAM, "beta": NONNEG, "decision_rule": (None, None, "choice:en|l1")},
+                       {"fast": fast.ead, "art": art_backend.ead},
+                       {"deepsec_mnist": {"learning_rate": 0.02, "max_iter": 10000, "binary_search_steps": 10,
+                                          "initial_const": 0.001, "beta": 1e-3},
+                        "deepsec_cifar10": {"learning_rate": 0.02, "max_iter": 10000, "binary_search_steps": 10,
+                                            "initial_const": 0.001, "beta": 1e-3},
+                        # Table VIII (the Trapdoor paper's settings, EAD*).
+                        "trapdoor": {"learning_rate": 0.5, "max_iter": 500, "binary_search_steps": 20,
+                                     "initial_const": 0.001, "beta": 1e-3}}),
+    "optmargin": AttackEntry("optmargin", "l2", "never",
+                             {**_CW_ADAM_DEFAULTS, "noise_count": 20, "noise_magnitude": 0.3},
+                             {**_CW_ADAM, "noise_count": COUNT, "noise_magnitude": EPS}, {"fast": fast.optmargin},
+                             {"deepsec_mnist": {"initial_const": 0.02, "binary_search_steps": 4, "learning_rate": 0.2,
+                                                "max_iter": 1000, "noise_count": 20, "noise_magnitude": 0.3},
+                              "deepsec_cifar10": {"initial_const": 1.0, "binary_search_steps": 4,
+                                                  "learning_rate": 0.02, "max_iter": 1000, "noise_count": 20,
+                                                  "noise_magnitude": 0.3}}),
+    "blb": AttackEntry("blb", "l2", "always", {"max_iter": 1000, "binary_search_steps": 5, "initial_const": 0.01},
+                       {"max_iter": COUNT, "binary_search_steps": COUNT, "initial_const": RATE}, {"fast": fast.blb},
+                       {"deepsec_mnist": {"max_iter": 1000, "binary_search_steps": 5, "initial_const": 0.01},
+                        "deepsec_cifar10": {"max_iter": 1000, "binary_search_steps": 5, "initial_const": 0.01}}),
+    "uap": AttackEntry("uap", "linf", "never",
+                       {"eps": 0.3, "fooling_rate": 0.3, "max_passes": 5, "deepfool_iter": 10, "overshoot": 0.02},
+                       {"eps": EPS, "fooling_rate": EPS, "max_passes": COUNT, "deepfool_iter": COUNT,
+                        "overshoot": NONNEG}, {"fast": fast.uap, "art": art_backend.uap},
+                       {"deepsec_mnist": {"eps": 0.3, "fooling_rate": 0.3},
+                        "deepsec_cifar10": {"eps": 0.1, "fooling_rate": 0.3}}, uses_gradient_loss=False),
 }
 
 
