@@ -169,3 +169,61 @@ def luring_panel(train_set, x: torch.Tensor, y: torch.Tensor, *, make_defense, w
     button.on_click(run)
     run()
     return w.VBox([w.HBox([weight_box, eps_slider, attack, button]), out])
+
+
+def attractor_panel(classifier, x: torch.Tensor, y: torch.Tensor, x_calibration: torch.Tensor, *,
+                    intervals, weights, strength: float, fpr: float, dataset: str = "mnist",
+                    attack_names=("fgsm", "pgd", "deepfool", "cw2"), seed: int = 0, cache=None):
+    """The Attractors' knobs — the two interval sizes, the weight on the larger one, A2 and the FPR —
+    on the trained C (W needs no training): M's accuracy on these points, then an attack on M with
+    F_d's detection and F_r's recovery, beside the same F_d on the attack's examples crafted on C."""
+    import ipywidgets as w
+    import pandas as pd
+    from IPython.display import display
+
+    from decoylab import attacks, train
+    from decoylab.defenses import attractors as at
+
+    small = w.BoundedFloatText(value=float(intervals[0]), min=0.5, max=at.MAX_INTERVAL, description="δ small")
+    large = w.BoundedFloatText(value=float(intervals[-1]), min=0.5, max=at.MAX_INTERVAL, description="δ large")
+    ratio = w.FloatLogSlider(value=float(weights[-1]) / max(float(weights[0]), 1e-9), base=10, min=-2, max=2,
+                             description="α large/small")
+    strength_slider = w.FloatLogSlider(value=strength, base=10, min=-2, max=1, description="A2")
+    fpr_slider = w.FloatLogSlider(value=fpr, base=10, min=-3, max=-0.7, description="FPR", readout_format=".3f")
+    attack = w.Dropdown(options=list(attack_names), value=attack_names[0], description="attack")
+    button = w.Button(description="run", button_style="primary")
+    out = w.Output()
+
+    def run(_=None):
+        out.clear_output(wait=True)
+        with out:
+            try:
+                at.check_settings(intervals=[small.value, large.value], weights=[1.0, ratio.value],
+                                  strength=strength_slider.value, fpr=fpr_slider.value)
+            except ValueError as problem:
+                print(problem)
+                return
+            defense = at.Attractors(intervals=[small.value, large.value], weights=[1.0, ratio.value],
+                                    strength=strength_slider.value, key_seed=seed)
+            defense.protect(classifier, tuple(x.shape[1:]), int(classifier(x[:1]).shape[1]))
+            defense.calibrate(x_calibration, fpr_slider.value)
+            key = {"fgsm": "fgsm", "pgd": "pgd", "deepfool": "deepfool", "cw2": "cw2"}[attack.value]
+            engine, kwargs, _ = at.attack_settings(key, dataset, iteration_cap=30, binary_steps_cap=3,
+                                                   initial_const=1.0)
+            rows = {}
+            for model_name, model in (("on M (attractors)", defense.attacked_model), ("on C (control)", classifier)):
+                res = attacks.run(engine, model, x, y, seed=seed, cache=cache, **kwargs)
+                adv = res.x_adv[res.success]
+                flagged = defense.detect(adv) if len(adv) else torch.zeros(0, dtype=torch.bool)
+                recovered = defense.recover(adv[flagged]) == y[res.success][flagged] if flagged.any() else flagged
+                rows[model_name] = {"attack success": res.success_rate,
+                                    "F_d detection": float(flagged.float().mean()) if len(flagged) else float("nan"),
+                                    "F_r recovery": float(recovered.float().mean()) if len(recovered) else float("nan")}
+            print(f"accuracy on these points: C {train.accuracy(classifier, x, y):.3f}, "
+                  f"M {train.accuracy(defense.attacked_model, x, y):.3f}; "
+                  f"thresholds {({k: round(v, 4) for k, v in defense.thresholds.items()})}")
+            display(pd.DataFrame(rows).T.round(3))
+
+    button.on_click(run)
+    run()
+    return w.VBox([w.HBox([small, large, ratio]), w.HBox([strength_slider, fpr_slider, attack, button]), out])

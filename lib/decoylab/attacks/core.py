@@ -124,8 +124,10 @@ REGISTRY: dict[str, AttackEntry] = {
                         {"eps": 0.3, "learning_rate": 0.01, "delta": 0.01, "samples": 128, "steps": 100},
                         {"eps": EPS, "learning_rate": RATE, "delta": RATE, "samples": (2, None, "int"),
                          "steps": COUNT}, {"fast": fast.spsa},
-                        {k: {"learning_rate": 0.1, "delta": 0.01, "samples": 128, "steps": 100}
-                         for k in ("luring_mnist", "luring_svhn", "luring_cifar10")},
+                        {**{k: {"learning_rate": 0.1, "delta": 0.01, "samples": 128, "steps": 100}
+                            for k in ("luring_mnist", "luring_svhn", "luring_cifar10")},
+                         # Attractors paper Table VIII (the Trapdoor paper's SPSA): eps 0.3, lr 0.1, 500 iterations.
+                         "trapdoor": {"eps": 0.3, "learning_rate": 0.1, "delta": 0.01, "samples": 128, "steps": 500}},
                         uses_gradient_loss=False),
     "eco": AttackEntry("eco", "linf", "optional",
                        {"eps": 0.3, "max_queries": 2000, "block_size": 4, "candidates": 64},
