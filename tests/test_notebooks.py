@@ -28,6 +28,10 @@ EXPECTED_RESULTS = {
     "30_luring": {"accuracy_target", "accuracy_luring", "agreement_luring", "dr_pgd_eps0.3_luring",
                   "iar_mim_l2_eps0.3_ce", "ac_mop_spsa_eps0.3_luring", "ac_m_eco_eps0.3_stack", "dac_mim_w_eps0.3_luring",
                   "clean_flagged_luring", "auc_clean_vs_clean_luring", "cw_l2_target", "cw_linf_luring"},
+    "20_attractors": {"attractors.accuracy_C", "attractors.accuracy_M", "attractors.fpr_measured",
+                      "attractors.PGD.success_M", "attractors.PGD.detection", "attractors.PGD.control_detection"},
+    "21_kde_gradient_analysis": {"fig5.gradient_through_W_median", "fig5.gradient_through_C_median",
+                                 "fig6.gradient_through_trapdoor_median", "fig7a.cosine_mean_C", "fig7a.cosine_mean_M"},
     "41_roc_curves": {"auc_fgm_n1", "auc_bim_b_eps0.3", "auc_mean_fgm", "auc_std_fgm",
                       "overlay_fingerprints_defense_pgd_auc", "overlay_honeymodels_control_cw_auc"},
 }
@@ -49,6 +53,15 @@ PLAUSIBLE = {
                             and all(r[f"dac_{a}_eps0.3_{m}"] >= r[f"ac_m_{a}_eps0.3_{m}"] - 1e-9
                                     for a in ("spsa", "eco", "mim_w") for m in ("stack", "auto", "ce", "luring"))
                             and 0 <= r["clean_flagged_luring"] <= 1 and r["cw_l2_target"] > 0),
+    # M keeps C's accuracy; PGD that follows W is flagged at least as often as PGD on C alone.
+    "20_attractors": lambda r: (r["attractors.accuracy_C"] > 0.5
+                                and abs(r["attractors.accuracy_M"] - r["attractors.accuracy_C"]) < 0.1
+                                and 0 <= r["attractors.fpr_measured"] <= 0.3
+                                and r["attractors.PGD.detection"] >= r["attractors.PGD.control_detection"]),
+    # Fig. 5: W's gradient dominates C's; Fig. 6: the trapdoor branch's gradient does not.
+    "21_kde_gradient_analysis": lambda r: (r["fig5.gradient_through_W_median"] > r["fig5.gradient_through_C_median"]
+                                           and r["fig6.gradient_through_trapdoor_median"] < r["fig5.gradient_through_W_median"]
+                                           and -1 <= r["fig7a.cosine_mean_M"] <= 1),
     "41_roc_curves": lambda r: (0 <= r["auc_std_fgm"] <= 0.5 and 0.5 < r["auc_mean_fgm"] <= 1
                                 and 0 <= r["overlay_fingerprints_defense_pgd_auc"] <= 1),
 }

@@ -378,7 +378,7 @@ class TrapdoorConstruction(nn.Module):
 
     W_ω decodes an *additive* watermark: trapdoor k adds ``amplitude`` on the pixels where a secret
     ±1 pattern ωₖ is +1; the correlation cₖ(x) = ⟨ωₖ, x⟩/ℓ, W_ω = softmax(gain·c). D_κ =
-    sigmoid(gain·(max c − amplitude/4)) says whether a trapdoor is present. The output is a
+    sigmoid(gain·(max c − threshold)) says whether a trapdoor is present (``calibrate`` sets the threshold). The output is a
     probability vector; ``forward`` returns its log, so the attack engine's cross-entropy is M̃'s
     negative log-likelihood."""
 
@@ -390,6 +390,24 @@ class TrapdoorConstruction(nn.Module):
         patterns = torch.randint(0, 2, (num_classes, math.prod(input_shape)), generator=g).float() * 2 - 1
         self.register_buffer("patterns", patterns)
         self.input_shape = tuple(input_shape)
+        self.threshold = self.amplitude / 4  # until ``calibrate`` places it between clean and trapdoored inputs
+
+    @torch.no_grad()
+    def calibrate(self, x_clean: torch.Tensor, seed: int = 0) -> float:
+        """Place D's threshold midway between clean inputs (99th percentile of max correlation) and
+        trapdoored ones (their 1st percentile) — the "accurate detector" eq. 1 assumes; small images
+        have noisy correlations, so a fixed threshold would fire on clean ones."""
+        device = self.patterns.device
+        x_clean = x_clean.to(device)
+        labels = torch.randint(0, self.patterns.shape[0], (len(x_clean),),
+                               generator=torch.Generator().manual_seed(seed)).to(device)
+        clean = self.correlation(x_clean).amax(1)
+        marked = self.correlation(self.trapdoored(x_clean, labels)).amax(1)
+        self.threshold = float((clean.quantile(0.99) + marked.quantile(0.01)) / 2)
+        return self.threshold
+
+    def correlation(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1) @ self.patterns.T / self.patterns.shape[1]
 
     def trapdoored(self, x: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         """x + Δ_t: the trapdoor of class ``label`` (one per row) added and clipped."""
@@ -398,8 +416,8 @@ class TrapdoorConstruction(nn.Module):
 
     def parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(D, W_ω, C_π) at x."""
-        correlation = x.flatten(1) @ self.patterns.T / self.patterns.shape[1]
-        detector = torch.sigmoid(self.gain * (correlation.amax(1) - self.amplitude / 4))
+        correlation = self.correlation(x)
+        detector = torch.sigmoid(self.gain * (correlation.amax(1) - self.threshold))
         return detector, F.softmax(self.gain * correlation, 1), F.softmax(self.classifier(x), 1)
 
     def branches(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -414,8 +432,8 @@ class TrapdoorConstruction(nn.Module):
 
 # ----- Figs. 5-7: which branch drives the gradient, and does it point to an attractor? -----
 
-def _loss_gradient(model_output, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    (grad,) = torch.autograd.grad(F.cross_entropy(model_output, y, reduction="sum"), x)
+def _loss_gradient(model_output, x: torch.Tensor, y: torch.Tensor, retain_graph: bool = False) -> torch.Tensor:
+    (grad,) = torch.autograd.grad(F.cross_entropy(model_output, y, reduction="sum"), x, retain_graph=retain_graph)
     return grad
 
 
@@ -439,7 +457,8 @@ def branch_gradients(model: CombinedModel | TrapdoorConstruction, x: torch.Tenso
         out["signal_1"].append(first.detach().abs().sum(1).cpu())
         out["signal_2"].append(second.detach().abs().sum(1).cpu())
         for key, output in (("gradient_1", through_first), ("gradient_2", through_second)):
-            out[key].append(_loss_gradient(output, xb, yb).flatten(1).abs().sum(1).cpu())
+            grad = _loss_gradient(output, xb, yb, retain_graph=key == "gradient_1")  # both share the forward pass
+            out[key].append(grad.flatten(1).abs().sum(1).cpu())
     return {k: torch.cat(v) for k, v in out.items()}
 
 

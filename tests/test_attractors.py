@@ -1,0 +1,149 @@
+"""Injected Attractors (shared/papers/001): the QIM decoder, F_d / F_r, M_(d,r), the eq. 1 construction."""
+import pytest
+import torch
+
+from decoylab import attacks, data, train
+from decoylab.cache import Cache
+from decoylab.defenses import attractors as at
+from decoylab.defenses.feature_squeezing import FeatureSqueezingDetector
+
+
+@pytest.fixture(scope="module")
+def setup():
+    tr = data.load("digits", "train")
+    te = data.load("digits", "test")
+    defense = at.Attractors(model_name="mlp", train_config=train.TrainConfig(epochs=20, lr=3e-3), key_seed=0,
+                            cache=Cache(), log=None).fit(tr)
+    idx = train.correct_subset(defense.classifier, te.x[150:], te.y[150:], 60, seed=0)
+    return defense, te.x[:150], te.x[150:][idx], te.y[150:][idx]
+
+
+def test_watermarked_image_decodes_exactly():
+    """§V-E: an image moved to message t's codewords has Q(x, m_t) = 0, so w_t is the largest correlation."""
+    decoder = at.QIMDecoder.generate(10, 64, seed=1)
+    x = torch.rand(5, 1, 8, 8)
+    t = torch.tensor([0, 3, 5, 7, 9])
+    marked = decoder.watermarked(x, t)
+    assert marked.min() >= 0 and marked.max() <= 1
+    q = decoder.distance(marked)
+    assert torch.allclose(q[torch.arange(5), t], torch.zeros(5), atol=1e-5)
+    assert torch.equal(decoder(marked).argmax(1), t)
+    d0, d1 = decoder.bit_distances(x)
+    assert d0.min() >= 0 and d1.max() <= 1 + 1e-6 and torch.allclose(d0 + d1, torch.ones_like(d0), atol=1e-5)
+
+
+def test_nearest_attractor_is_the_closest_watermarked_image():
+    decoder = at.QIMDecoder.generate(4, 64, seed=2)
+    x = torch.rand(6, 1, 8, 8)
+    best, label = at.nearest_attractor(decoder, x)
+    for t in range(4):
+        other = decoder.watermarked(x, torch.full((6,), t))
+        assert ((best - x).flatten(1).norm(dim=1) <= (other - x).flatten(1).norm(dim=1) + 1e-6).all()
+    assert torch.equal(decoder(best).argmax(1), label)
+
+
+@pytest.mark.parametrize("kwargs,needle", [
+    ({"intervals": [0.0, 128.0]}, "intervals"), ({"intervals": [3.0, 200.0]}, "intervals"),
+    ({"weights": [0.0, 0.0]}, "weights"), ({"weights": [1.0, -1.0]}, "weights"), ({"strength": 0}, "strength"),
+    ({"a0": 2.0, "a1": 0.5}, "a0=2.0"), ({"codewords": "all"}, "codewords")])
+def test_bad_settings_fail_before_anything_is_built(kwargs, needle):
+    with pytest.raises(ValueError, match=needle):
+        at.Attractors(**kwargs)
+
+
+def test_bad_fpr_and_unknown_attack_fail_early(setup):
+    defense, x_cal, x, y = setup
+    with pytest.raises(ValueError, match="fpr"):
+        defense.calibrate(x_cal, 1.0)
+    with pytest.raises(ValueError, match="attack='nope'"):
+        at.evaluate_attacks(defense, None, ["nope"], x, y, x_calibration=x_cal, x_clean=x_cal, dataset="digits")
+
+
+def test_combined_model_keeps_accuracy_and_w_dominates_the_gradient(setup):
+    """Table II and Fig. 5: M classifies like C; the loss gradient through W is far larger than through C."""
+    defense, x_cal, x, y = setup
+    assert abs(train.accuracy(defense.attacked_model, x_cal, data.load("digits", "test").y[:150]) -
+               train.accuracy(defense.classifier, x_cal, data.load("digits", "test").y[:150])) < 0.05
+    split = at.branch_gradients(defense.attacked_model, x, y)
+    assert float(split["gradient_1"].median()) > 10 * float(split["gradient_2"].median())
+
+
+def test_calibration_sets_u_l_sigma_consistently(setup):
+    defense, x_cal, x, y = setup
+    defense.calibrate(x_cal, 0.05)
+    assert float(defense.detect(x_cal).float().mean()) <= 0.05 + 1e-9
+    th = defense.thresholds
+    w = defense.correlations(x)
+    by_conditions = (w.amax(1) > th["U"]) | (w.amin(1) < th["L"]) | (w.std(1) > th["sigma0"])
+    assert torch.equal(by_conditions, defense.detect(x))
+    assert torch.equal(defense.conditions(x).any(1), defense.detect(x))
+
+
+def test_attacks_following_w_are_detected_more_than_the_control(setup):
+    """The mechanism, against its control: PGD on M is flagged far more often than PGD on C alone."""
+    defense, x_cal, x, y = setup
+    defense.calibrate(x_cal, 0.05)
+    on_m = attacks.run("pgd", defense.attacked_model, x, y, preset="deepsec_mnist")
+    on_c = attacks.run("pgd", defense.classifier, x, y, preset="deepsec_mnist")
+    assert on_m.success.sum() >= 5
+    detected_m = defense.detect(on_m.x_adv[on_m.success]).float().mean()
+    detected_c = defense.detect(on_c.x_adv[on_c.success]).float().mean()
+    assert detected_m > 0.9 and detected_m > detected_c + 0.2
+
+
+def test_integrated_model_answers_with_the_recovery_when_flagged(setup):
+    defense, x_cal, x, y = setup
+    defense.calibrate(x_cal, 0.05)
+    adv = attacks.run("pgd", defense.attacked_model, x, y, preset="deepsec_mnist").x_adv
+    merged = defense.integrated_model()
+    flagged = defense.detect(adv)
+    assert flagged.any()
+    with torch.no_grad():
+        answer = merged(adv).argmax(1)
+        plain = defense.attacked_model(adv).argmax(1)
+    assert torch.equal(answer[flagged], defense.recover(adv[flagged]))
+    assert torch.equal(answer[~flagged], plain[~flagged])
+
+
+def test_save_and_load_keep_secret_and_thresholds(setup, tmp_path):
+    defense, x_cal, x, y = setup
+    defense.calibrate(x_cal, 0.05)
+    path = defense.save(tmp_path / "attractors.pt")
+    again = at.Attractors.load(path, tuple(x.shape[1:]), 10, log=None)
+    assert torch.equal(again.decoder.messages, defense.decoder.messages)
+    assert torch.allclose(again.score(x), defense.score(x))
+    assert again.thresholds == defense.thresholds
+    assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_trapdoor_construction_meets_its_goals_but_does_not_steer_gradients(setup):
+    """§IV-C: clean inputs classified like C, trapdoored ones as t; the gradient flows through C."""
+    defense, x_cal, x, y = setup
+    trap = at.TrapdoorConstruction(defense.classifier, 10, tuple(x.shape[1:]), amplitude=0.3)
+    trap.calibrate(x_cal)
+    targets = (y + 1) % 10
+    # 8x8 digits have 64 pixels, so clean correlations are noisy and D fires on a few clean images.
+    assert train.accuracy(trap, x, y) >= train.accuracy(defense.classifier, x, y) - 0.2
+    assert train.accuracy(trap, trap.trapdoored(x, targets), targets) > 0.9
+    split = at.branch_gradients(trap, x, y)
+    assert float(split["gradient_2"].median()) > 10 * float(split["gradient_1"].median())
+
+
+def test_feature_squeezing_scores_and_checks(setup):
+    defense, x_cal, x, y = setup
+    with pytest.raises(ValueError, match="bit_depth"):
+        FeatureSqueezingDetector(defense.classifier, bit_depth=0)
+    fs = FeatureSqueezingDetector(defense.classifier)
+    scores = fs.score(x)
+    assert scores.shape == (len(x),) and scores.min() >= 0 and scores.max() <= 2 + 1e-6
+    binary = (x > 0.5).float()  # already squeezed by 1-bit depth: only the median filter can move it
+    assert float(fs.score(binary).mean()) <= float(scores.mean()) + 1.0
+
+
+def test_attack_settings_follow_tables_vii_and_viii():
+    engine, kwargs, source = at.attack_settings("cw2", "mnist")
+    assert (engine, source) == ("cw2", "Table VII") and kwargs["max_iter"] == 10000 and kwargs["targeted"]
+    engine, kwargs, source = at.attack_settings("bpda", "mnist", iteration_cap=10)
+    assert (engine, source, kwargs["steps"]) == ("pgd", "capped", 10)
+    assert at.attack_settings("spsa", "cifar10")[2] == "Table VIII"
+    assert at.attack_settings("umifgsm", "cifar10")[1]["eps"] == 0.1
