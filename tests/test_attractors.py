@@ -119,7 +119,7 @@ def test_save_and_load_keep_secret_and_thresholds(setup, tmp_path):
 def test_trapdoor_construction_meets_its_goals_but_does_not_steer_gradients(setup):
     """§IV-C: clean inputs classified like C, trapdoored ones as t; the gradient flows through C."""
     defense, x_cal, x, y = setup
-    trap = at.TrapdoorConstruction(defense.classifier, 10, tuple(x.shape[1:]), amplitude=0.3)
+    trap = at.TrapdoorConstruction(defense.classifier, 10, tuple(x.shape[1:]), amplitude=0.6)  # 64 pixels: a strong trapdoor
     trap.calibrate(x_cal)
     targets = (y + 1) % 10
     # 8x8 digits have 64 pixels, so clean correlations are noisy and D fires on a few clean images.
