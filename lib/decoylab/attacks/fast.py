@@ -335,15 +335,17 @@ def _cw_gradient(model, x, adv, w, logits, onehot, c, targeted, extra_loss):
 
 
 def _cw_l2_adam(model, x, labels, *, targeted, confidence, learning_rate, max_iter, binary_search_steps,
-                initial_const, batch_size, extra_loss):
-    """C&W's own optimiser (Carlini & Wagner 2017, §V): Adam on the tanh-space modifier."""
+                initial_const, batch_size, extra_loss, noise: torch.Tensor | None = None):
+    """C&W's own optimiser (Carlini & Wagner 2017, §V): Adam on the tanh-space modifier, binary
+    search on c. With ``noise`` (S, ...) the margin term is summed over the copies x' + vᵢ
+    (OptMargin), and success is judged at the last copy, which must be the zero vector."""
     out = []
+    count = 1 if noise is None else len(noise)
     for xb, lb in _batches(x, labels, batch_size):
         n = len(xb)
         w = torch.atanh((xb * 2 - 1).clamp(-1 + 1e-6, 1 - 1e-6))
         const = torch.full((n,), float(initial_const), device=xb.device)
-        lower = torch.zeros(n, device=xb.device)
-        upper = torch.full((n,), 1e10, device=xb.device)
+        lower, upper = torch.zeros(n, device=xb.device), torch.full((n,), 1e10, device=xb.device)
         best_l2 = torch.full((n,), float("inf"), device=xb.device)
         best_adv = xb.clone()
         for _ in range(binary_search_steps):
@@ -352,8 +354,9 @@ def _cw_l2_adam(model, x, labels, *, targeted, confidence, learning_rate, max_it
             succeeded = torch.zeros(n, dtype=torch.bool, device=xb.device)
             for _ in range(max_iter):
                 adv = (torch.tanh(w + modifier) + 1) / 2
-                logits = model(adv)
-                f = _margin(logits, lb, targeted, confidence)
+                inputs = adv if noise is None else (adv[None] + noise[:, None]).clamp(0, 1).flatten(0, 1)
+                logits = model(inputs).view(count, n, -1)
+                f = _margin(logits, lb[None].expand(count, n), targeted, confidence).sum(0)
                 l2 = (adv - xb).flatten(1).pow(2).sum(1)
                 loss = l2 + const * f
                 if extra_loss is not None:
@@ -362,17 +365,14 @@ def _cw_l2_adam(model, x, labels, *, targeted, confidence, learning_rate, max_it
                 loss.sum().backward()
                 opt.step()
                 with torch.no_grad():
-                    ok = f <= 0
+                    ok = _logit_margin(logits[-1], lb, targeted) + confidence <= 0
                     better = ok & (l2 < best_l2)
                     best_l2 = torch.where(better, l2, best_l2)
                     best_adv[better] = adv[better].detach()
                     succeeded |= ok
-            with torch.no_grad():
-                upper = torch.where(succeeded, torch.min(upper, const), upper)
-                lower = torch.where(succeeded, lower, torch.max(lower, const))
-                const = torch.where(upper < 1e9, (lower + upper) / 2, const * 10)
+            const, lower, upper = _binary_search_c(const, lower, upper, succeeded)
         out.append(best_adv)
-    return torch.cat(out), binary_search_steps * max_iter
+    return torch.cat(out), binary_search_steps * max_iter * count
 
 
 def _class_gradients(model: nn.Module, adv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -636,42 +636,9 @@ def optmargin(model, x, labels, *, targeted, confidence, learning_rate, max_iter
     basis, _ = torch.linalg.qr(torch.randn(features, count, generator=g, dtype=torch.float64))
     noise = (basis / basis.abs().max() * noise_magnitude).T.float().reshape(count, *x.shape[1:]).to(x.device)
     noise[-1] = 0
-
-    def surround(adv: torch.Tensor) -> torch.Tensor:
-        return (adv[None] + noise[:, None]).clamp(0, 1).reshape(-1, *adv.shape[1:])
-
-    out = []
-    for xb, lb in _batches(x, labels, batch_size):
-        n = len(xb)
-        w = torch.atanh((xb * 2 - 1).clamp(-1 + 1e-6, 1 - 1e-6))
-        const = torch.full((n,), float(initial_const), device=xb.device)
-        lower, upper = torch.zeros(n, device=xb.device), torch.full((n,), 1e10, device=xb.device)
-        best_l2 = torch.full((n,), float("inf"), device=xb.device)
-        best_adv = xb.clone()
-        for _ in range(binary_search_steps):
-            modifier = torch.zeros_like(xb, requires_grad=True)
-            opt = torch.optim.Adam([modifier], lr=learning_rate)
-            succeeded = torch.zeros(n, dtype=torch.bool, device=xb.device)
-            for _ in range(max_iter):
-                adv = (torch.tanh(w + modifier) + 1) / 2
-                logits = model(surround(adv)).view(count, n, -1)
-                f = _margin(logits, lb[None].expand(count, n), targeted, confidence).sum(0)
-                l2 = (adv - xb).flatten(1).pow(2).sum(1)
-                loss = l2 + const * f
-                if extra_loss is not None:
-                    loss = loss + const * extra_loss(adv, lb)
-                opt.zero_grad()
-                loss.sum().backward()
-                opt.step()
-                with torch.no_grad():
-                    ok = _logit_margin(logits[-1], lb, targeted) + confidence <= 0  # the zero noise: x' itself
-                    better = ok & (l2 < best_l2)
-                    best_l2 = torch.where(better, l2, best_l2)
-                    best_adv[better] = adv[better].detach()
-                    succeeded |= ok
-            const, lower, upper = _binary_search_c(const, lower, upper, succeeded)
-        out.append(best_adv)
-    return torch.cat(out), binary_search_steps * max_iter * count
+    return _cw_l2_adam(model, x, labels, targeted=targeted, confidence=confidence, learning_rate=learning_rate,
+                       max_iter=max_iter, binary_search_steps=binary_search_steps, initial_const=initial_const,
+                       batch_size=batch_size, extra_loss=extra_loss, noise=noise)
 
 
 def blb(model, x, labels, *, targeted, max_iter, binary_search_steps, initial_const, batch_size=256,
