@@ -16,6 +16,7 @@ import io
 import json
 import os
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -91,6 +92,9 @@ class Cache:
         self.root = Path(root).expanduser() if root is not None else config.cache_root()
         self.hits = 0
         self.misses = 0
+        # Seconds the entries this Cache returned took to build: measured on a miss, read from
+        # the entry on a hit. So a training-time overhead is reported the same on a cached re-run.
+        self.build_seconds = 0.0
 
     def _paths(self, kind: str, key: str) -> tuple[Path, Path]:
         folder = self.root / kind / key[:2]
@@ -98,6 +102,10 @@ class Cache:
 
     def load(self, kind: str, parts: Mapping[str, Any]) -> Any | None:
         """The stored object, or None when missing or corrupt (a corrupt entry is removed)."""
+        loaded = self._load_with_meta(kind, parts)
+        return None if loaded is None else loaded[0]
+
+    def _load_with_meta(self, kind: str, parts: Mapping[str, Any]) -> tuple[Any, dict] | None:
         payload_path, meta_path = self._paths(kind, make_key(kind, parts))
         if not payload_path.exists() or not meta_path.exists():
             return None
@@ -106,14 +114,14 @@ class Cache:
             payload = payload_path.read_bytes()
             if hashlib.sha256(payload).hexdigest() != meta["sha256"]:
                 raise ValueError("payload does not match its recorded SHA-256")
-            return torch.load(io.BytesIO(payload), weights_only=True, map_location="cpu")
+            return torch.load(io.BytesIO(payload), weights_only=True, map_location="cpu"), meta
         except Exception as err:  # any damage means "rebuild", never a crash
             warnings.warn(f"cache entry {payload_path} is corrupt ({err}); rebuilding it", stacklevel=2)
             payload_path.unlink(missing_ok=True)
             meta_path.unlink(missing_ok=True)
             return None
 
-    def save(self, kind: str, parts: Mapping[str, Any], obj: Any) -> Path:
+    def save(self, kind: str, parts: Mapping[str, Any], obj: Any, seconds: float | None = None) -> Path:
         key = make_key(kind, parts)
         payload_path, meta_path = self._paths(kind, key)
         buffer = io.BytesIO()
@@ -121,19 +129,23 @@ class Cache:
         payload = buffer.getvalue()
         atomic_write_bytes(payload_path, payload)
         meta = {"kind": kind, "key": key, "kit": decoylab.__version__,
-                "sha256": hashlib.sha256(payload).hexdigest(), "parts": canonical(parts)}
+                "sha256": hashlib.sha256(payload).hexdigest(), "seconds": seconds, "parts": canonical(parts)}
         atomic_write_text(meta_path, json.dumps(meta, indent=1))  # written last: marks the entry complete
         return payload_path
 
     def get_or_build(self, kind: str, parts: Mapping[str, Any], build: Callable[[], Any]) -> Any:
         """Return the cached object for (kind, parts), building and storing it on a miss."""
-        obj = self.load(kind, parts)
-        if obj is not None:
+        loaded = self._load_with_meta(kind, parts)
+        if loaded is not None:
             self.hits += 1
-            return obj
+            self.build_seconds += float(loaded[1].get("seconds") or 0.0)
+            return loaded[0]
         self.misses += 1
+        start = time.perf_counter()
         obj = build()
-        self.save(kind, parts, obj)
+        seconds = time.perf_counter() - start
+        self.build_seconds += seconds
+        self.save(kind, parts, obj, seconds=round(seconds, 3))
         return obj
 
     def model(self, model: nn.Module, parts: Mapping[str, Any], train: Callable[[nn.Module], Any]) -> nn.Module:

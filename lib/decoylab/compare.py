@@ -7,9 +7,13 @@ is measured on images no detector has seen.
 """
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from decoylab import attacks, metrics
 from decoylab.defenses.base import Defense
@@ -47,3 +51,341 @@ def roc_entries(defense: Defense, x: torch.Tensor, y: torch.Tensor, specs: Attac
         out[label] = {"roc": metrics.roc(truth, scores) if len(flagged) else None,
                       "auc": metrics.auc(truth, scores), "success": r.success_rate}
     return out
+
+
+# --- The comparison notebook (90): every defense on equal terms, then attacked adaptively --------------
+DEFENSE_NAMES = ("undefended", "feature_squeezing", "honeymodels", "attractors", "luring", "fingerprints")
+#: The comparison's attacks: registry name and settings for MNIST-like data (eps on [0, 1] pixels);
+#: ``attack_specs`` rescales the L∞ budgets for colour images.
+COMPARISON_ATTACKS = {
+    "fgsm": ("fgsm", {"eps": 0.3}),
+    "pgd": ("pgd", {"eps": 0.3, "step_size": 0.01, "steps": 40, "random_start": True}),
+    "cw2": ("cw2", {"max_iter": 100, "binary_search_steps": 5, "learning_rate": 0.01, "initial_const": 1.0}),
+    "deepfool": ("deepfool", {}),
+}
+COLOUR_EPS = {"fgsm": 8 / 255, "pgd": 8 / 255}
+
+
+def check_comparison(*, defenses: Any = None, attacks_: Any = None, fprs: Any = None) -> None:
+    """A clear error naming the parameter and what is allowed, before any computation."""
+    if defenses is not None:
+        if not isinstance(defenses, (list, tuple)) or not defenses:
+            raise ValueError(f"DEFENSES={defenses!r} is not allowed; give a non-empty list from {', '.join(DEFENSE_NAMES)}")
+        unknown = [d for d in defenses if d not in DEFENSE_NAMES]
+        if unknown:
+            raise ValueError(f"DEFENSES: unknown defense(s) {unknown}; allowed: {', '.join(DEFENSE_NAMES)}")
+        if "undefended" not in defenses:
+            raise ValueError("DEFENSES must include 'undefended': every cost is measured against it")
+    if attacks_ is not None:
+        if not isinstance(attacks_, (list, tuple)) or not attacks_:
+            raise ValueError(f"ATTACKS={attacks_!r} is not allowed; give a non-empty list from {', '.join(COMPARISON_ATTACKS)}")
+        unknown = [a for a in attacks_ if a not in COMPARISON_ATTACKS]
+        if unknown:
+            raise ValueError(f"ATTACKS: unknown attack(s) {unknown}; allowed: {', '.join(COMPARISON_ATTACKS)}")
+    if fprs is not None:
+        if not isinstance(fprs, (list, tuple)) or not fprs:
+            raise ValueError(f"FPRS={fprs!r} is not allowed; give a non-empty list of rates in (0, 1)")
+        for f in fprs:
+            if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f < 1:
+                raise ValueError(f"FPRS: {f!r} is not allowed; every false-positive rate must lie in (0, 1)")
+
+
+def attack_specs(names, dataset_channels: int, *, cw_max_iter: int | None = None,
+                 cw_binary_steps: int | None = None) -> AttackSpecs:
+    """``{label: (registry name, settings)}`` for ``names`` (keys of ``COMPARISON_ATTACKS``)."""
+    check_comparison(attacks_=list(names))
+    specs = {}
+    for label in names:
+        name, settings = COMPARISON_ATTACKS[label]
+        settings = dict(settings)
+        if dataset_channels == 3 and label in COLOUR_EPS:
+            settings["eps"] = COLOUR_EPS[label]
+            if label == "pgd":
+                settings.update(step_size=2 / 255, steps=20)
+        if label == "cw2":
+            settings.update({k: v for k, v in (("max_iter", cw_max_iter), ("binary_search_steps", cw_binary_steps))
+                             if v is not None})
+        specs[label] = (name, settings)
+    return specs
+
+
+class DetectorOnModel(Defense):
+    """A control: ``detector``'s score, with a different model under attack — e.g. the Attractors'
+    F_d on examples crafted on C alone, where the attacker's gradients never pass through W."""
+
+    def __init__(self, detector: Defense, model: nn.Module, name: str):
+        super().__init__()
+        self.detector, self.model, self.name = detector, model, name
+
+    def fit(self, train_set) -> "DetectorOnModel":
+        return self
+
+    @property
+    def attacked_model(self) -> nn.Module:
+        return self.model
+
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        return self.detector.score(x)
+
+
+@dataclass
+class Contender:
+    """One column of the comparison: the deployed classifier, its detector (None: undefended) and
+    the detector's control, with the seconds it took to build (cached entries report the time
+    they took when built)."""
+    name: str
+    classifier: nn.Module
+    defense: Defense | None
+    control: Defense | None = None
+    control_label: str = ""
+    train_seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _timed(cache, build):
+    """``build()`` and its cost in seconds: the wall time, or — when it found its trained models in the
+    cache — the time they took when they were built (recorded with each entry)."""
+    before, start = cache.build_seconds, time.perf_counter()
+    out = build()
+    return out, max(time.perf_counter() - start, cache.build_seconds - before)
+
+
+def build_contenders(names, train_set, *, model_name: str, train_config, seed: int, cache, settings: dict[str, Any],
+                     log=print) -> dict[str, Contender]:
+    """Build (or load from the cache) every defense in ``names`` around one base architecture.
+
+    The undefended model, HoneyModels' benign twin, NeuralFP's plain twin, the Attractors' C and
+    Luring's target M are the same network (same architecture, data, training and seed, hence the
+    same cache entry). ``settings``: watermark_size, poison_percent, fp_n, fp_eps, luring_component,
+    luring_component_epochs, luring_component_init, attractor_strength."""
+    from decoylab import train as train_mod
+    from decoylab.defenses import attractors as at
+    from decoylab.defenses import feature_squeezing as fs
+    from decoylab.defenses import fingerprints as nf
+    from decoylab.defenses import honeymodels as hm
+    from decoylab.defenses import luring as lu
+
+    check_comparison(defenses=list(names))
+    shape, k = tuple(train_set.x.shape[1:]), train_set.info.num_classes
+    common = dict(model_name=model_name, train_config=train_config, seed=seed, cache=cache, log=log)
+    base, base_seconds = _timed(cache, lambda: train_mod.train_or_load(
+        model_name, train_set.x, train_set.y, k, train_config, seed=seed, cache=cache, log=log))
+    out = {"undefended": Contender("undefended", base, None, train_seconds=base_seconds)}
+    for name in names:
+        if name == "feature_squeezing":
+            detector = fs.FeatureSqueezingDetector.for_dataset(base, "cifar10" if shape[0] == 3 else "mnist")
+            out[name] = Contender(name, base, detector, None, "none: a detector on the undefended model is itself "
+                                  "the baseline; see the clean-vs-clean column", base_seconds)
+        elif name == "honeymodels":
+            honey = hm.HoneyModel.create(shape, watermark_size=settings["watermark_size"],
+                                         poison_percent=settings["poison_percent"], key_seed=seed, **common)
+            honey, seconds = _timed(cache, lambda: honey.fit(train_set))
+            out[name] = Contender(name, honey.model, honey, honey.benign_twin().fit(train_set),
+                                  "the same detector pipeline on the benign model (same key, no poisoning)", seconds)
+        elif name == "attractors":
+            defense = at.Attractors(strength=settings["attractor_strength"], key_seed=seed, **common)
+            defense, seconds = _timed(cache, lambda: defense.protect(base, shape, k))
+            out[name] = Contender(name, defense.model, defense, DetectorOnModel(defense, base, "F_d, crafted on C"),
+                                  "F_d on examples crafted on C alone (gradients never pass through W)",
+                                  base_seconds + seconds)
+        elif name == "luring":
+            fast_init = settings["luring_component_init"] == "auto"
+            luring = lu.Luring("luring", weight=lu.PAPER_WEIGHT[lu.paper_dataset(train_set.info.name) or "mnist"],
+                               target_name=model_name, component_name=settings["luring_component"],
+                               component_init=settings["luring_component_init"], seed=seed, cache=cache, log=log,
+                               target_config=train_config,
+                               train_config=train_mod.TrainConfig(epochs=settings["luring_component_epochs"],
+                                                                  batch_size=32 if fast_init else 64,
+                                                                  lr=3e-3 if fast_init else 1e-3))
+            luring, seconds = _timed(cache, lambda: luring.fit(train_set))
+            out[name] = Contender(name, luring.model, luring, luring.twin("ce").fit(train_set),
+                                  "the C_E baseline: the same M and P trained to mimic M, no luring loss", seconds)
+        elif name == "fingerprints":
+            nfp = nf.NeuralFingerprinting.create(shape, k, n=settings["fp_n"], eps=settings["fp_eps"],
+                                                 fingerprint_seed=seed, **common)
+            nfp, seconds = _timed(cache, lambda: nfp.fit(train_set))
+            out[name] = Contender(name, nfp.model, nfp, nfp.plain_twin().fit(train_set),
+                                  "the same probes on the net trained without fingerprints", seconds)
+    return out
+
+
+def clean_accuracy(contender: Contender, x: torch.Tensor, y: torch.Tensor) -> float:
+    from decoylab import train as train_mod
+
+    return train_mod.accuracy(contender.classifier, x, y)
+
+
+def inference_seconds(contender: Contender, x: torch.Tensor, repeats: int = 3) -> float:
+    """Best of ``repeats`` wall times to classify *and* score ``x`` (the deployed cost)."""
+    from decoylab import train as train_mod
+
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        train_mod.predict(contender.classifier, x)
+        if contender.defense is not None:
+            contender.defense.score(x)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def detection_rows(defense: Defense, model_attacked: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                   x_calibration: torch.Tensor, specs: AttackSpecs, fprs, *, seed: int = 0, cache=None,
+                   adversarial: dict | None = None) -> dict[str, dict[str, Any]]:
+    """Per attack: success on ``model_attacked``; TPR (successful examples flagged) and measured FPR at
+    thresholds set on ``x_calibration`` for each FPR; AUC of clean ``x`` vs successful examples;
+    overall attack success = success × (1 − TPR at the first FPR); mean L2; gradient steps."""
+    adv = adversarial or attack_sets(model_attacked, x, y, specs, seed=seed, cache=cache)
+    calibration_scores, clean_scores = defense.score(x_calibration), defense.score(x)
+    out = {}
+    for label, r in adv.items():
+        scores = defense.score(r.x_adv[r.success]) if r.success.any() else torch.zeros(0)
+        row = {"success": r.success_rate, "n_successful": int(r.success.sum()),
+               "mean_l2": float(r.l2[r.success].mean()) if r.success.any() else float("nan"),
+               "grad_steps": r.grad_steps}
+        for f in fprs:
+            threshold = metrics.threshold_at_fpr(calibration_scores, f)
+            row[f"tpr@{f:g}"] = float((scores > threshold).float().mean()) if len(scores) else float("nan")
+            row[f"fpr@{f:g}"] = float((clean_scores > threshold).float().mean())
+        truth = [0] * len(clean_scores) + [1] * len(scores)
+        row["auc"] = metrics.auc(truth, torch.cat([clean_scores, scores])) if len(scores) else float("nan")
+        row["roc"] = metrics.roc(truth, torch.cat([clean_scores, scores])) if len(scores) else None
+        detected = row[f"tpr@{fprs[0]:g}"]
+        row["overall"] = r.success_rate * (1 - (detected if detected == detected else 0.0))
+        out[label] = row
+    return out
+
+
+def clean_vs_clean_auc(defense: Defense, x: torch.Tensor, seed: int = 0) -> float:
+    """The trivial control: the score's AUC between two halves of clean inputs (≈ 0.5 when the score
+    carries no information about which half an input came from)."""
+    scores = defense.score(x)
+    order = torch.randperm(len(scores), generator=torch.Generator().manual_seed(seed))  # data may be sorted
+    half = len(scores) // 2
+    truth = [0] * half + [1] * (len(scores) - half)
+    return metrics.auc(truth, scores[order])
+
+
+# --- Adaptive attacks: one per defense, each at rising attacker knowledge ------------------------------
+
+class FrozenFeatures(nn.Module):
+    """``model`` with the gradient on some input features held at zero (a key-avoiding attacker):
+    the forward pass is unchanged; sign-gradient and Adam attacks then never move those features."""
+
+    def __init__(self, model: nn.Module, feature_indices: torch.Tensor):
+        super().__init__()
+        self.model = model
+        self.register_buffer("feature_indices", feature_indices.long().clone())  # part of the state (cache keys)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mask = torch.zeros(x[0].numel(), device=x.device)
+        mask[self.feature_indices] = 1.0
+        mask = mask.view_as(x[0])
+        return self.model(x * (1 - mask) + x.detach() * mask)
+
+
+def estimate_watermark_key(model: nn.Module, x_shadow: torch.Tensor, y_shadow: torch.Tensor, size: int,
+                           attack: tuple[str, dict[str, Any]], *, seed: int = 0) -> torch.Tensor:
+    """The averaging attack against an additive watermark (Injected Attractors §IV-C, on HoneyModels):
+    attack the attacker's own images, average the perturbations of the successful ones, and take
+    the ``size`` features with the largest mean |δ| as the estimated key. Returns flat indices."""
+    name, settings = attack
+    r = attacks.run(name, model, x_shadow, y_shadow, seed=seed, **settings)
+    keep = r.success if r.success.any() else torch.ones_like(r.success)
+    mean_delta = (r.x_adv[keep] - x_shadow[keep].cpu()).flatten(1).mean(0)
+    return mean_delta.abs().topk(size).indices.sort().values
+
+
+def luring_agreement_loss(luring, weight: float):
+    """Extra loss for a Luring-aware attacker on M∘P: make M fail too (−CE of M on the labels) and
+    keep M∘P's and M's outputs alike (KL), so the disagreement detector sees nothing."""
+    target = luring.target
+
+    def loss(adv: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        log_m = F.log_softmax(target(adv), 1)
+        log_mp = F.log_softmax(luring.model(adv), 1)
+        agreement = (log_mp.exp() * (log_mp - log_m)).sum(1)
+        return weight * (agreement - F.nll_loss(log_m, labels, reduction="none"))
+    return loss
+
+
+@dataclass
+class AdaptiveStep:
+    """One point of a security curve: what the attacker knows, and how it attacks."""
+    knowledge: str
+    model: nn.Module
+    loss_for: Any = None  # weight -> extra_loss for the attack engine's hook (None: no defense-aware term)
+    success_model: nn.Module | None = None  # where success is judged (default: the deployed classifier)
+    note: str = ""
+
+
+def adaptive_steps(contender: Contender, *, x_shadow: torch.Tensor, y_shadow: torch.Tensor,
+                   attack: tuple[str, dict[str, Any]], seed: int = 0) -> list[AdaptiveStep]:
+    """The issue's adaptive attacks, ordered by what the attacker knows (level 0 = oblivious)."""
+    from decoylab.attacks import BPDA
+    from decoylab.defenses import attractors as at
+
+    d, name = contender.defense, contender.name
+    oblivious = AdaptiveStep("0 · oblivious (white-box on the deployed model)", contender.classifier)
+    if name == "honeymodels":
+        estimate = estimate_watermark_key(d.model, x_shadow, y_shadow, len(d.key.indices), attack, seed=seed)
+        overlap = len(set(estimate.tolist()) & set(d.key.indices.tolist())) / len(d.key.indices)
+        return [oblivious,
+                AdaptiveStep("1 · estimates the key by averaging perturbations", FrozenFeatures(d.model, estimate),
+                             note=f"estimated key overlaps the true key on {100 * overlap:.0f} % of its features "
+                                  f"(chance {100 * len(estimate) / x_shadow[0].numel():.0f} %)"),
+                AdaptiveStep("2 · knows the key, leaves its features alone", FrozenFeatures(d.model, d.key.indices))]
+    if name == "attractors":
+        served = BPDA(d.integrated_model(), at.quantise_8bit)
+        return [oblivious,
+                AdaptiveStep("1 · BPDA on the integrated model M_(d,r) behind 8-bit input", served,
+                             success_model=served, note="success judged on M_(d,r) (recovery included)"),
+                AdaptiveStep("2 · knows the decomposition: attacks C alone", d.classifier),
+                AdaptiveStep("3 · attacks C and keeps W's statistics clean", d.classifier,
+                             loss_for=d.adaptive_loss)]
+    if name == "luring":
+        return [AdaptiveStep("0 · the paper's setting: white-box on M∘P, M hidden", contender.classifier),
+                AdaptiveStep("1 · knows M: attacks M directly", d.target),
+                AdaptiveStep("2 · knows M and P: M∘P with an agreement term", contender.classifier,
+                             loss_for=lambda w: luring_agreement_loss(d, w))]
+    if name == "fingerprints":
+        return [oblivious,
+                AdaptiveStep("1 · the paper's adaptive term (L_fp of the true labels)", contender.classifier,
+                             loss_for=lambda w: d.adaptive_loss("attack_labels", w)),
+                AdaptiveStep("2 · minimises min over classes of D", contender.classifier,
+                             loss_for=lambda w: d.adaptive_loss("min_class", w))]
+    return []
+
+
+def security_curve(contender: Contender, x: torch.Tensor, y: torch.Tensor, x_calibration: torch.Tensor, fpr: float,
+                   *, attack: tuple[str, dict[str, Any]], weights, x_shadow: torch.Tensor, y_shadow: torch.Tensor,
+                   seed: int = 0) -> list[dict[str, Any]]:
+    """Detection (TPR at ``fpr`` on successful examples), success and overall success per knowledge
+    level, with the attacker's cost: gradient steps (summed over the weights tried) and mean L2 of
+    successful examples. Where the attacker adds a defense-aware term, it tries every weight in
+    ``weights`` and keeps the one with the highest overall success — it knows the detector, so it can
+    measure that itself (Carlini & Wagner 2017's practice for adaptive attacks)."""
+    from decoylab import train as train_mod
+
+    d = contender.defense
+    threshold = metrics.threshold_at_fpr(d.score(x_calibration), fpr)
+    name, settings = attack
+    rows = []
+    for level, step in enumerate(adaptive_steps(contender, x_shadow=x_shadow, y_shadow=y_shadow, attack=attack,
+                                                seed=seed)):
+        tried, spent = [], 0
+        for weight in (weights if step.loss_for is not None else [None]):
+            extra = step.loss_for(weight) if weight is not None else None
+            r = attacks.run(name, step.model, x, y, seed=seed, extra_loss=extra, **settings)
+            spent += r.grad_steps
+            success = train_mod.predict(step.success_model or contender.classifier, r.x_adv).argmax(1) != y.cpu()
+            flagged = d.score(r.x_adv[success]) > threshold if success.any() else torch.zeros(0, dtype=torch.bool)
+            detection = float(flagged.float().mean()) if len(flagged) else float("nan")
+            rate = float(success.float().mean())
+            overall = rate * (1 - (detection if detection == detection else 0.0))
+            tried.append((overall, weight, rate, detection, float(r.l2[success].mean()) if success.any() else float("nan")))
+        overall, weight, rate, detection, l2 = max(tried, key=lambda t: t[0])
+        rows.append({"defense": contender.name, "level": level, "knowledge": step.knowledge, "success": rate,
+                     "detection": detection, "overall": overall, "weight": weight, "mean_l2": l2,
+                     "grad_steps": spent, "note": step.note})
+    return rows

@@ -227,3 +227,38 @@ def attractor_panel(classifier, x: torch.Tensor, y: torch.Tensor, x_calibration:
     button.on_click(run)
     run()
     return w.VBox([w.HBox([small, large, ratio]), w.HBox([strength_slider, fpr_slider, attack, button]), out])
+
+
+def comparison_panel(contenders: dict, x: torch.Tensor, y: torch.Tensor, x_calibration: torch.Tensor, specs: dict, *,
+                     seed: int = 0, cache=None):
+    """Notebook 90: an attack dropdown and an FPR slider; per defense, the detection rate at that FPR,
+    the FPR measured on the attacked images' clean versions, and the overall attack success.
+    The adversarial sets come from the cache (section 3 made them), so moving the slider is quick."""
+    import ipywidgets as w
+    import pandas as pd
+    from IPython.display import display
+
+    from decoylab import compare
+
+    attack = w.Dropdown(options=list(specs), description="attack")
+    fpr = w.FloatLogSlider(value=0.05, base=10, min=-3, max=-0.5, step=0.1, description="FPR", continuous_update=False)
+    out = w.Output()
+
+    def update(_=None):
+        rows = {}
+        for name, c in contenders.items():
+            if c.defense is None:
+                continue
+            r = compare.detection_rows(c.defense, c.defense.attacked_model, x, y, x_calibration,
+                                       {attack.value: specs[attack.value]}, [fpr.value], seed=seed, cache=cache)
+            r = r[attack.value]
+            rows[name] = {"TPR": r[f"tpr@{fpr.value:g}"], "FPR measured": r[f"fpr@{fpr.value:g}"],
+                          "success": r["success"], "overall": r["overall"]}
+        out.clear_output(wait=True)
+        with out:
+            display(pd.DataFrame(rows).T.round(3))
+
+    attack.observe(update, names="value")
+    fpr.observe(update, names="value")
+    update()
+    return w.VBox([w.HBox([attack, fpr]), out])

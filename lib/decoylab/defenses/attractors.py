@@ -292,6 +292,15 @@ class Attractors(TrainedDefense):
     def score(self, x: torch.Tensor) -> torch.Tensor:
         return self.score_correlations(self.correlations(x))
 
+    def adaptive_loss(self, weight: float = 1.0):
+        """A per-sample penalty for the attack engine's ``extra_loss(x_adv, labels)`` hook: ``weight`` ×
+        the detector's score (the largest standardised C1/C2/C3 statistic) computed *with* gradients
+        through W, so an attacker who knows the decomposition can keep W's output looking clean."""
+        model = self._require()
+        if self.reference is None:
+            raise NotFittedError("Attractors: call calibrate(x_clean, fpr) before building the adaptive loss")
+        return lambda adv, labels: weight * self.score_correlations(model.decoder(adv))
+
     def calibrate(self, x_clean: torch.Tensor, fpr: float) -> float:
         """Measure the clean statistics on ``x_clean``, then set one threshold so that a fraction ``fpr``
         of them is flagged; returns it (``thresholds`` gives U, L, σ₀)."""
