@@ -19,15 +19,46 @@ def test_record_writes_through_in_batch_runs(tmp_path, monkeypatch):
     results.clear()
     monkeypatch.setenv("DECOYLAB_RUN_DIR", str(tmp_path))
     import numpy as np
-    results.record("auc", np.float32(0.5), paper=0.99, source="Table 1", note="mnist5k, quick preset")
+    results.record("auc", np.float32(0.5), paper=0.99, source="Table 1", note="quick preset",
+                   match=results.settings_match("mnist5k", "mnist", True))
     saved = json.loads((tmp_path / results.PARTIAL_FILE).read_text())
-    assert saved["auc"] == {"value": 0.5, "paper": 0.99, "source": "Table 1", "note": "mnist5k, quick preset"}
+    assert saved["auc"] == {"value": 0.5, "paper": 0.99, "source": "Table 1", "note": "quick preset",
+                            "match": "different dataset"}
     assert results.table().loc["auc", "difference"] == pytest.approx(-0.49)
     results.clear()
 
 
-def test_record_refuses_paper_value_without_source():
+def test_record_refuses_paper_value_without_source_or_match():
     with pytest.raises(ValueError, match="source"):
         results.record("acc", 0.9, paper=0.99)
+    with pytest.raises(ValueError, match="match=None is not allowed"):
+        results.record("acc", 0.9, paper=0.99, source="Table 1")
+    with pytest.raises(ValueError, match="match='close enough' is not allowed"):
+        results.record("acc", 0.9, paper=0.99, source="Table 1", match="close enough")
     with pytest.raises(TypeError, match="acc"):
         results.record("acc", object())
+
+
+def test_settings_match_labels():
+    assert results.settings_match("mnist", "mnist", True) == "same dataset and settings"
+    assert results.settings_match("mnist", "mnist", False) == "different settings"
+    assert results.settings_match("mnist5k", "mnist", True) == "different dataset"
+    assert results.settings_match("mnist", None, True) == "different dataset"
+
+
+def test_paper_values_are_one_data_file_behind_every_paper_constant():
+    from decoylab import paper_values
+    from decoylab.defenses import attractors, fingerprints, honeymodels, luring
+
+    papers = paper_values.load()
+    assert set(papers) == {"honeymodels", "attractors", "luring", "fingerprints"}
+    for paper, entries in papers.items():
+        for name, entry in entries.items():
+            if isinstance(entry, dict):
+                assert entry["source"] and entry["what"] and entry["values"], (paper, name)
+    assert honeymodels.PAPER_TABLE_I["mnist"]["pgd"]["tpr"] == 1.0  # read from the file, not typed in the module
+    assert attractors.PAPER_TABLE_II["mnist"] == (0.981, 0.98)
+    assert luring.PAPER_DEFENSE_TABLE["mnist"][("spsa", 0.2, "luring")] == (0.14, 0.99, 0.99)
+    assert fingerprints.PAPER_ADAPTIVE_AUC["value"] == 0.9879
+    with pytest.raises(KeyError, match="allowed: table_1"):
+        paper_values.entry("honeymodels", "table_9")

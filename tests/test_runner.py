@@ -26,7 +26,8 @@ def kit(tmp_path):
     nbs, prm = tmp_path / "notebooks", tmp_path / "params" / "tiny"
     nbs.mkdir()
     prm.mkdir(parents=True)
-    _notebook(nbs / "01_good.ipynb", "results.record('twice_eps', 2 * EPS, paper=0.2, source='Table 1')")
+    _notebook(nbs / "01_good.ipynb", "results.record('twice_eps', 2 * EPS, paper=0.2, source='Table 1', "
+                                     "match='different dataset')")
     _notebook(nbs / "02_bad.ipynb", "raise RuntimeError('boom on purpose')")
     _notebook(nbs / "TEMPLATE.ipynb", "raise RuntimeError('the template must never run')")
     (prm / "01_good.yaml").write_text("EPS: 0.25\n")
@@ -75,7 +76,7 @@ def test_failure_is_reported_others_still_run_then_skip_and_force(kit):
     good = json.loads((tmp / "runs/tiny/01_good/results.json").read_text())
     bad = json.loads((tmp / "runs/tiny/02_bad/results.json").read_text())
     assert good["status"] == "ok" and good["results"]["twice_eps"] == {
-        "value": 0.5, "paper": 0.2, "source": "Table 1", "note": None}
+        "value": 0.5, "paper": 0.2, "source": "Table 1", "note": None, "match": "different dataset"}
     assert good["params"] == {"SEED": 0, "EPS": 0.25, "INTERACTIVE": False}
     assert set(good["environment"]) >= {"versions", "device", "seed", "git_commit"}
     # cell 4 of the executed notebook: papermill inserts the injected-parameters cell
@@ -85,7 +86,8 @@ def test_failure_is_reported_others_still_run_then_skip_and_force(kit):
     summary = json.loads((tmp / "runs/tiny/summary.json").read_text())
     assert summary["notebooks"]["01_good"]["status"] == "ok"
     report = (tmp / "runs/tiny/report.md").read_text()
-    assert "| twice_eps | 0.5 | 0.2 | 0.3 | Table 1 |" in report
+    assert "| twice_eps | 0.5 | 0.2 | 0.3 | different dataset | Table 1 |" in report
+    assert "1 beside a paper value: 0 same dataset and settings, 1 different dataset, 0 different settings" in report
     assert "twice_eps" in (tmp / "runs/tiny/report.html").read_text()
 
     mtime = (tmp / "runs/tiny/01_good/results.json").stat().st_mtime_ns
@@ -117,3 +119,54 @@ def test_python_dash_m_entry_point():
 
     out = subprocess.run([sys.executable, "-m", "decoylab", "run", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "--jobs" in out.stdout
+
+
+@pytest.mark.parametrize("kw, needle", [
+    ({"executor": "dask"}, "--executor 'dask' is not allowed; allowed: local, ray"),
+    ({"executor": "ray", "ray_address": "127.0.0.1:1"}, "--ray-address '127.0.0.1:1' cannot be reached"),
+    ({"executor": "ray", "ray_address": "head-node"}, "give host:port, ray://host:port or auto"),
+    ({"ray_address": "127.0.0.1:6379"}, "--ray-address needs --executor ray"),
+])
+def test_bad_executor_settings_stop_before_any_notebook(kit, kw, needle):
+    tmp, dirs = kit
+    code, log = _run(dirs, **kw)
+    assert code == 2 and needle in log
+    assert not (tmp / "runs").exists()
+
+
+def test_ray_executor_writes_what_a_local_run_writes(kit):
+    """Both notebooks on a local Ray instance, then locally: the same files and the same results."""
+    ray = pytest.importorskip("ray")
+    tmp, dirs = kit
+    try:
+        code, log = _run(dirs, executor="ray")
+    finally:
+        ray.shutdown()
+    assert code == 1 and "on Ray (a local instance)" in log and "02_bad: FAILED at cell 4" in log
+    ray_runs = tmp / "runs" / "tiny"
+    ray_files = sorted(str(p.relative_to(ray_runs)) for p in ray_runs.rglob("*") if p.is_file())
+    ray_doc = json.loads((ray_runs / "01_good/results.json").read_text())
+    local = {**dirs, "runs_dir": tmp / "local-runs"}
+    assert _run(local)[0] == 1
+    local_runs = tmp / "local-runs" / "tiny"
+    assert ray_files == sorted(str(p.relative_to(local_runs)) for p in local_runs.rglob("*") if p.is_file())
+    local_doc = json.loads((local_runs / "01_good/results.json").read_text())
+    assert ray_doc["results"] == local_doc["results"] and ray_doc["status"] == local_doc["status"] == "ok"
+    assert ray_doc["params_hash"] == local_doc["params_hash"]
+    assert "twice_eps" in (ray_runs / "report.md").read_text()
+
+
+def test_sweep_points_fan_out_over_ray_in_order(monkeypatch):
+    ray = pytest.importorskip("ray")
+    from decoylab import executor
+
+    assert executor.map_points(lambda p: p * p, [3, 1, 2]) == [9, 1, 4]  # locally, without Ray
+    monkeypatch.setenv("DECOYLAB_EXECUTOR", "ray")
+    monkeypatch.setenv("DECOYLAB_RAY_ADDRESS", "")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        assert executor.map_points(lambda p: (p * p, __import__("os").getpid()), [3, 1, 2])[0][0] == 9
+        squares = executor.map_points(lambda p: p * p, [3, 1, 2])
+    finally:
+        ray.shutdown()
+    assert squares == [9, 1, 4]

@@ -21,6 +21,7 @@ examples:
   decoylab run                          every notebook, quick preset
   decoylab run --preset tiny --notebooks 00_tour
   decoylab run --preset paper --jobs 2 --force
+  decoylab run --preset paper --executor ray --ray-address head-node:6379
 """
 
 
@@ -34,6 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--notebooks", nargs="+", metavar="NAME",
                      help="notebooks to run, by name or unique prefix (e.g. 00_tour or 10); default all")
     run.add_argument("--jobs", type=int, default=1, help="notebooks run in parallel processes; default 1")
+    run.add_argument("--executor", default="local", choices=("local", "ray"),
+                     help="local processes (default) or a Ray cluster: each notebook run, and the sweep points "
+                          "inside notebooks 11 and 41, become Ray tasks (one GPU each when there are GPUs)")
+    run.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                     help="with --executor ray: host:port, ray://host:port or auto; default: start a local Ray instance")
     run.add_argument("--force", action="store_true",
                      help="rerun notebooks that already completed with the same parameters")
     _add_dirs(run)
@@ -60,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "run":
         return runner.run(preset=args.preset, notebooks=args.notebooks, jobs=args.jobs, force=args.force,
-                          notebooks_dir=args.notebooks_dir, params_dir=args.params_dir, runs_dir=args.runs_dir)
+                          notebooks_dir=args.notebooks_dir, params_dir=args.params_dir, runs_dir=args.runs_dir,
+                          executor=args.executor, ray_address=args.ray_address)
     from decoylab import bench
 
     return bench.main(preset=args.preset, notebooks=args.notebooks, jobs=args.jobs,

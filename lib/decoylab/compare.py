@@ -90,7 +90,7 @@ def check_comparison(*, defenses: Any = None, attacks_: Any = None, fprs: Any = 
                 raise ValueError(f"FPRS: {f!r} is not allowed; every false-positive rate must lie in (0, 1)")
 
 
-def attack_specs(names, dataset_channels: int, *, cw_max_iter: int | None = None,
+def attack_specs(names, dataset_channels: int, *, pgd_steps: int | None = None, cw_max_iter: int | None = None,
                  cw_binary_steps: int | None = None) -> AttackSpecs:
     """``{label: (registry name, settings)}`` for ``names`` (keys of ``COMPARISON_ATTACKS``)."""
     check_comparison(attacks_=list(names))
@@ -102,6 +102,8 @@ def attack_specs(names, dataset_channels: int, *, cw_max_iter: int | None = None
             settings["eps"] = COLOUR_EPS[label]
             if label == "pgd":
                 settings.update(step_size=2 / 255, steps=20)
+        if label == "pgd" and pgd_steps is not None:
+            settings["steps"] = pgd_steps
         if label == "cw2":
             settings.update({k: v for k, v in (("max_iter", cw_max_iter), ("binary_search_steps", cw_binary_steps))
                              if v is not None})
@@ -215,7 +217,7 @@ def clean_accuracy(contender: Contender, x: torch.Tensor, y: torch.Tensor) -> fl
     return train_mod.accuracy(contender.classifier, x, y)
 
 
-def inference_seconds(contender: Contender, x: torch.Tensor, repeats: int = 3) -> float:
+def inference_seconds(contender: Contender, x: torch.Tensor, repeats: int = 2) -> float:
     """Best of ``repeats`` wall times to classify *and* score ``x`` (the deployed cost)."""
     from decoylab import train as train_mod
 

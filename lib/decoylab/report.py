@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from decoylab.cache import atomic_write_text
+from decoylab.results import MATCH_LABELS
 
-RESULT_COLUMNS = ("result", "value", "paper", "difference", "source", "note")
+RESULT_COLUMNS = ("result", "value", "paper", "difference", "settings", "source", "note")
 
 
 def _fmt(value: Any) -> str:
@@ -36,6 +37,24 @@ def _fmt(value: Any) -> str:
 def _difference(value: Any, paper: Any) -> Any:
     numeric = all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in (value, paper))
     return value - paper if numeric else None
+
+
+def _settings(r: dict[str, Any]) -> str:
+    """The settings column: whether the paper's number was measured like the kit's."""
+    if r.get("paper") is None:
+        return ""
+    return r.get("match") or "not stated"
+
+
+def scorecard_counts(docs: list[dict[str, Any]]) -> dict[str, int]:
+    """How many results stand beside a paper value, by whether the settings match."""
+    counts = {label: 0 for label in (*MATCH_LABELS, "not stated")}
+    for doc in docs:
+        for r in (doc.get("results") or {}).values():
+            if r.get("paper") is not None:
+                counts[_settings(r)] += 1
+    counts["total"] = sum(counts.values())
+    return counts
 
 
 def load_runs(preset_dir: Path) -> list[dict[str, Any]]:
@@ -62,7 +81,8 @@ def sections(docs: list[dict[str, Any]]) -> tuple[list[list[str]], list[tuple[st
         rows = []
         for result, r in (doc.get("results") or {}).items():
             rows.append([result, _fmt(r.get("value")), _fmt(r.get("paper")),
-                         _fmt(_difference(r.get("value"), r.get("paper"))), r.get("source") or "", r.get("note") or ""])
+                         _fmt(_difference(r.get("value"), r.get("paper"))), _settings(r), r.get("source") or "",
+                         r.get("note") or ""])
         per_notebook.append((name, link, rows))
     return overview, per_notebook
 
@@ -102,9 +122,16 @@ def write(preset_dir: Path) -> dict[str, Path]:
     overview, per_notebook = sections(docs)
     title = f"Decoy Lab report — preset `{preset}`"
     intro = (f"Generated {summary['generated']}. Each result stands beside the paper's value for the same "
-             "quantity where the paper has one; *source* names the table or figure and *note* says what "
-             "differs (dataset, settings).")
-    md = [f"# {title}", "", intro, "", _md_table(("notebook", "status", "seconds", "executed notebook"), overview)]
+             "quantity where the paper has one (quoted from decoylab/paper_values.yaml); *difference* is kit minus "
+             "paper; *settings* says whether the paper measured it the same way (same dataset and settings / "
+             "different dataset / different settings); *source* names the table or figure and *note* says what "
+             "differs.")
+    counts = scorecard_counts(docs)
+    tally = (f"Scorecard: {counts['total']} beside a paper value: "
+             + ", ".join(f"{counts[label]} {label}" for label in MATCH_LABELS)
+             + (f", {counts['not stated']} not stated" if counts["not stated"] else "") + ".")
+    md = [f"# {title}", "", intro, "", tally, "",
+          _md_table(("notebook", "status", "seconds", "executed notebook"), overview)]
     for name, link, rows in per_notebook:
         md += ["", f"## {name}", "", f"Executed notebook: [{link}]({link})", ""]
         md.append(_md_table(RESULT_COLUMNS, rows) if rows else "_No results recorded._")
@@ -114,7 +141,7 @@ def write(preset_dir: Path) -> dict[str, Path]:
              "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}th{background:#f3f3f3}")
     page = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head><body>", f"<h1>{html.escape(title.replace('`', ''))}</h1>",
-            f"<p>{html.escape(intro.replace('*', ''))}</p>",
+            f"<p>{html.escape(intro.replace('*', ''))}</p>", f"<p><b>{html.escape(tally)}</b></p>",
             _html_table(("notebook", "status", "seconds", "executed notebook"), overview, link_column=3)]
     for name, link, rows in per_notebook:
         page.append(f"<h2>{html.escape(name)}</h2><p>Executed notebook: "

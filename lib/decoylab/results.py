@@ -46,14 +46,32 @@ def _plain(value: Any, what: str) -> Any:
     raise TypeError(f"{what}: a result must be a number, string, bool, list or dict, got {type(value).__name__}")
 
 
-def record(name: str, value: Any, paper: Any = None, source: str | None = None, note: str | None = None) -> None:
-    """Record result ``name``. ``paper`` is the paper's number for the same quantity and
-    ``source`` names its table or figure; ``note`` says what differs (dataset, settings)."""
+#: How a kit number relates to the paper's: what the scorecard's "settings" column says.
+MATCH_LABELS = ("same dataset and settings", "different dataset", "different settings")
+
+
+def settings_match(dataset: str, paper_dataset: str | None, same_settings: bool) -> str:
+    """The scorecard's label for a result on ``dataset`` beside a paper value measured on
+    ``paper_dataset``: a different data set first (e.g. mnist5k for MNIST), then the other settings."""
+    if dataset != paper_dataset:
+        return MATCH_LABELS[1]
+    return MATCH_LABELS[0] if same_settings else MATCH_LABELS[2]
+
+
+def record(name: str, value: Any, paper: Any = None, source: str | None = None, note: str | None = None,
+           match: str | None = None) -> None:
+    """Record result ``name``. ``paper`` is the paper's number for the same quantity (from
+    ``decoylab.paper_values``), ``source`` names its table or figure and ``match`` says whether the
+    settings match (one of ``MATCH_LABELS``, see ``settings_match``); ``note`` says what differs."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"name={name!r}: a result needs a non-empty string name")
     if paper is not None and not source:
         raise ValueError(f"result {name!r}: a paper value needs its source (table or figure)")
-    _RESULTS[name] = {"value": _plain(value, name), "paper": _plain(paper, name), "source": source, "note": note}
+    if paper is not None and match not in MATCH_LABELS:
+        raise ValueError(f"result {name!r}: match={match!r} is not allowed; beside a paper value it must be one of "
+                         f"{', '.join(MATCH_LABELS)} (see results.settings_match)")
+    _RESULTS[name] = {"value": _plain(value, name), "paper": _plain(paper, name), "source": source, "note": note,
+                      "match": match if paper is not None else None}
     folder = run_dir()
     if folder is not None:
         atomic_write_text(folder / PARTIAL_FILE, json.dumps(_RESULTS, indent=1))
@@ -68,14 +86,14 @@ def clear() -> None:
 
 
 def table():
-    """The recorded results as a pandas DataFrame (value, paper, difference, source, note)."""
+    """The recorded results as a pandas DataFrame (value, paper, difference, settings, source, note)."""
     import pandas as pd
 
     rows = []
     for name, r in _RESULTS.items():
         diff = (r["value"] - r["paper"]) if _both_numbers(r["value"], r["paper"]) else None
         rows.append({"result": name, "value": r["value"], "paper": r["paper"], "difference": diff,
-                     "source": r["source"], "note": r["note"]})
+                     "settings": r.get("match"), "source": r["source"], "note": r["note"]})
     return pd.DataFrame(rows).set_index("result") if rows else pd.DataFrame()
 
 

@@ -285,15 +285,21 @@ def _completed(task: Task) -> bool:
 
 def run(preset: str = "quick", notebooks: list[str] | None = None, jobs: int = 1, force: bool = False,
         notebooks_dir: str | Path = "notebooks", params_dir: str | Path = "params", runs_dir: str | Path = "runs",
-        log: Callable[[str], None] = print) -> int:
-    """Run the preset; return the exit code (0 all ok, 1 a notebook failed, 2 bad input)."""
+        log: Callable[[str], None] = print, executor: str = "local", ray_address: str | None = None) -> int:
+    """Run the preset; return the exit code (0 all ok, 1 a notebook failed, 2 bad input).
+
+    ``executor="local"`` runs ``jobs`` notebooks at a time in local processes; ``"ray"`` sends each to
+    a Ray task (``decoylab.executor``) on the cluster at ``ray_address`` (None: a local Ray instance)."""
+    from decoylab import executor as executors
+
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         log(f"error: --jobs {jobs!r} is not allowed; --jobs must be an integer >= 1")
         return 2
     notebooks_dir, params_dir, runs_dir = Path(notebooks_dir), Path(params_dir), Path(runs_dir)
     try:
+        executors.check(executor, ray_address)
         tasks = plan(preset, notebooks, notebooks_dir, params_dir, runs_dir)
-    except RunnerError as err:
+    except (RunnerError, executors.ExecutorError) as err:
         log(f"error: {err}")
         return 2
 
@@ -304,24 +310,19 @@ def run(preset: str = "quick", notebooks: list[str] | None = None, jobs: int = 1
     failed = 0
     if todo:
         env = environment()
-        log(f"running {len(todo)} notebook(s) with preset {preset!r} on {env['device']}, {jobs} at a time")
-        with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=get_context("spawn")) as pool:
-            futures = {pool.submit(execute, t, preset, env): t for t in todo}
-            for i, future in enumerate(as_completed(futures), 1):
-                t = futures[future]
-                try:
-                    doc = future.result()
-                except Exception as err:  # the worker itself died
-                    doc = {"status": "failed", "seconds": None, "error": {"cell": None, "ename": type(err).__name__,
-                                                                          "evalue": str(err)}}
-                if doc["status"] == "ok":
-                    log(f"[{i}/{len(todo)}] {t.name}: ok in {doc['seconds']:.1f} s")
-                else:
-                    failed += 1
-                    e = doc["error"]
-                    where = f"cell {e['cell']}" if e.get("cell") is not None else "startup"
-                    log(f"[{i}/{len(todo)}] {t.name}: FAILED at {where}: {e['ename']}: {e['evalue']} "
-                        f"(see {t.out_dir / (t.name + '.ipynb')})")
+        where = f"{jobs} at a time" if executor == "local" else f"on Ray ({ray_address or 'a local instance'})"
+        log(f"running {len(todo)} notebook(s) with preset {preset!r} on {env['device']}, {where}")
+        finished = _local(todo, preset, env, jobs) if executor == "local" else \
+            executors.run_on_ray(todo, preset, env, ray_address)
+        for i, (t, doc) in enumerate(finished, 1):
+            if doc["status"] == "ok":
+                log(f"[{i}/{len(todo)}] {t.name}: ok in {doc['seconds']:.1f} s")
+            else:
+                failed += 1
+                e = doc["error"]
+                where = f"cell {e['cell']}" if e.get("cell") is not None else "startup"
+                log(f"[{i}/{len(todo)}] {t.name}: FAILED at {where}: {e['ename']}: {e['evalue']} "
+                    f"(see {t.out_dir / (t.name + '.ipynb')})")
     preset_dir = runs_dir / preset
     if preset_dir.is_dir():
         paths = report.write(preset_dir)
@@ -329,3 +330,16 @@ def run(preset: str = "quick", notebooks: list[str] | None = None, jobs: int = 1
     if failed:
         log(f"{failed} notebook(s) failed")
     return 1 if failed else 0
+
+
+def _local(todo: list[Task], preset: str, env: dict[str, Any], jobs: int):
+    """Yield ``(task, results document)`` as each notebook finishes in the local process pool."""
+    with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(execute, t, preset, env): t for t in todo}
+        for future in as_completed(futures):
+            try:
+                doc = future.result()
+            except Exception as err:  # the worker itself died
+                doc = {"status": "failed", "seconds": None, "error": {"cell": None, "ename": type(err).__name__,
+                                                                      "evalue": str(err)}}
+            yield futures[future], doc

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from decoylab import metrics, params, train
+from decoylab import metrics, paper_values, params, train
 from decoylab.defenses.base import TrainedDefense
 
 DX_MODES = ("positive", "symmetric")
@@ -301,19 +301,13 @@ PAPER_ATTACKS = {"FGM": ("fgsm", {}), "JSMA": ("jsma", {"targeted": True, "targe
 
 # Table 1 (NeuralFP, blackbox-attack, AUC-ROC, 1328 pre-test points each), quoted as printed, as
 # fractions; and the LID baseline rows the paper quotes (not re-measured by the kit).
-PAPER_TABLE_1 = {
-    "mnist": {"FGM": 1.0000, "JSMA": 0.9997, "BIM-a": 0.9994, "BIM-b": 0.9998, "CW-L2": 0.9974},
-    "cifar10": {"FGM": 0.9996, "JSMA": 0.9991, "BIM-a": 0.9991, "BIM-b": 0.9995, "CW-L2": 0.9887},
-}
-PAPER_TABLE_1_LID_BLACKBOX = {
-    "mnist": {"FGM": 0.9968, "JSMA": 0.9636, "BIM-a": 0.9905, "BIM-b": 0.9972, "CW-L2": 0.9866},
-    "cifar10": {"FGM": 0.8238, "JSMA": 0.8993, "BIM-a": 0.8251, "BIM-b": 0.9161, "CW-L2": 0.9332},
-}
-PAPER_TABLE_1_SETTINGS = {"n_pretest": 1328}
+PAPER_TABLE_1 = paper_values.values("fingerprints", "table_1")
+PAPER_TABLE_1_LID_BLACKBOX = paper_values.values("fingerprints", "table_1_lid_blackbox")
+PAPER_TABLE_1_SETTINGS = paper_values.settings("fingerprints", "table_1")
 # §3.4: AUC-ROC against Adaptive-CW-L2 on CIFAR-10 with N = 30, ε = 0.006 (1024 pre-test points).
-PAPER_ADAPTIVE_AUC = {"value": 0.9879, "dataset": "cifar10", "n": 30, "eps": 0.006}
+PAPER_ADAPTIVE_AUC = paper_values.values("fingerprints", "adaptive_auc")
 # §3.1: test accuracy with fingerprints, as fractions.
-PAPER_ACCURACY = {"mnist": 0.993, "cifar10": 0.85}
+PAPER_ACCURACY = paper_values.values("fingerprints", "accuracy")
 
 
 def paper_dataset(dataset: str) -> str:

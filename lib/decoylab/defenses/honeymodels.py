@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from decoylab import metrics, params, train
+from decoylab import metrics, paper_values, params, train
 from decoylab.defenses.base import NotFittedError, TrainedDefense
 
 READINGS = ("perturbation", "raw")
@@ -320,14 +320,8 @@ PAPER_ATTACKS = {"cw": "cw2", "pgd": "pgd", "jsma": "jsma"}
 # Table I of the paper, quoted as printed (watermark size 10 %, poison 30 %, 500 adversarial
 # examples per attack). Fractions, not percentages. The rows are not internally consistent
 # (e.g. MNIST CW: ACC 45.0 % beside FPR 56.5 % and TPR 97.5 %), which the notebook points out.
-PAPER_TABLE_I = {
-    "mnist": {"cw": {"acc": 0.450, "fpr": 0.565, "tpr": 0.975}, "pgd": {"acc": 0.975, "fpr": 0.049, "tpr": 1.000},
-              "jsma": {"acc": 0.785, "fpr": 0.209, "tpr": 0.779}, "overall": {"acc": 0.695, "fpr": 0.141, "tpr": 0.540}},
-    "cifar10": {"cw": {"acc": 0.210, "fpr": 0.766, "tpr": 0.189}, "pgd": {"acc": 0.555, "fpr": 0.286, "tpr": 0.402},
-                "jsma": {"acc": 0.300, "fpr": 0.701, "tpr": 0.307},
-                "overall": {"acc": 0.563, "fpr": 0.378, "tpr": 0.505}},
-}
-PAPER_TABLE_I_SETTINGS = {"watermark_size": 0.1, "poison_percent": 30.0, "amplitude": 1.0, "n_per_attack": 500}
+PAPER_TABLE_I = paper_values.values("honeymodels", "table_1")
+PAPER_TABLE_I_SETTINGS = paper_values.settings("honeymodels", "table_1")
 
 
 def paper_dataset(dataset: str) -> str:

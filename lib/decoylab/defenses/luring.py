@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from decoylab import models, params, train
+from decoylab import models, paper_values, params, train
 from decoylab.defenses.base import NotFittedError, TrainedDefense
 
 APPROACHES = ("stack", "auto", "ce", "luring")
@@ -358,56 +358,15 @@ def attack_preset(dataset: str) -> str:
 
 
 # The paper's numbers, quoted (shared/papers/002). Table 8: (test accuracy, agreement) per model.
-PAPER_TABLE_8 = {
-    "mnist": {"base": (0.991, None), "stack": (0.98, 0.976), "auto": (0.971, 0.969), "ce": (0.982, 0.977),
-              "luring": (0.974, 0.969)},
-    "svhn": {"base": (0.961, None), "stack": (0.925, 0.913), "auto": (0.95, 0.943), "ce": (0.919, 0.907),
-             "luring": (0.920, 0.917)},
-    "cifar10": {"base": (0.893, None), "stack": (0.902, 0.842), "ce": (0.860, 0.834), "luring": (0.853, 0.822)},
-}
-# Table 14 (MNIST), Table 1 (SVHN, CIFAR-10): (AC_MoP, AC_M, DAC) per attack, eps and approach.
-_T14 = {("spsa", 0.2): [(0.0, 0.96, 0.97), (0.03, 0.95, 0.95), (0.0, 0.97, 0.98), (0.14, 0.99, 0.99)],
-        ("spsa", 0.3): [(0.0, 0.86, 0.89), (0.03, 0.90, 0.92), (0.0, 0.94, 0.95), (0.05, 0.96, 0.97)],
-        ("spsa", 0.4): [(0.0, 0.72, 0.77), (0.0, 0.85, 0.87), (0.0, 0.88, 0.91), (0.02, 0.95, 0.96)],
-        ("eco", 0.2): [(0.03, 0.86, 0.92), (0.03, 0.86, 0.88), (0.01, 0.91, 0.93), (0.05, 0.99, 1.0)],
-        ("eco", 0.3): [(0.02, 0.56, 0.65), (0.03, 0.68, 0.7), (0.01, 0.8, 0.87), (0.02, 0.91, 0.96)],
-        ("eco", 0.4): [(0.01, 0.35, 0.54), (0.03, 0.36, 0.46), (0.01, 0.45, 0.48), (0.03, 0.77, 0.79)],
-        ("mim_w", 0.2): [(0.0, 0.79, 0.82), (0.0, 0.81, 0.82), (0.0, 0.85, 0.88), (0.19, 0.92, 0.93)],
-        ("mim_w", 0.3): [(0.0, 0.31, 0.45), (0.0, 0.35, 0.45), (0.0, 0.43, 0.57), (0.13, 0.69, 0.75)],
-        ("mim_w", 0.4): [(0.0, 0.07, 0.24), (0.0, 0.07, 0.17), (0.0, 0.13, 0.31), (0.07, 0.34, 0.45)]}
-_T1_SVHN = {("spsa", 0.03): [(0.10, 0.54, 0.56), (0.06, 0.37, 0.38), (0.06, 0.67, 0.68), (0.0, 0.96, 0.97)],
-            ("spsa", 0.06): [(0.01, 0.21, 0.24), (0.0, 0.10, 0.11), (0.0, 0.37, 0.42), (0.0, 0.96, 0.96)],
-            ("spsa", 0.08): [(0.0, 0.13, 0.15), (0.0, 0.06, 0.06), (0.0, 0.23, 0.28), (0.0, 0.94, 0.96)],
-            ("eco", 0.03): [(0.06, 0.42, 0.44), (0.14, 0.48, 0.49), (0.18, 0.66, 0.68), (0.20, 0.97, 0.98)],
-            ("eco", 0.06): [(0.0, 0.11, 0.12), (0.06, 0.09, 0.11), (0.1, 0.35, 0.39), (0.1, 0.86, 0.88)],
-            ("eco", 0.08): [(0.0, 0.03, 0.07), (0.06, 0.09, 0.09), (0.08, 0.29, 0.32), (0.09, 0.84, 0.86)],
-            ("mim_w", 0.03): [(0.04, 0.32, 0.35), (0.01, 0.20, 0.21), (0.03, 0.41, 0.45), (0.11, 0.81, 0.87)],
-            ("mim_w", 0.06): [(0.0, 0.06, 0.09), (0.0, 0.03, 0.05), (0.0, 0.10, 0.18), (0.0, 0.58, 0.71)],
-            ("mim_w", 0.08): [(0.0, 0.03, 0.06), (0.0, 0.01, 0.02), (0.0, 0.06, 0.13), (0.0, 0.48, 0.67)]}
-_T1_CIFAR = {("spsa", 0.02): [(0.01, 0.75, 0.78), None, (0.06, 0.68, 0.71), (0.12, 0.78, 0.82)],
-             ("spsa", 0.03): [(0.0, 0.57, 0.62), None, (0.01, 0.45, 0.49), (0.02, 0.59, 0.64)],
-             ("spsa", 0.04): [(0.0, 0.38, 0.42), None, (0.0, 0.22, 0.24), (0.01, 0.42, 0.50)],
-             ("eco", 0.02): [(0.15, 0.7, 0.71), None, (0.14, 0.6, 0.63), (0.16, 0.81, 0.87)],
-             ("eco", 0.03): [(0.09, 0.44, 0.59), None, (0.09, 0.36, 0.42), (0.2, 0.65, 0.67)],
-             ("eco", 0.04): [(0.05, 0.29, 0.29), None, (0.04, 0.28, 0.34), (0.09, 0.35, 0.44)],
-             ("mim_w", 0.02): [(0.0, 0.49, 0.52), None, (0.02, 0.4, 0.43), (0.03, 0.58, 0.64)],
-             ("mim_w", 0.03): [(0.0, 0.24, 0.28), None, (0.0, 0.15, 0.19), (0.0, 0.30, 0.39)],
-             ("mim_w", 0.04): [(0.0, 0.13, 0.16), None, (0.0, 0.05, 0.1), (0.0, 0.18, 0.28)]}
-_ORDER = ("stack", "auto", "ce", "luring")
-PAPER_DEFENSE_TABLE = {
-    name: {(attack, eps, approach): values for (attack, eps), row in table.items()
-           for approach, values in zip(_ORDER, row) if values is not None}
-    for name, table in (("mnist", _T14), ("svhn", _T1_SVHN), ("cifar10", _T1_CIFAR))}
-PAPER_DEFENSE_SOURCE = {"mnist": "Table 14", "svhn": "Table 1 (top)", "cifar10": "Table 1 (bottom)"}
+PAPER_TABLE_8 = paper_values.values("luring", "table_8")
+# Table 14 (MNIST), Table 1 (SVHN, CIFAR-10): (AC_MoP, AC_M, DAC) per (attack, eps, approach).
+PAPER_DEFENSE_TABLE = {dataset: {(attack, eps, approach): row for attack, by_eps in table.items() for eps, by_approach in by_eps.items()
+                              for approach, row in by_approach.items()}
+                      for dataset, table in paper_values.values("luring", "defense_table").items()}
+PAPER_DEFENSE_SOURCE = paper_values.source("luring", "defense_table")
 PAPER_EPS = {"mnist": (0.2, 0.3, 0.4), "svhn": (0.03, 0.06, 0.08), "cifar10": (0.02, 0.03, 0.04)}
 # Table 9: mean (L2, L∞) of CW-L2 on M ("target") and on each M∘P.
-PAPER_TABLE_9 = {
-    "mnist": {"target": (0.96, 0.27), "stack": (0.87, 0.25), "auto": (0.94, 0.35), "ce": (0.92, 0.34),
-              "luring": (0.94, 0.31)},
-    "svhn": {"target": (0.32, 0.04), "stack": (0.34, 0.05), "auto": (0.29, 0.04), "ce": (0.29, 0.04),
-             "luring": (0.31, 0.04)},
-    "cifar10": {"target": (0.42, 0.04), "stack": (0.4, 0.03), "ce": (0.41, 0.04), "luring": (0.39, 0.04)},
-}
+PAPER_TABLE_9 = paper_values.values("luring", "table_9")
 MIM_W_VARIANTS = ("mim", "dim", "mim_ti", "dim_ti")
 
 
