@@ -34,6 +34,9 @@ EXPECTED_RESULTS = {
                                  "fig6.gradient_through_trapdoor_median", "fig7a.cosine_mean_C", "fig7a.cosine_mean_M"},
     "41_roc_curves": {"auc_fgm_n1", "auc_bim_b_eps0.3", "auc_mean_fgm", "auc_std_fgm",
                       "overlay_fingerprints_defense_pgd_auc", "overlay_honeymodels_control_cw_auc"},
+    "90_defense_comparison": {"undefended.clean_accuracy", "attractors.accuracy_cost", "fingerprints.pgd.tpr@0.05",
+                              "luring.pgd.control_auc", "adaptive.honeymodels.level0.detection",
+                              "adaptive.honeymodels.level2.detection", "adaptive.luring.level2.overall"},
 }
 PLAUSIBLE = {
     "00_tour": lambda r: (r["clean_accuracy"] > 0.5 and r["attack_success_rate"] > 0.3
@@ -64,6 +67,12 @@ PLAUSIBLE = {
                                            and -1 <= r["fig7a.cosine_mean_M"] <= 1),
     "41_roc_curves": lambda r: (0 <= r["auc_std_fgm"] <= 0.5 and 0.5 < r["auc_mean_fgm"] <= 1
                                 and 0 <= r["overlay_fingerprints_defense_pgd_auc"] <= 1),
+    # M = C + W classifies like C (W is small), and an attacker who leaves the key's pixels alone is flagged
+    # less often than one who does not (HoneyModels' detector reads only those pixels).
+    "90_defense_comparison": lambda r: (r["undefended.clean_accuracy"] > 0.5 and abs(r["attractors.accuracy_cost"]) < 0.05
+                                        and 0 <= r["fingerprints.pgd.tpr@0.05"] <= 1
+                                        and r["adaptive.honeymodels.level2.detection"]
+                                        < r["adaptive.honeymodels.level0.detection"]),
 }
 REQUIRED_SECTIONS = ("## 0 Settings", "## Summary", "## Exercises", "## Choices the paper leaves open", "## References")
 
