@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 PRESET ?= quick
 JOBS   ?= 1
 
-.PHONY: venv run test lab kernel bench workshop clean-runs
+.PHONY: venv run test lab kernel bench workshop lab-room clean-runs
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -33,6 +33,16 @@ kernel: venv
 ## wall time and peak memory of the $(PRESET) preset, first run and fully cached re-run
 bench: venv
 	$(VENV)/bin/decoylab bench --preset $(PRESET) --jobs $(JOBS)
+
+## workshop/: the notebooks with the $(PRESET) preset's parameters, caches pre-built (run it the day before)
+workshop: venv
+	$(VENV)/bin/decoylab workshop --preset $(PRESET) --jobs $(JOBS)
+
+## JupyterLab for a room: every address of this machine, port $(PORT), one shared token $(TOKEN)
+PORT  ?= 8888
+TOKEN ?= decoylab
+lab-room: venv
+	$(VENV)/bin/jupyter lab workshop --no-browser --ip=0.0.0.0 --port=$(PORT) --ServerApp.token=$(TOKEN)
 
 clean-runs:
 	rm -rf runs

@@ -114,7 +114,8 @@ def test_run_all_widgets_render_and_a_slider_changes_the_output(lab, browser, na
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     errors = []
     page.on("pageerror", lambda err: errors.append(str(err)))
-    page.goto(f"{base}/lab/tree/{name}.ipynb?token={token}")
+    # A workspace of its own: JupyterLab would otherwise restore the other notebook's tab beside this one.
+    page.goto(f"{base}/lab/workspaces/{name}/tree/{name}.ipynb?reset&token={token}")
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
     # Wait for the kernel, then run every cell as a participant would (Run > Run All Cells).
     page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
@@ -123,8 +124,7 @@ def test_run_all_widgets_render_and_a_slider_changes_the_output(lab, browser, na
                            " && window.jupyterapp.shell.currentWidget.sessionContext.session.kernel", timeout=90_000)
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
     try:
-        slider = page.wait_for_selector(".widget-slider .noUi-handle, .jupyter-widgets .noUi-handle",
-                                        timeout=240_000)
+        slider = page.wait_for_selector(".jupyter-widgets .noUi-handle", state="visible", timeout=240_000)
         page.wait_for_function(
             "() => ![...document.querySelectorAll('.jp-InputPrompt')].some(p => p.innerText.includes('*'))",
             timeout=240_000)

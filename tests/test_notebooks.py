@@ -74,7 +74,8 @@ PLAUSIBLE = {
                                         and r["adaptive.honeymodels.level2.detection"]
                                         < r["adaptive.honeymodels.level0.detection"]),
 }
-REQUIRED_SECTIONS = ("## 0 Settings", "## Summary", "## Exercises", "## Choices the paper leaves open", "## References")
+REQUIRED_SECTIONS = ("**Learning goals**", "**Estimated run time**", "## 0 Settings", "## Summary", "## Exercises", "<details><summary>Solution</summary>",
+                     "**What to try next:**", "## Choices the paper leaves open", "## References")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -170,3 +170,23 @@ def test_sweep_points_fan_out_over_ray_in_order(monkeypatch):
     finally:
         ray.shutdown()
     assert squares == [9, 1, 4]
+
+
+def test_workshop_writes_parameterised_notebooks_and_prebuilds(kit):
+    from decoylab import workshop
+
+    tmp, dirs = kit
+    lines = []
+    out = tmp / "workshop"
+    assert workshop.prepare("huge", out, notebooks_dir=dirs["notebooks_dir"], params_dir=dirs["params_dir"],
+                            log=lines.append) == 2
+    assert not out.exists() and "available presets: tiny" in lines[-1]
+    code = workshop.prepare("tiny", out, notebooks=["01_good"], notebooks_dir=dirs["notebooks_dir"],
+                            params_dir=dirs["params_dir"], log=lines.append)
+    assert code == 0, lines
+    nb = nbformat.read(out / "01_good.ipynb", as_version=4)
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and "EPS = 0.25" in injected[0].source and "INTERACTIVE = True" in injected[0].source
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+    prebuilt = json.loads((out / ".prebuild/tiny/01_good/results.json").read_text())
+    assert prebuilt["status"] == "ok" and prebuilt["params"]["INTERACTIVE"] is False

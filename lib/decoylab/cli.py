@@ -1,4 +1,5 @@
-"""The ``decoylab`` command: ``decoylab run`` executes notebooks, ``decoylab bench`` times them."""
+"""The ``decoylab`` command: ``decoylab run`` executes notebooks, ``decoylab bench`` times them,
+``decoylab workshop`` prepares them for a room."""
 from __future__ import annotations
 
 import argparse
@@ -52,6 +53,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--notebooks", nargs="+", metavar="NAME")
     bench.add_argument("--jobs", type=int, default=1)
     _add_dirs(bench, runs=False)
+
+    shop = sub.add_parser("workshop", help="write the notebooks with a preset's parameters to workshop/ and "
+                                           "pre-build their caches, for a room of participants",
+                          description="Writes workshop/<notebook>.ipynb (the preset's parameters filled in, widgets "
+                                      "on, nothing executed), then runs the preset once headless so that every "
+                                      "trained model and adversarial set is already in the cache.")
+    shop.add_argument("--preset", default="quick")
+    shop.add_argument("--notebooks", nargs="+", metavar="NAME")
+    shop.add_argument("--out", default="workshop", help="default: workshop")
+    shop.add_argument("--no-prebuild", action="store_true", help="only write the notebooks")
+    shop.add_argument("--jobs", type=int, default=1)
+    _add_dirs(shop, runs=False)
     return parser
 
 
@@ -68,6 +81,12 @@ def main(argv: list[str] | None = None) -> int:
         return runner.run(preset=args.preset, notebooks=args.notebooks, jobs=args.jobs, force=args.force,
                           notebooks_dir=args.notebooks_dir, params_dir=args.params_dir, runs_dir=args.runs_dir,
                           executor=args.executor, ray_address=args.ray_address)
+    if args.command == "workshop":
+        from decoylab import workshop
+
+        return workshop.prepare(preset=args.preset, out_dir=args.out, notebooks=args.notebooks,
+                                notebooks_dir=args.notebooks_dir, params_dir=args.params_dir,
+                                prebuild=not args.no_prebuild, jobs=args.jobs)
     from decoylab import bench
 
     return bench.main(preset=args.preset, notebooks=args.notebooks, jobs=args.jobs,
