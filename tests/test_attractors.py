@@ -147,3 +147,14 @@ def test_attack_settings_follow_tables_vii_and_viii():
     assert (engine, source, kwargs["steps"]) == ("pgd", "capped", 10)
     assert at.attack_settings("spsa", "cifar10")[2] == "Table VIII"
     assert at.attack_settings("umifgsm", "cifar10")[1]["eps"] == 0.1
+
+
+def test_w_pulls_toward_the_attractor_within_each_interval_size(setup):
+    """Fig. 7a taken apart: with the in-range codewords W's own gradient points to the exact nearest
+    attractor within each interval size, yet the all-pixel cosine is far smaller (scales 40x apart)."""
+    defense, x = setup[0], setup[1]
+    probe = at.Attractors(codewords="in_range", key_seed=0).protect(defense.classifier, tuple(x.shape[1:]), 10)
+    cos = at.cosines_by_interval(probe.attacked_model, probe.decoder, x[:100])["W alone (−∇Q)"]
+    per_interval = [float(v.mean()) for k, v in cos.items() if k != "all pixels"]
+    assert len(per_interval) == 2 and min(per_interval) > 0.6
+    assert float(cos["all pixels"].mean()) < 0.5 * min(per_interval)

@@ -499,6 +499,33 @@ def attractor_cosines(model: nn.Module, decoder: QIMDecoder, x: torch.Tensor, ba
     return torch.cat(out)
 
 
+def cosines_by_interval(model: nn.Module, decoder: QIMDecoder, x: torch.Tensor,
+                        batch_size: int = 256) -> dict[str, dict[str, torch.Tensor]]:
+    """Fig. 7a taken apart: the cosine between x_w − x (the exact nearest attractor, message t) and
+    (a) ``model``'s descent direction −∇ₓ J(x, t), as in ``attractor_cosines``, and (b) W's own pull
+    toward message t, −∇ₓ Q(x, m_t), each over all pixels and over the pixels of each interval size
+    alone. The intervals move pixels by very different amounts (δ = 3 vs 128 on [0, 255]) while Q's
+    gradient is largest where δ is smallest, so a direction can agree within every interval size and
+    still have a small cosine over all pixels."""
+    device = next(model.parameters()).device
+    groups = {"all pixels": None, **{f"δ = {d:g} pixels": decoder.interval_of_pixel == i
+                                     for i, d in enumerate(decoder.intervals)}}
+    out = {kind: {g: [] for g in groups} for kind in ("model loss gradient", "W alone (−∇Q)")}
+    for xb in x.split(batch_size):
+        xb = xb.to(device)
+        target, t = nearest_attractor(decoder, xb)
+        toward = (target - xb).flatten(1)
+        xg = xb.clone().requires_grad_(True)
+        descent = -_loss_gradient(model(xg), xg, t).flatten(1)
+        xq = xb.clone().requires_grad_(True)
+        (pull,) = torch.autograd.grad(-decoder.distance(xq).gather(1, t[:, None]).sum(), xq)
+        for kind, direction in (("model loss gradient", descent), ("W alone (−∇Q)", pull.flatten(1))):
+            for name, mask in groups.items():
+                a, b = (toward, direction) if mask is None else (toward[:, mask], direction[:, mask])
+                out[kind][name].append(metrics.cosine(a, b).detach().cpu())
+    return {kind: {g: torch.cat(v) for g, v in by_group.items()} for kind, by_group in out.items()}
+
+
 @torch.no_grad()
 def local_density_cosines(model: nn.Module, decoder: QIMDecoder, x: torch.Tensor, *, radius: float,
                           samples: int, seed: int = 0) -> torch.Tensor:
