@@ -391,22 +391,28 @@ def deepfool(model, x, labels, *, max_iter, overshoot, batch_size=256, **_):
     for xb, lb in _batches(x, labels, batch_size):
         total = torch.zeros_like(xb)
         adv = xb.clone()
+        # Only the samples still correctly classified are differentiated (a sample that has crossed
+        # its boundary stops, as in Alg. 2): most cross within a few steps, so later steps are cheap.
+        with torch.no_grad():
+            rows = (model(adv).argmax(1) == lb).nonzero().flatten()
         for it in range(max_iter):
-            logits, grads = _class_gradients(model, adv)
-            active = logits.argmax(1) == lb
-            if not active.any():
+            if len(rows) == 0:
                 break
-            used = max(used, it + 1)
-            idx = torch.arange(len(lb), device=xb.device)
-            w = grads - grads[lb, idx][None]  # (K, N, ...)
-            f = logits - logits.gather(1, lb[:, None])  # (N, K)
-            w_norm = w.flatten(2).norm(dim=2).T.clamp_min(1e-8)  # (N, K)
+            used = it + 1
+            logits, grads = _class_gradients(model, adv[rows])
+            lr_ = lb[rows]
+            idx = torch.arange(len(rows), device=xb.device)
+            w = grads - grads[lr_, idx][None]  # (K, n, ...)
+            f = logits - logits.gather(1, lr_[:, None])  # (n, K)
+            w_norm = w.flatten(2).norm(dim=2).T.clamp_min(1e-8)  # (n, K)
             dist = f.abs() / w_norm
-            dist[idx, lb] = float("inf")
+            dist[idx, lr_] = float("inf")
             k = dist.argmin(1)
             step = ((f[idx, k].abs() + 1e-4) / w_norm[idx, k] ** 2).view(-1, *[1] * (xb.dim() - 1)) * w[k, idx]
-            total = total + step * active.view(-1, *[1] * (xb.dim() - 1))
-            adv = (xb + (1 + overshoot) * total).clamp(0, 1)
+            total[rows] = total[rows] + step
+            adv[rows] = (xb[rows] + (1 + overshoot) * total[rows]).clamp(0, 1)
+            with torch.no_grad():
+                rows = rows[model(adv[rows]).argmax(1) == lr_]
         out.append(adv.detach())
     return torch.cat(out), used
 
@@ -428,16 +434,25 @@ def jsma(model, x, labels, *, targeted, theta, gamma, saliency="pairs", batch_si
         adv = xb.flatten(1).clone()
         domain = adv < 1.0 if theta > 0 else adv > 0.0
         changed = torch.zeros_like(domain)
-        with torch.no_grad():
-            running = model(xb).argmax(1) != lb
-        running &= domain.sum(1) >= 2
+        running = domain.sum(1) >= 2
         it = 0
         while running.any():
-            it += 1
             rows = running.nonzero().flatten()
             xin = adv[rows].view(-1, *shape[1:]).detach().requires_grad_(True)
             logits = model(xin)
             target = lb[rows]
+            # The forward pass that the gradient needs also says who has reached the target (no
+            # separate prediction pass): as ART, keep going while the target is not reached and the
+            # changed fraction is <= gamma.
+            going = (logits.argmax(1) != target) & (changed[rows].float().mean(1) <= gamma)
+            running[rows] = going
+            if not going.any():
+                break
+            it += 1
+            if not going.all():
+                rows, target = rows[going], target[going]
+                xin = adv[rows].view(-1, *shape[1:]).detach().requires_grad_(True)
+                logits = model(xin)
             if saliency == "target_top2":
                 g_t = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), xin)[0].flatten(1)
                 p, q = _top2(g_t, domain[rows], theta)
@@ -452,10 +467,7 @@ def jsma(model, x, labels, *, targeted, theta, gamma, saliency="pairs", batch_si
                 changed[moved, feature] = True
                 domain[moved, feature] = (adv[moved, feature] != bound) if saliency == "target_top2" else False
             domain[rows[~has_pair]] = False  # no admissible pair left: this sample stops
-            with torch.no_grad():
-                pred = model(adv[rows].view(-1, *shape[1:])).argmax(1)
-            # As ART: keep going while the target is not reached and the changed fraction is <= gamma.
-            running[rows] = (pred != target) & (changed[rows].float().mean(1) <= gamma) & (domain[rows].sum(1) >= 2)
+            running[rows] = domain[rows].sum(1) >= 2
         used = max(used, it)
         out.append(adv.view(shape).detach())
     return torch.cat(out), used
