@@ -38,11 +38,13 @@ bench: venv
 workshop: venv
 	$(VENV)/bin/decoylab workshop --preset $(PRESET) --jobs $(JOBS)
 
-## JupyterLab for a room: every address of this machine, port $(PORT), one shared token $(TOKEN)
+## JupyterLab for a room: every address of this machine, port $(PORT), one shared token $(TOKEN), figures in
+## seaborn's "talk" context (larger fonts and lines for a projector)
 PORT  ?= 8888
 TOKEN ?= decoylab
 lab-room: venv
-	$(VENV)/bin/jupyter lab workshop --no-browser --ip=0.0.0.0 --port=$(PORT) --ServerApp.token=$(TOKEN)
+	DECOYLAB_PLOT_CONTEXT=talk $(VENV)/bin/jupyter lab workshop --no-browser --ip=0.0.0.0 --port=$(PORT) \
+		--ServerApp.token=$(TOKEN)
 
 clean-runs:
 	rm -rf runs

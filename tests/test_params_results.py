@@ -62,3 +62,18 @@ def test_paper_values_are_one_data_file_behind_every_paper_constant():
     assert fingerprints.PAPER_ADAPTIVE_AUC["value"] == 0.9879
     with pytest.raises(KeyError, match="allowed: table_1"):
         paper_values.entry("honeymodels", "table_9")
+
+
+def test_plot_context_comes_from_the_environment(monkeypatch):
+    import seaborn as sns
+
+    from decoylab import plots
+
+    monkeypatch.setenv("DECOYLAB_PLOT_CONTEXT", "talk")
+    plots.setup()
+    talk = sns.plotting_context()["font.size"]
+    plots.setup("notebook")
+    assert talk > sns.plotting_context()["font.size"]
+    monkeypatch.setenv("DECOYLAB_PLOT_CONTEXT", "cinema")
+    with pytest.raises(ValueError, match="DECOYLAB_PLOT_CONTEXT"):
+        plots.setup()

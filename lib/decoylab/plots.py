@@ -19,8 +19,18 @@ DEFENSE_COLORS = {
 }
 
 
-def setup(context: str = "notebook") -> None:
-    """Seaborn theme for every figure; ``context='talk'`` for a projector."""
+PLOT_CONTEXTS = ("paper", "notebook", "talk", "poster")
+
+
+def setup(context: str | None = None) -> None:
+    """Seaborn theme for every figure. ``context`` defaults to ``$DECOYLAB_PLOT_CONTEXT`` or
+    ``"notebook"``; ``"talk"`` (what ``make lab-room`` sets) enlarges fonts and lines for a projector."""
+    import os
+
+    context = context or os.environ.get("DECOYLAB_PLOT_CONTEXT") or "notebook"
+    if context not in PLOT_CONTEXTS:
+        raise ValueError(f"plot context {context!r} is not allowed (DECOYLAB_PLOT_CONTEXT); "
+                         f"allowed: {', '.join(PLOT_CONTEXTS)}")
     sns.set_theme(context=context, style="whitegrid")
 
 
