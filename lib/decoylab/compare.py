@@ -8,7 +8,7 @@ is measured on images no detector has seen.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -141,7 +141,6 @@ class Contender:
     control: Defense | None = None
     control_label: str = ""
     train_seconds: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _timed(cache, build):

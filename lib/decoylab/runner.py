@@ -6,7 +6,8 @@ For each selected notebook ``notebooks/<nb>.ipynb`` and preset ``params/<preset>
    ``inspect_notebook``: names and declared types) and the library's ranges
    (``decoylab.params``); any problem stops the run before a notebook starts or a file
    under ``runs/`` is touched;
-2. each notebook runs in its own process into ``runs/<preset>/<nb>/<nb>.ipynb`` with its
+2. each notebook runs in its own process (or, with ``executor="ray"``, a Ray task: see
+   ``decoylab.executor``) into ``runs/<preset>/<nb>/<nb>.ipynb`` with its
    figures and ``results.json``; one that already completed with the same parameters and
    the same notebook source is skipped unless ``force``;
 3. ``runs/<preset>/summary.json``, ``report.md`` and ``report.html`` gather every run.
