@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from decoylab import compare, data, models, train
+from decoylab import compare, data, train
 from decoylab.cache import Cache
 
 

@@ -1,6 +1,5 @@
 """Every notebook: hygiene checks, then executed with params/tiny through the runner."""
 import json
-import re
 from pathlib import Path
 
 import nbformat

@@ -40,17 +40,10 @@ def prepare(defense: Defense, x_fit: torch.Tensor, y_fit: torch.Tensor, specs: A
 def roc_entries(defense: Defense, x: torch.Tensor, y: torch.Tensor, specs: AttackSpecs, *, seed: int = 0,
                 cache=None) -> dict[str, dict[str, Any]]:
     """Per attack crafted on ``defense.attacked_model``: the ROC curve and AUC of ``defense.score``
-    on clean ``x`` vs the *successful* adversarial examples, and the attack's success rate."""
-    adv = attack_sets(defense.attacked_model, x, y, specs, seed=seed, cache=cache)
-    clean = defense.score(x)
-    out = {}
-    for label, r in adv.items():
-        flagged = defense.score(r.x_adv[r.success]) if r.success.any() else torch.zeros(0)
-        truth = [0] * len(clean) + [1] * len(flagged)
-        scores = torch.cat([clean, flagged])
-        out[label] = {"roc": metrics.roc(truth, scores) if len(flagged) else None,
-                      "auc": metrics.auc(truth, scores), "success": r.success_rate}
-    return out
+    on clean ``x`` vs the *successful* adversarial examples, and the attack's success rate
+    (``detection_rows`` without the thresholds)."""
+    rows = detection_rows(defense, defense.attacked_model, x, y, x, specs, [0.05], seed=seed, cache=cache)
+    return {label: {k: r[k] for k in ("roc", "auc", "success")} for label, r in rows.items()}
 
 
 # --- The comparison notebook (90): every defense on equal terms, then attacked adaptively --------------
@@ -237,7 +230,8 @@ def detection_rows(defense: Defense, model_attacked: nn.Module, x: torch.Tensor,
     thresholds set on ``x_calibration`` for each FPR; AUC of clean ``x`` vs successful examples;
     overall attack success = success × (1 − TPR at the first FPR); mean L2; gradient steps."""
     adv = adversarial or attack_sets(model_attacked, x, y, specs, seed=seed, cache=cache)
-    calibration_scores, clean_scores = defense.score(x_calibration), defense.score(x)
+    clean_scores = defense.score(x)
+    calibration_scores = clean_scores if x_calibration is x else defense.score(x_calibration)
     out = {}
     for label, r in adv.items():
         scores = defense.score(r.x_adv[r.success]) if r.success.any() else torch.zeros(0)

@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import subprocess
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass

@@ -398,7 +398,7 @@ def deepfool(model, x, labels, *, max_iter, overshoot, batch_size=256, **_):
         for it in range(max_iter):
             if len(rows) == 0:
                 break
-            used = it + 1
+            used = max(used, it + 1)
             logits, grads = _class_gradients(model, adv[rows])
             lr_ = lb[rows]
             idx = torch.arange(len(rows), device=xb.device)
@@ -597,7 +597,7 @@ def ead(model, x, labels, *, targeted, confidence, learning_rate, max_iter, bina
     cost β‖δ‖₁ + ‖δ‖₂² (``decision_rule="en"``) or L1 (``"l1"``)."""
     out = []
     for xb, lb in _batches(x, labels, batch_size):
-        n, view = len(xb), (-1,) + (1,) * (xb.dim() - 1)
+        n = len(xb)
         const = torch.full((n,), float(initial_const), device=xb.device)
         lower, upper = torch.zeros(n, device=xb.device), torch.full((n,), 1e10, device=xb.device)
         best_cost = torch.full((n,), float("inf"), device=xb.device)

@@ -10,6 +10,7 @@ So the comparison notebook, the ROC helper and the adaptive-attack harness treat
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -80,10 +81,9 @@ class TrainedDefense(Defense):
             raise NotFittedError(f"{type(self).__name__}: call fit(train_set) first")
         return self.model
 
-    def _save(self, path, payload: dict) -> "Path":
+    def _save(self, path, payload: dict) -> Path:
         """``payload`` plus the weights, architecture and seed, to a temporary file renamed to ``path``."""
         import io
-        from pathlib import Path
 
         from decoylab.cache import atomic_write_bytes
 
