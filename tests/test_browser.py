@@ -36,6 +36,10 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 # (notebook, text that starts the line the slider changes)
 NOTEBOOKS = [("00_tour", "FGSM ε ="), ("21_kde_gradient_analysis", "A2 =")]
+# The comparison notebook with the defenses that train in seconds, so a second dataset is compared on demand
+# within the test (digits: offline everywhere).
+COMPARISON = "90_defense_comparison"
+COMPARISON_OVERRIDES = {"DEFENSES": ["undefended", "feature_squeezing", "attractors"]}
 
 
 def _free_port() -> int:
@@ -52,10 +56,12 @@ def lab(tmp_path_factory):
     import papermill
 
     work = tmp_path_factory.mktemp("lab")
-    for name, _ in NOTEBOOKS:  # the notebook as a participant opens it, with the tiny preset's settings
+    overrides = {**{name: {} for name, _ in NOTEBOOKS}, COMPARISON: COMPARISON_OVERRIDES}
+    for name, extra in overrides.items():  # the notebook as a participant opens it, with the tiny preset's settings
         params = yaml.safe_load((ROOT / "params" / "tiny" / f"{name}.yaml").read_text())
         papermill.execute_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"), str(work / f"{name}.ipynb"),
-                                   parameters={**params, "INTERACTIVE": True}, prepare_only=True, progress_bar=False)
+                                   parameters={**params, **extra, "INTERACTIVE": True}, prepare_only=True,
+                                   progress_bar=False)
     port, token = _free_port(), secrets.token_hex(16)
     log = open(work / "jupyterlab.log", "w")
     server = subprocess.Popen(
@@ -107,9 +113,9 @@ def _output_line(page, prefix: str) -> str:
     }""", prefix)
 
 
-@pytest.mark.parametrize("name, prefix", NOTEBOOKS)
-def test_run_all_widgets_render_and_a_slider_changes_the_output(lab, browser, name, prefix):
-    base, token, _ = lab
+def _open_and_run_all(browser, base: str, token: str, name: str):
+    """Open ``name`` in a workspace of its own, wait for its kernel, Run All; returns (page, first slider,
+    page errors) once no cell is running."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     errors = []
@@ -133,11 +139,17 @@ def test_run_all_widgets_render_and_a_slider_changes_the_output(lab, browser, na
     errors_in_cells = page.locator(".jp-RenderedText[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts()
     assert not [e for e in errors_in_cells if "Traceback" in e or "Error" in e.split("\n")[0]], errors_in_cells
     assert page.locator(".jupyter-widgets").count() > 0, "no widget rendered"
-    page.wait_for_function("prefix => [...document.querySelectorAll('.jp-OutputArea-output')]"
-                           ".some(el => (el.innerText || '').includes(prefix))", arg=prefix, timeout=120_000)
-    before = _output_line(page, prefix)
-    assert before, f"no output line starting with {prefix!r}"
+    return page, slider, errors
 
+
+def _wait_for_line(page, prefix: str, timeout_ms: int = 120_000) -> str:
+    page.wait_for_function("prefix => [...document.querySelectorAll('.jp-OutputArea-output')]"
+                           ".some(el => (el.innerText || '').split('\\n').some(l => l.trim().startsWith(prefix)))",
+                           arg=prefix, timeout=timeout_ms)
+    return _output_line(page, prefix)
+
+
+def _drag_and_wait_for_change(page, slider, prefix: str, before: str) -> str:
     slider.scroll_into_view_if_needed()
     box = slider.bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
@@ -147,8 +159,36 @@ def test_run_all_widgets_render_and_a_slider_changes_the_output(lab, browser, na
     page.wait_for_function("([prefix, before]) => [...document.querySelectorAll('.jp-OutputArea-output')]"
                            ".some(el => (el.innerText || '').split('\\n').some(l => l.trim().startsWith(prefix)"
                            " && l.trim() !== before))", arg=[prefix, before], timeout=180_000)
-    after = _output_line(page, prefix)
+    return _output_line(page, prefix)
+
+
+@pytest.mark.parametrize("name, prefix", NOTEBOOKS)
+def test_run_all_widgets_render_and_a_slider_changes_the_output(lab, browser, name, prefix):
+    base, token, _ = lab
+    page, slider, errors = _open_and_run_all(browser, base, token, name)
+    before = _wait_for_line(page, prefix)
+    assert before, f"no output line starting with {prefix!r}"
+    after = _drag_and_wait_for_change(page, slider, prefix, before)
     page.screenshot(path=str(ARTIFACTS / f"{name}-slider-moved.png"), full_page=False)
     assert after != before
+    assert not errors, errors
+    page.close()
+
+
+def test_comparison_compares_a_second_dataset_from_the_dataset_widget(lab, browser):
+    """Notebook 90: Run All on mnist5k, pick digits in the dataset dropdown, press the button: every
+    contender is trained on digits in the kernel and the panel's table switches to it; the FPR slider
+    then changes the digits table."""
+    base, token, _ = lab
+    page, slider, errors = _open_and_run_all(browser, base, token, COMPARISON)
+    slider.scroll_into_view_if_needed()  # JupyterLab renders only the cells near the view
+    assert _wait_for_line(page, "mnist5k, pgd,")
+    page.locator(".widget-dropdown select").first.select_option("digits")
+    assert _wait_for_line(page, "digits has not been compared")
+    page.get_by_role("button", name="compare on this dataset").click()
+    before = _wait_for_line(page, "digits, pgd,", timeout_ms=240_000)
+    page.screenshot(path=str(ARTIFACTS / f"{COMPARISON}-digits.png"), full_page=False)
+    after = _drag_and_wait_for_change(page, slider, "digits, pgd,", before)
+    assert after != before and "threshold at FPR" in after
     assert not errors, errors
     page.close()

@@ -69,3 +69,70 @@ def test_undefended_and_feature_squeezing_share_one_network_and_report_build_tim
     # the cached network reports the time it took to train, not the time it took to load
     assert again["undefended"].train_seconds == pytest.approx(first["undefended"].train_seconds, abs=0.05)
     assert cache.hits >= 1
+
+
+SMALL_SETTINGS = {"watermark_size": 0.1, "poison_percent": 30.0, "fp_n": 2, "fp_eps": 0.1, "attractor_strength": 0.5,
+                  "luring_component": "luring_p_mnist", "luring_component_epochs": 1, "luring_component_init": "auto"}
+
+
+def _prepare_digits(tmp_path, **overrides):
+    kwargs = dict(defenses=["undefended", "feature_squeezing", "attractors"], attacks_=["pgd"], model_name="mlp",
+                  train_config=train.TrainConfig(epochs=2, lr=3e-3), settings=SMALL_SETTINGS, n_train=None,
+                  n_calibration=60, n_detector_fit=20, n_attack=20, fpr=0.05, pgd_steps=5, seed=0,
+                  cache=Cache(tmp_path), log=None)
+    return compare.prepare_comparison("digits", **{**kwargs, **overrides})
+
+
+def test_prepare_comparison_gives_disjoint_splits_and_images_every_contender_gets_right(tmp_path):
+    setup = _prepare_digits(tmp_path)
+    assert (len(setup.x_cal), len(setup.x_fit), len(setup.y_att)) == (60, 20, 20)
+    assert setup.pool_size == len(setup.test_set.y) - 80 and setup.pool_correct >= len(setup.y_att)
+    flat = lambda x: {tuple(row.tolist()) for row in x.flatten(1)}  # noqa: E731
+    assert not flat(setup.x_att) & flat(setup.x_cal) and not flat(setup.x_att) & flat(setup.x_fit)
+    for c in setup.contenders.values():
+        assert torch.equal(train.predict(c.classifier, setup.x_att).argmax(1), setup.y_att)
+    assert setup.contenders["attractors"].defense.reference is not None  # calibrated on the calibration split
+
+
+def test_prepare_comparison_names_bad_settings_before_reading_data(tmp_path):
+    with pytest.raises(ValueError, match="dataset='imagenet' is not a known dataset"):
+        compare.prepare_comparison(
+            "imagenet", defenses=["undefended"], attacks_=["pgd"], model_name="mlp", train_config=train.TrainConfig(),
+            settings=SMALL_SETTINGS, n_train=None, n_calibration=10, n_detector_fit=10, n_attack=10, fpr=0.05)
+    with pytest.raises(ValueError, match="the test split has only"):
+        _prepare_digits(tmp_path, n_calibration=400)
+    assert not any(tmp_path.iterdir())  # nothing trained or written
+
+
+def test_luring_component_follows_the_images():
+    assert compare.component_for((1, 28, 28), "luring_p_mnist", "fashion_mnist") == "luring_p_mnist"
+    assert compare.component_for((3, 32, 32), "luring_p_mnist", "cifar10") == "luring_p_cifar10"
+    assert compare.component_for((1, 8, 8), "luring_p_mnist", "digits") == "luring_p_svhn"  # pads, then pools back
+    with pytest.raises(ValueError, match=r"no Luring component takes odd images shaped \(1, 5, 7\)"):
+        compare.component_for((1, 5, 7), "luring_p_mnist", "odd")
+
+
+def test_comparison_panel_compares_a_new_dataset_on_demand(tmp_path):
+    from decoylab import widgets
+
+    setup = _prepare_digits(tmp_path)
+    asked = []
+
+    def prepare(name):
+        asked.append(name)
+        if name == "svhn":
+            raise data.DatasetUnavailableError("svhn: no internet")
+        return setup
+
+    setups = {"digits": setup}
+    panel = widgets.comparison_panel(setups, prepare, datasets=["mnist5k", "svhn"], seed=0)
+    (dataset, compute), (attack, fpr) = panel.children[0].children, panel.children[1].children
+    assert list(dataset.options) == ["digits", "mnist5k", "svhn"] and compute.disabled
+    dataset.value = "svhn"
+    assert not compute.disabled
+    compute.click()  # the download fails: said in the panel, the button stays usable, nothing stored
+    assert asked == ["svhn"] and "svhn" not in setups and not compute.disabled
+    dataset.value = "mnist5k"
+    compute.click()
+    assert asked == ["svhn", "mnist5k"] and setups["mnist5k"] is setup and compute.disabled
+    fpr.value = 0.01  # recomputed from the cached adversarial set, no error

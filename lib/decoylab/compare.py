@@ -206,6 +206,115 @@ def build_contenders(names, train_set, *, model_name: str, train_config, seed: i
     return out
 
 
+def comparison_splits(num_test: int, *, n_calibration: int, n_detector_fit: int, n_attack: int,
+                      seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Three disjoint, seeded index sets of the test split: calibration (thresholds), detector-fit
+    (HoneyModels' detector and the adaptive attacker's own data) and the attack pool (everything
+    else, from which the attacked images are drawn)."""
+    needed = n_calibration + n_detector_fit + n_attack
+    if needed > num_test:
+        raise ValueError(f"n_calibration + n_detector_fit + n_attack = {needed} but the test split has only "
+                         f"{num_test} images; lower N_CALIBRATION, N_DETECTOR_FIT or N_ATTACK")
+    order = torch.randperm(num_test, generator=torch.Generator().manual_seed(seed))
+    return order[:n_calibration], order[n_calibration:n_calibration + n_detector_fit], order[n_calibration + n_detector_fit:]
+
+
+def calibrate_and_prepare(contenders: dict[str, Contender], x_cal: torch.Tensor, x_fit: torch.Tensor,
+                          y_fit: torch.Tensor, specs: AttackSpecs, fpr: float, *, seed: int = 0, cache=None) -> None:
+    """Each detector (and its control) on its own splits: clean statistics from the calibration images
+    (Attractors' C1-C3), detectors that learn from adversarial examples from the detector-fit images."""
+    for c in contenders.values():
+        for d in (c.defense, c.control):
+            if d is not None and hasattr(d, "reference"):
+                d.calibrate(x_cal, fpr)
+            if d is not None:
+                prepare(d, x_fit, y_fit, specs, seed=seed, cache=cache)
+
+
+def correct_everywhere(contenders: dict[str, Contender], x: torch.Tensor, y: torch.Tensor,
+                       minimum: int = 10) -> torch.Tensor:
+    """Mask of the images every contender's classifier gets right (the attacked images are drawn from
+    them, so a success rate means the same thing for every defense); a clear error below ``minimum``."""
+    from decoylab import train as train_mod
+
+    correct = {name: train_mod.predict(c.classifier, x).argmax(1) == y for name, c in contenders.items()}
+    everywhere = torch.stack(list(correct.values())).all(0)
+    if int(everywhere.sum()) < minimum:
+        raise RuntimeError(f"fewer than {minimum} pool images are classified correctly by every contender; pool "
+                           "accuracy: " + ", ".join(f"{n} {float(v.float().mean()):.2f}" for n, v in correct.items())
+                           + ". Train longer (EPOCHS, N_TRAIN) or leave the weakest defense out of DEFENSES.")
+    return everywhere
+
+
+def component_for(shape: tuple[int, ...], preferred: str, dataset: str) -> str:
+    """Luring's component P for images shaped ``shape``: ``preferred`` when it takes them, else the
+    paper's component for ``dataset`` (Appendix B), else the first one that does. A clear error when
+    none does."""
+    from decoylab import models
+    from decoylab.defenses import luring as lu
+
+    paper = lu.PAPER_ARCHITECTURES.get(lu.paper_dataset(dataset) or "", (None, None))[1]
+    for name in dict.fromkeys([preferred, paper, *models.COMPONENTS]):
+        if name is None:
+            continue
+        try:
+            models.build_component(name, shape)
+        except (ValueError, RuntimeError):
+            continue
+        return name
+    raise ValueError(f"no Luring component takes {dataset} images shaped {tuple(shape)} "
+                     f"(allowed components: {', '.join(models.COMPONENTS)}); leave 'luring' out of DEFENSES")
+
+
+@dataclass
+class ComparisonSetup:
+    """Everything sections 1-2 of notebook 90 build for one dataset: the contenders and the three splits."""
+    dataset: str
+    train_set: Any
+    test_set: Any
+    contenders: dict[str, Contender]
+    specs: AttackSpecs
+    settings: dict[str, Any]
+    x_cal: torch.Tensor
+    x_fit: torch.Tensor
+    y_fit: torch.Tensor
+    x_att: torch.Tensor
+    y_att: torch.Tensor
+    pool_size: int
+    pool_correct: int
+
+
+def prepare_comparison(dataset: str, *, defenses, attacks_, model_name: str, train_config, settings: dict[str, Any],
+                       n_train: int | None, n_calibration: int, n_detector_fit: int, n_attack: int, fpr: float,
+                       pgd_steps: int | None = None, cw_max_iter: int | None = None, cw_binary_steps: int | None = None,
+                       data_root=None, seed: int = 0, cache=None, log=None) -> ComparisonSetup:
+    """Sections 1-2 of notebook 90 for one dataset in one call (the notebook's dataset widget runs it for
+    the datasets the parameters did not name): data, splits, contenders, detectors calibrated and fitted,
+    attacked images. A Luring component that cannot take the dataset's images is replaced by one that can
+    (``component_for``). Bad names raise before any data is read."""
+    from decoylab import data
+
+    check_comparison(defenses=list(defenses), attacks_=list(attacks_), fprs=[fpr])
+    data.check_name(dataset, "dataset")
+    train_set = data.load(dataset, "train", n=n_train, seed=seed, data_root=data_root)
+    test_set = data.load(dataset, "test", seed=seed, data_root=data_root)
+    shape = tuple(train_set.x.shape[1:])
+    cal_idx, fit_idx, pool_idx = comparison_splits(len(test_set.y), n_calibration=n_calibration,
+                                                   n_detector_fit=n_detector_fit, n_attack=n_attack, seed=seed)
+    if "luring" in defenses:
+        settings = {**settings, "luring_component": component_for(shape, settings["luring_component"], dataset)}
+    contenders = build_contenders(defenses, train_set, model_name=model_name, train_config=train_config, seed=seed,
+                                  cache=cache, settings=settings, log=log)
+    specs = attack_specs(attacks_, shape[0], pgd_steps=pgd_steps, cw_max_iter=cw_max_iter,
+                         cw_binary_steps=cw_binary_steps)
+    x_cal, x_fit, y_fit = test_set.x[cal_idx], test_set.x[fit_idx], test_set.y[fit_idx]
+    calibrate_and_prepare(contenders, x_cal, x_fit, y_fit, specs, fpr, seed=seed, cache=cache)
+    pool_x, pool_y = test_set.x[pool_idx], test_set.y[pool_idx]
+    keep = correct_everywhere(contenders, pool_x, pool_y)
+    return ComparisonSetup(dataset, train_set, test_set, contenders, specs, settings, x_cal, x_fit, y_fit,
+                           pool_x[keep][:n_attack], pool_y[keep][:n_attack], len(pool_y), int(keep.sum()))
+
+
 def clean_accuracy(contender: Contender, x: torch.Tensor, y: torch.Tensor) -> float:
     from decoylab import train as train_mod
 

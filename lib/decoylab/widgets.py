@@ -229,10 +229,11 @@ def attractor_panel(classifier, x: torch.Tensor, y: torch.Tensor, x_calibration:
     return w.VBox([w.HBox([small, large, ratio]), w.HBox([strength_slider, fpr_slider, attack, button]), out])
 
 
-def comparison_panel(contenders: dict, x: torch.Tensor, y: torch.Tensor, x_calibration: torch.Tensor, specs: dict, *,
-                     seed: int = 0, cache=None):
-    """Notebook 90: an attack dropdown and an FPR slider; per defense, the detection rate at that FPR,
-    the FPR measured on the attacked images' clean versions, and the overall attack success.
+def comparison_panel(setups: dict, prepare, *, datasets, seed: int = 0, cache=None):
+    """Notebook 90: a dataset dropdown, an attack dropdown and an FPR slider; per defense, the detection
+    rate at that FPR, the FPR measured on the attacked images' clean versions, and the overall attack
+    success. ``setups`` maps dataset names to ``compare.ComparisonSetup`` (the notebook's own run);
+    a dataset not in it is compared on demand by ``prepare(name)`` when the button is pressed, and kept.
     The adversarial sets come from the cache (section 3 made them), so moving the slider is quick."""
     import ipywidgets as w
     import pandas as pd
@@ -240,25 +241,51 @@ def comparison_panel(contenders: dict, x: torch.Tensor, y: torch.Tensor, x_calib
 
     from decoylab import compare
 
-    attack = w.Dropdown(options=list(specs), description="attack")
+    first = next(iter(setups.values()))
+    dataset = w.Dropdown(options=list(dict.fromkeys([*setups, *datasets])), value=next(iter(setups)),
+                         description="dataset")
+    attack = w.Dropdown(options=list(first.specs), description="attack")
     fpr = w.FloatLogSlider(value=0.05, base=10, min=-3, max=-0.5, step=0.1, description="FPR", continuous_update=False)
+    compute = w.Button(description="compare on this dataset", layout=w.Layout(width="auto"))
     out = w.Output()
 
     def update(_=None):
-        rows = {}
-        for name, c in contenders.items():
-            if c.defense is None:
-                continue
-            r = compare.detection_rows(c.defense, c.defense.attacked_model, x, y, x_calibration,
-                                       {attack.value: specs[attack.value]}, [fpr.value], seed=seed, cache=cache)
-            r = r[attack.value]
-            rows[name] = {"TPR": r[f"tpr@{fpr.value:g}"], "FPR measured": r[f"fpr@{fpr.value:g}"],
-                          "success": r["success"], "overall": r["overall"]}
         out.clear_output(wait=True)
+        setup = setups.get(dataset.value)
+        compute.disabled = setup is not None
         with out:
+            if setup is None:
+                print(f"{dataset.value} has not been compared in this session: press the button to train every "
+                      "contender on it with this run's settings (cached for next time).")
+                return
+            rows = {}
+            for name, c in setup.contenders.items():
+                if c.defense is None:
+                    continue
+                r = compare.detection_rows(c.defense, c.defense.attacked_model, setup.x_att, setup.y_att, setup.x_cal,
+                                           {attack.value: setup.specs[attack.value]}, [fpr.value], seed=seed,
+                                           cache=cache)[attack.value]
+                rows[name] = {"TPR": r[f"tpr@{fpr.value:g}"], "FPR measured": r[f"fpr@{fpr.value:g}"],
+                              "success": r["success"], "overall": r["overall"]}
+            print(f"{dataset.value}, {attack.value}, {len(setup.y_att)} attacked images, threshold at FPR {fpr.value:.3g}")
             display(pd.DataFrame(rows).T.round(3))
 
-    attack.observe(update, names="value")
-    fpr.observe(update, names="value")
+    def run_dataset(_=None):
+        compute.disabled = True
+        out.clear_output(wait=True)
+        with out:
+            print(f"comparing on {dataset.value}: training every contender ...")
+            try:
+                setups[dataset.value] = prepare(dataset.value)
+            except (ValueError, RuntimeError) as error:  # offline download, images no component takes: said here
+                out.clear_output(wait=True)
+                print(f"{dataset.value}: {error}")
+                compute.disabled = False
+                return
+        update()
+
+    for control in (dataset, attack, fpr):
+        control.observe(update, names="value")
+    compute.on_click(run_dataset)
     update()
-    return w.VBox([w.HBox([attack, fpr]), out])
+    return w.VBox([w.HBox([dataset, compute]), w.HBox([attack, fpr]), out])
