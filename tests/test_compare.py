@@ -127,7 +127,7 @@ def test_comparison_panel_compares_a_new_dataset_on_demand(tmp_path):
     setups = {"digits": setup}
     panel = widgets.comparison_panel(setups, prepare, datasets=["mnist5k", "svhn"], seed=0)
     (dataset, compute), (attack, fpr) = panel.children[0].children, panel.children[1].children
-    assert list(dataset.options) == ["digits", "mnist5k", "svhn"] and compute.disabled
+    assert list(dataset.options) == ["digits", "mnist5k", "svhn"] and compute.disabled and attack.value == "pgd"
     dataset.value = "svhn"
     assert not compute.disabled
     compute.click()  # the download fails: said in the panel, the button stays usable, nothing stored
