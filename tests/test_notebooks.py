@@ -137,3 +137,21 @@ def test_notebook_runs_with_tiny_preset(name, tmp_path):
     assert (tmp_path / "tiny" / name / f"{name}.ipynb").exists()
     values = {k: r["value"] for k, r in doc["results"].items()}
     assert PLAUSIBLE[name](values), f"{name}: implausible tiny results {values}"
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    ({"ADAPTIVE_ATTACK": "cw2", "ADAPTIVE_EPS": 0.1}, "ADAPTIVE_EPS=0.1 is not allowed with ADAPTIVE_ATTACK='cw2'"),
+    ({"ADAPTIVE_ATTACK": "deepfool"}, "ADAPTIVE_ATTACK='deepfool' is not allowed"),
+])
+def test_comparison_names_bad_adaptive_settings_before_training(overrides, needle, tmp_path):
+    import yaml
+
+    params = yaml.safe_load((ROOT / "params" / "tiny" / "90_defense_comparison.yaml").read_text())
+    with pytest.raises(papermill.PapermillExecutionError) as err:
+        papermill.execute_notebook(str(ROOT / "notebooks" / "90_defense_comparison.ipynb"), str(tmp_path / "out.ipynb"),
+                                   parameters={**params, **overrides}, progress_bar=False,
+                                   cwd=str(tmp_path))
+    assert needle in str(err.value)
+    executed = nbformat.read(tmp_path / "out.ipynb", 4)
+    training = next(c for c in executed.cells if "compare.prepare_comparison(" in c.source)
+    assert not training.get("execution_count")  # stopped at the check: nothing loaded or trained

@@ -15,10 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from decoylab import attacks, metrics
+from decoylab import attacks, metrics, params
 from decoylab.defenses.base import Defense
 
 AttackSpecs = dict[str, tuple[str, dict[str, Any]]]
+
+# The adaptive attacks' L∞ budget when it differs from the attacks' own (notebook 90): data range (0, 1].
+params.register("ADAPTIVE_EPS", params.number(0.0, 1.0, low_open=True, optional=True))
 
 
 def attack_sets(model, x: torch.Tensor, y: torch.Tensor, specs: AttackSpecs, *, seed: int = 0, cache=None):
