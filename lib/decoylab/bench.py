@@ -51,12 +51,13 @@ def attacks_main(n: int = 500, names: list[str] | None = None, json_path: str | 
     """Time every attack that both backends have on ``n`` correctly classified mnist5k test images.
 
     For each: seconds, success rate, mean L2 and L∞ per backend, the art/fast speed ratio, and the
-    floor: the time of the same number of forward+backward passes over the same images.
+    floor: the time of the same number of forward+backward passes over the same images, in the
+    batches ``attacks.run`` uses by default.
     """
     import torch
     import torch.nn.functional as F
 
-    from decoylab import attacks, data, train
+    from decoylab import attacks, config, data, train
     from decoylab.attacks.core import REGISTRY
     from decoylab.cache import Cache, atomic_write_text
 
@@ -70,17 +71,20 @@ def attacks_main(n: int = 500, names: list[str] | None = None, json_path: str | 
     idx = train.correct_subset(model, te.x, te.y, n, seed=0)
     x, y = te.x[idx], te.y[idx]
 
+    batch = config.batch_size(next(model.parameters()).device)  # what attacks.run uses by default
+
     def floor_seconds(passes: int) -> float:
         start = time.perf_counter()
         for _ in range(passes):
-            xin = x.clone().requires_grad_(True)
-            torch.autograd.grad(F.cross_entropy(model(xin), y), xin)
+            for xb, yb in zip(x.split(batch), y.split(batch)):
+                xin = xb.clone().requires_grad_(True)
+                torch.autograd.grad(F.cross_entropy(model(xin), yb), xin)
         return time.perf_counter() - start
 
     one_pass = floor_seconds(3) / 3
     rows = []
     print(f"attack benchmark: {len(y)} mnist5k test images, {model_name}, {os.cpu_count()} CPU cores, "
-          f"one forward+backward pass {one_pass:.3f} s")
+          f"batches of {batch}, one forward+backward pass {one_pass:.3f} s")
     print(f"{'attack':<10}{'backend':<8}{'seconds':>9}{'success':>9}{'mean L2':>9}{'mean Linf':>10}"
           f"{'steps':>7}{'floor s':>9}{'art/fast':>10}")
     for name in names:
@@ -108,12 +112,61 @@ def attacks_main(n: int = 500, names: list[str] | None = None, json_path: str | 
     return 0
 
 
+BATCH_MODELS = ("honey_small_conv", "deepsec_mnist", "nfp_mnist", "luring_mnist")
+
+
+def batches_main(sizes: list[int], n: int = 1024, json_path: str | None = None) -> int:
+    """Seconds per 1000 images of a forward pass (inference) and a forward+backward pass to the input
+    (one attack step) of the kit's MNIST nets, per batch size, on this machine's default device:
+    the measurement behind ``config.batch_size``."""
+    import torch
+
+    from decoylab import config, models
+    from decoylab.cache import atomic_write_text
+
+    if not sizes or any(b < 1 for b in sizes):
+        print(f"error: --sizes {sizes} is not allowed; give batch sizes >= 1")
+        return 2
+    dev = config.device()
+    x = torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(0)).to(dev)
+    print(f"batch benchmark: {n} random 28x28 images, {dev}, {torch.get_num_threads()} threads; seconds per 1000 "
+          f"images (default batch here: {config.batch_size(dev)})")
+    print(f"{'model':<18}{'pass':<10}" + "".join(f"{b:>8}" for b in sizes) + f"{'best':>8}")
+    rows = []
+    for name in BATCH_MODELS:
+        model = models.build(name, (1, 28, 28), 10).to(dev).eval().requires_grad_(False)
+        for kind in ("forward", "fwd+bwd"):
+            def one_pass(b: int) -> None:
+                for xb in x.split(b):
+                    if kind == "forward":
+                        with torch.no_grad():
+                            model(xb)
+                    else:
+                        xin = xb.clone().requires_grad_(True)
+                        torch.autograd.grad(model(xin).sum(), xin)
+
+            seconds = {}
+            for b in sizes:
+                one_pass(b)  # warm-up: allocator and kernels
+                start = time.perf_counter()
+                for _ in range(3):
+                    one_pass(b)
+                seconds[b] = (time.perf_counter() - start) / 3 * 1000 / n
+            best = min(seconds, key=seconds.get)
+            rows.append({"model": name, "pass": kind, "seconds_per_1000": seconds, "best_batch": best})
+            print(f"{name:<18}{kind:<10}" + "".join(f"{seconds[b]:>8.3f}" for b in sizes) + f"{best:>8}", flush=True)
+    if json_path:
+        atomic_write_text(Path(json_path), json.dumps({"device": str(dev), "rows": rows}, indent=1))
+    return 0
+
+
 if __name__ == "__main__":
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m decoylab.bench",
                                      description="Benchmarks: 'notebooks' times a preset (also `decoylab bench`); "
-                                                 "'attacks' compares the fast and ART attack backends.")
+                                                 "'attacks' compares the fast and ART attack backends; "
+                                                 "'batches' times the nets per batch size.")
     sub = parser.add_subparsers(dest="what", required=True)
     nb = sub.add_parser("notebooks")
     nb.add_argument("--preset", default="quick")
@@ -122,7 +175,12 @@ if __name__ == "__main__":
     at.add_argument("--n", type=int, default=500, help="correctly classified test images (default 500)")
     at.add_argument("--attacks", nargs="+", help="default: every attack that both backends have")
     at.add_argument("--json", help="also write the table as JSON to this path")
+    bt = sub.add_parser("batches")
+    bt.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 128, 256, 512, 1024])
+    bt.add_argument("--json", help="also write the table as JSON to this path")
     args = parser.parse_args()
+    if args.what == "batches":
+        sys.exit(batches_main(args.sizes, json_path=args.json))
     if args.what == "notebooks":
         sys.exit(main(args.preset, None, args.jobs, "notebooks", "params"))
     if args.n < 1:

@@ -156,15 +156,17 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig | N
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024,
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int | None = None,
             device: str | torch.device | None = None) -> torch.Tensor:
-    """Logits of ``model`` on ``x`` (in eval mode), computed in batches; returned on the CPU."""
+    """Logits of ``model`` on ``x`` (in eval mode), computed in batches (default: ``config.batch_size``
+    of the model's device); returned on the CPU."""
     dev = device if isinstance(device, torch.device) else next(model.parameters()).device
+    batch_size = batch_size or config.batch_size(dev)
     model.eval()
     return torch.cat([model(xb.to(dev)).cpu() for xb in x.split(batch_size)]) if len(x) else torch.zeros(0)
 
 
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int | None = None) -> float:
     """Fraction of ``x`` that ``model`` classifies as ``y``."""
     if len(x) == 0:
         raise ValueError("accuracy of an empty set is undefined")

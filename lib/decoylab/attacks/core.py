@@ -7,6 +7,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from decoylab import config
 from decoylab.attacks import art_backend, fast
 
 BACKENDS = ("fast", "art")
@@ -310,7 +311,7 @@ def _resolve_target(model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: 
 
 def run(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, targeted: bool = False,
         target: Any = None, backend: str = "fast", preset: str | None = None, seed: int = 0,
-        batch_size: int = 256, num_classes: int | None = None, cache=None, extra_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        batch_size: int | None = None, num_classes: int | None = None, cache=None, extra_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         **params: Any) -> AttackResult:
     """Run attack ``name`` on ``model`` (any ``nn.Module`` returning logits) for inputs in [0, 1].
 
@@ -363,6 +364,10 @@ def run(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, target
     weights = next(model.parameters(), None)
     device = weights.device if weights is not None else x.device
     x, y = x.to(device), y.to(device)
+    if batch_size is None:  # small on CPU, large on a GPU (config.batch_size says why)
+        batch_size = config.batch_size(device)
+    elif isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r} is not allowed; give an integer >= 1 or None (the device's default)")
     with torch.no_grad():
         probe = model(x[:2])
     expected = num_classes

@@ -49,6 +49,10 @@ params.register("LURING_WEIGHT", params.number(0.0, None, low_open=True))
 params.register("VALIDATION_FRACTION", params.number(0.0, 0.5, low_open=True))
 # L∞ budgets on [0, 1] images: the data range bounds them.
 params.register("LURING_EPS", params.non_empty_list(params.number(0.0, 1.0, low_open=True)))
+# Tables 1/14's budgets when they differ from Fig. 2's (null: the same list).
+_eps_list = params.non_empty_list(params.number(0.0, 1.0, low_open=True))
+params.register("DEFENSE_EPS", params.Spec((list, type(None)), lambda v: v is None or _eps_list.check(v),
+                                           _eps_list.allowed + " or null"))
 params.register("TARGET_EPOCHS", params.integer(1))
 params.register("COMPONENT_EPOCHS", params.integer(1))
 params.register("STACK_EPOCHS", params.integer(1))
@@ -133,19 +137,19 @@ def luring_terms(z: torch.Tensor, target_logits: torch.Tensor) -> tuple[torch.Te
 
 
 def luring_loss(weight: float) -> train.LossFn:
-    """Eq. 2 averaged over the batch (Algorithm 1, line 9): hinge + λ·gap. Uses no labels."""
-    def loss(augmented: Augmented, x: torch.Tensor, _labels: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            h = augmented.target(x)
-        hinge, gap = luring_terms(augmented(x), h)
+    """Eq. 2 averaged over the batch (Algorithm 1, line 9): hinge + λ·gap. Uses no labels: the
+    loop's label slot carries M's logits on x, computed once before training (M is frozen and in
+    eval mode, so they never change; one forward pass of M per step saved)."""
+    def loss(augmented: Augmented, x: torch.Tensor, target_logits: torch.Tensor) -> torch.Tensor:
+        hinge, gap = luring_terms(augmented(x), target_logits)
         return hinge.mean() + weight * gap.mean()
     return loss
 
 
-def mimic_loss(augmented: Augmented, x: torch.Tensor, _labels: torch.Tensor) -> torch.Tensor:
-    """C_E (§3.1): cross-entropy between M's softmax and M∘P's (P learns to mimic M's decision)."""
-    with torch.no_grad():
-        p_target = F.softmax(augmented.target(x), 1)
+def mimic_loss(augmented: Augmented, x: torch.Tensor, target_logits: torch.Tensor) -> torch.Tensor:
+    """C_E (§3.1): cross-entropy between M's softmax and M∘P's (P learns to mimic M's decision);
+    ``target_logits`` are M's logits on x, precomputed like ``luring_loss``'s."""
+    p_target = F.softmax(target_logits, 1)
     return -(p_target * F.log_softmax(augmented(x), 1)).sum(1).mean()
 
 
@@ -261,8 +265,9 @@ class Luring(TrainedDefense):
             labels, cfg, loss = y[fit_idx], self.stack_config, stack_loss
         else:
             augmented = Augmented(component, self.target)
-            # No labels: P learns from M's own predictions (they only fill the loop's label slot).
-            labels = train.predict(self.target, x[fit_idx]).argmax(1)
+            # No labels: the loop's label slot carries M's logits (what the luring and C_E losses read),
+            # computed only when P is trained (not on a cache hit).
+            labels = None
             cfg = self.train_config
             loss = {"luring": luring_loss(self.weight), "ce": mimic_loss, "auto": reconstruction_loss}[self.approach]
         parts = {"approach": self.approach, "weight": self.weight if self.approach == "luring" else None,
@@ -272,7 +277,8 @@ class Luring(TrainedDefense):
         histories = []
 
         def run(m: Augmented) -> None:
-            histories.append(train.fit(m, x[fit_idx], labels, cfg, loss_fn=loss, seed=self.seed, device=self.device,
+            slot = labels if labels is not None else train.predict(self.target, x[fit_idx]).to(dev)
+            histories.append(train.fit(m, x[fit_idx], slot, cfg, loss_fn=loss, seed=self.seed, device=self.device,
                                        log=self.log, select=lambda mm: train.accuracy(mm, x_val, y_val, batch_size=256)))
 
         cache = self.cache or Cache()
