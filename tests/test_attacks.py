@@ -155,6 +155,31 @@ def test_attack_benchmark_prints_and_writes_json(tmp_path, capsys):
                                                           ("deepfool", "fast"), ("deepfool", "art")}
 
 
+def test_batch_benchmark_prints_every_model_and_writes_json(tmp_path, capsys):
+    import json
+
+    from decoylab import bench
+
+    assert bench.batches_main([16, 64], n=64, json_path=str(tmp_path / "b.json")) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in bench.BATCH_MODELS) and "fwd+bwd" in out
+    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+    assert len(rows) == 2 * len(bench.BATCH_MODELS) and all(r["best_batch"] in (16, 64) for r in rows)
+    assert bench.batches_main([0]) == 2  # a batch size < 1 is refused before any timing
+
+
+def test_default_batch_follows_the_device_and_bad_batches_are_named(setup):
+    from decoylab import config
+
+    assert config.batch_size("cpu") == config.CPU_BATCH and config.batch_size("cuda") == config.GPU_BATCH
+    model, x, y = setup
+    with pytest.raises(ValueError, match="batch_size=0 is not allowed"):
+        attacks.run("fgsm", model, x, y, eps=0.1, batch_size=0)
+    small = attacks.run("pgd", model, x, y, eps=0.2, step_size=0.05, steps=5, batch_size=3, random_start=False)
+    default = attacks.run("pgd", model, x, y, eps=0.2, step_size=0.05, steps=5, random_start=False)
+    assert torch.allclose(small.x_adv, default.x_adv, atol=1e-5)  # batching changes speed, not the result
+
+
 def test_transfer_tricks_reduce_to_mim(setup):
     """DIM with p = 0 and TI with a 1x1 kernel are MIM step for step; with p = 1 or a wider
     kernel the perturbation changes (the trick is on) and stays in the ball."""

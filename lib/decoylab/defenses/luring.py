@@ -279,7 +279,7 @@ class Luring(TrainedDefense):
         def run(m: Augmented) -> None:
             slot = labels if labels is not None else train.predict(self.target, x[fit_idx]).to(dev)
             histories.append(train.fit(m, x[fit_idx], slot, cfg, loss_fn=loss, seed=self.seed, device=self.device,
-                                       log=self.log, select=lambda mm: train.accuracy(mm, x_val, y_val, batch_size=256)))
+                                       log=self.log, select=lambda mm: train.accuracy(mm, x_val, y_val)))
 
         cache = self.cache or Cache()
         self.model = cache.model(augmented.to(dev), parts, run).to(dev)
