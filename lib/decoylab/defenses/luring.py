@@ -262,12 +262,13 @@ class Luring(TrainedDefense):
             # level within a CPU budget).
             retrained = copy.deepcopy(self.target).requires_grad_(True)
             augmented = Augmented(component, retrained, frozen_target=False)
-            labels, cfg, loss = y[fit_idx], self.stack_config, stack_loss
+            cfg, loss = self.stack_config, stack_loss
+            training_targets = lambda: y[fit_idx]  # noqa: E731
         else:
             augmented = Augmented(component, self.target)
             # No labels: the loop's label slot carries M's logits (what the luring and C_E losses read),
             # computed only when P is trained (not on a cache hit).
-            labels = None
+            training_targets = lambda: train.predict(self.target, x[fit_idx]).to(dev)  # noqa: E731
             cfg = self.train_config
             loss = {"luring": luring_loss(self.weight), "ce": mimic_loss, "auto": reconstruction_loss}[self.approach]
         parts = {"approach": self.approach, "weight": self.weight if self.approach == "luring" else None,
@@ -277,9 +278,8 @@ class Luring(TrainedDefense):
         histories = []
 
         def run(m: Augmented) -> None:
-            slot = labels if labels is not None else train.predict(self.target, x[fit_idx]).to(dev)
-            histories.append(train.fit(m, x[fit_idx], slot, cfg, loss_fn=loss, seed=self.seed, device=self.device,
-                                       log=self.log, select=lambda mm: train.accuracy(mm, x_val, y_val)))
+            histories.append(train.fit(m, x[fit_idx], training_targets(), cfg, loss_fn=loss, seed=self.seed,
+                                       device=self.device, log=self.log, select=lambda mm: train.accuracy(mm, x_val, y_val)))
 
         cache = self.cache or Cache()
         self.model = cache.model(augmented.to(dev), parts, run).to(dev)
