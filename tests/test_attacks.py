@@ -291,3 +291,23 @@ def test_ead_is_sparser_than_cw(setup):
     both = cw.success & ead.success
     assert both.float().mean() > 0.8
     assert float(ead.l0[both].float().mean()) < 0.8 * float(cw.l0[both].float().mean())
+
+
+@pytest.mark.parametrize("theta", [1.0, -1.0])
+def test_jsma_pruned_pair_search_picks_the_full_matrix_pair(theta):
+    """The pruned search of fast._best_pair must pick what the argmax over all F×F pairs picks, ties included."""
+    from decoylab.attacks import fast
+
+    g = torch.Generator().manual_seed(0)
+    for trial in range(60):
+        n, features = 5, int(torch.randint(3, 150, (1,), generator=g))
+        alpha = torch.randn(n, features, generator=g) * torch.rand(n, features, generator=g).pow(4)
+        beta = torch.randn(n, features, generator=g)
+        if trial % 2:  # rounded gradients: many equal scores
+            alpha, beta = alpha.round(decimals=1), beta.round(decimals=1)
+        domain = torch.rand(n, features, generator=g) < 0.2 + 0.8 * torch.rand(1, generator=g)
+        score = fast._pair_scores(alpha, beta, domain, theta).flatten(1)
+        found = score.amax(1) > 0
+        p, q, has_pair = fast._best_pair(alpha, beta, domain, theta)
+        assert torch.equal(has_pair, found)
+        assert torch.equal((p * features + q)[found], score.argmax(1)[found])

@@ -158,3 +158,23 @@ def test_w_pulls_toward_the_attractor_within_each_interval_size(setup):
     per_interval = [float(v.mean()) for k, v in cos.items() if k != "all pixels"]
     assert len(per_interval) == 2 and min(per_interval) > 0.6
     assert float(cos["all pixels"].mean()) < 0.5 * min(per_interval)
+
+
+def test_attack_cache_tells_apart_models_that_differ_only_in_settings(setup, tmp_path):
+    """A2, a calibrated trapdoor threshold and a BPDA step are not weights; the attack cache keys on
+    repr(model), so each must show there, or a cached attack on one model would be served for another."""
+    defense, _, x, y = setup
+    cache = Cache(tmp_path)
+    weak = at.Attractors(strength=0.05, key_seed=0).protect(defense.classifier, tuple(x.shape[1:]), 10)
+    strong = at.Attractors(strength=2.0, key_seed=0).protect(defense.classifier, tuple(x.shape[1:]), 10)
+    assert torch.equal(weak.decoder.messages, strong.decoder.messages)
+    assert repr(weak.attacked_model) != repr(strong.attacked_model)
+    first = attacks.run("fgsm", weak.attacked_model, x[:8], y[:8], eps=0.1, cache=cache)
+    second = attacks.run("fgsm", strong.attacked_model, x[:8], y[:8], eps=0.1, cache=cache)
+    assert len(list(tmp_path.rglob("*.pt"))) == 2, "the second attack was served from the first one's entry"
+    assert not torch.equal(first.x_adv, second.x_adv)
+    trapdoor = at.TrapdoorConstruction(defense.classifier, 10, tuple(x.shape[1:]), seed=0)
+    before = repr(trapdoor)
+    trapdoor.calibrate(x, seed=0)
+    assert repr(trapdoor) != before
+    assert repr(attacks.BPDA(defense.classifier, at.quantise_8bit)) != repr(attacks.BPDA(defense.classifier, torch.round))

@@ -60,6 +60,12 @@ def code_version(*modules) -> str:
     return digest.hexdigest()[:16]
 
 
+def model_identity(model: nn.Module) -> dict[str, Any]:
+    """The key parts that say which model a cached result was computed on: its repr (architecture
+    and, through ``extra_repr``, the settings that are not tensors) and its weights and buffers."""
+    return {"architecture": repr(model), "weights": model.state_dict()}
+
+
 def make_key(kind: str, parts: Mapping[str, Any]) -> str:
     blob = json.dumps({"kind": kind, "kit": decoylab.__version__, "parts": canonical(parts)},
                       sort_keys=True, separators=(",", ":"))

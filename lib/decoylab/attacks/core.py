@@ -381,12 +381,11 @@ def run(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, target
     tgt = _resolve_target(model, x, y, target if target is not None else "random", num_classes, seed) \
         if targeted else None
     if cache is not None and extra_loss is None:
-        from decoylab.cache import code_version
+        from decoylab.cache import code_version, model_identity
 
         implementation = code_version(fast) if backend == "fast" else f"{art_version()}:{code_version(art_backend)}"
         parts = {"attack": name, "backend": backend, "implementation": implementation, "settings": settings,
-                 "seed": seed, "targeted": targeted,
-                 "target": tgt, "x": x, "y": y, "architecture": repr(model), "weights": model.state_dict()}
+                 "seed": seed, "targeted": targeted, "target": tgt, "x": x, "y": y, **model_identity(model)}
         stored = cache.get_or_build("adversarial", parts, lambda: vars(_attack(
             entry, backend, settings, model, x, y, tgt, targeted, seed, batch_size, num_classes, None)))
         return AttackResult(**stored)
@@ -429,6 +428,12 @@ class BPDA(nn.Module):
         self.model = model
         self.step = step
         self.approximation = approximation
+
+    def extra_repr(self) -> str:
+        # Part of the attack cache's key: two different steps around one model are different models.
+        def name(f):
+            return "identity" if f is None else f"{getattr(f, '__module__', '?')}.{getattr(f, '__qualname__', repr(f))}"
+        return f"step={name(self.step)}, approximation={name(self.approximation)}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         smooth = x if self.approximation is None else self.approximation(x)

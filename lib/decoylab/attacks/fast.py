@@ -480,17 +480,53 @@ def _top2(g_t: torch.Tensor, domain: torch.Tensor, theta: float) -> tuple[torch.
     return top[:, 0], top[:, 1]
 
 
-def _best_pair(alpha_f: torch.Tensor, beta_f: torch.Tensor, domain: torch.Tensor, theta: float):
-    """The admissible feature pair with the largest saliency α·|β| (Papernot et al. 2016, Alg. 3)."""
+def _pair_scores(alpha_f: torch.Tensor, beta_f: torch.Tensor, domain: torch.Tensor, theta: float) -> torch.Tensor:
+    """(N, F, F) saliency α·|β| of every feature pair, 0 where the pair is not admissible."""
     n_features = alpha_f.shape[1]
     alpha = alpha_f[:, :, None] + alpha_f[:, None, :]
     beta = beta_f[:, :, None] + beta_f[:, None, :]
     pair_ok = domain[:, :, None] & domain[:, None, :]
     pair_ok &= ~torch.eye(n_features, dtype=torch.bool, device=alpha_f.device)[None]
     good = (alpha > 0) & (beta < 0) & pair_ok if theta > 0 else (alpha < 0) & (beta > 0) & pair_ok
-    score = torch.where(good, alpha.abs() * beta.abs(), torch.zeros_like(alpha)).flatten(1)
-    best = score.argmax(1)
-    return best // n_features, best % n_features, score.amax(1) > 0
+    return torch.where(good, alpha.abs() * beta.abs(), torch.zeros_like(alpha))
+
+
+def _best_pair(alpha_f: torch.Tensor, beta_f: torch.Tensor, domain: torch.Tensor, theta: float,
+               probe: int = 32):
+    """The admissible feature pair with the largest saliency α·|β| (Papernot et al. 2016, Alg. 3).
+
+    Exact, without scoring all F² pairs: with a = ±α_p and b = ∓β_p signed so that an admissible
+    pair has a_p + a_q > 0 and b_p + b_q > 0, a pair's score is at most ub(p) = (a_p + max a)⁺ ·
+    (b_p + max b)⁺. The best pair among the ``probe`` features of largest ub is a lower bound LB;
+    a feature with ub < LB is in no pair that reaches it, so only pairs of the others are scored.
+    Kept features stay in index order, so ties go to the same pair as the full F×F argmax."""
+    n_rows, n_features = alpha_f.shape
+    sign = 1.0 if theta > 0 else -1.0
+    a, b = sign * alpha_f, -sign * beta_f
+    neg_inf = torch.tensor(float("-inf"), device=a.device)
+    a_max = torch.where(domain, a, neg_inf).amax(1, keepdim=True)
+    b_max = torch.where(domain, b, neg_inf).amax(1, keepdim=True)
+    upper = torch.where(domain, (a + a_max).clamp_min(0) * (b + b_max).clamp_min(0), neg_inf)
+
+    def best_among(keep: torch.Tensor, width: int):
+        """Best pair among the ``width`` features of largest ``upper`` where ``keep``, in index order."""
+        picked = torch.where(keep, upper, neg_inf).topk(width, dim=1).indices.sort(dim=1).values
+        valid = keep.gather(1, picked) & domain.gather(1, picked)
+        score = _pair_scores(alpha_f.gather(1, picked), beta_f.gather(1, picked), valid, theta).flatten(1)
+        best = score.argmax(1)
+        return picked.gather(1, (best // width)[:, None])[:, 0], picked.gather(1, (best % width)[:, None])[:, 0], \
+            score.amax(1)
+
+    width = min(probe, n_features)
+    lower = best_among(domain, width)[2]
+    keep = domain & (upper >= lower[:, None])
+    width = max(2, int(keep.sum(1).max()))
+    if width >= n_features // 2:  # little to prune: the full matrix is as cheap
+        score = _pair_scores(alpha_f, beta_f, domain, theta).flatten(1)
+        best = score.argmax(1)
+        return best // n_features, best % n_features, score.amax(1) > 0
+    p, q, top = best_among(keep, width)
+    return p, q, top > 0
 
 
 # ----- score-based black-box attacks: forward passes only, the attacker reads the logits -----

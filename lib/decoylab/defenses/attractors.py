@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import secrets
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -55,6 +56,7 @@ params.register("SAMPLES_CAP", params.integer(2, optional=True))
 params.register("INITIAL_CONST", params.number(0.0, low_open=True, optional=True))
 params.register("N_KDE", params.integer(1))
 params.register("DENSITY_SAMPLES", params.integer(2))
+params.register("N_DENSITY", params.integer(1))
 params.register("DENSITY_RADIUS", params.number(0.0, low_open=True))
 params.register("TRAPDOOR_AMPLITUDE", params.number(0.0, 1.0, low_open=True))
 
@@ -118,6 +120,12 @@ class QIMDecoder(nn.Module):
         self.register_buffer("alpha", alpha / alpha.sum())
         self.intervals, self.weights = tuple(float(d) for d in intervals), tuple(float(a) for a in weights)
         self.strength, self.a0, self.a1 = float(strength), float(a0), float(a1)
+
+    def extra_repr(self) -> str:
+        # The settings that change the output but are not buffers: repr(model) is part of the attack
+        # cache's key, so M with another A2 must not find the adversarial set of this one.
+        return (f"intervals={self.intervals}, weights={self.weights}, strength={self.strength!r}, "
+                f"a0={self.a0!r}, a1={self.a1!r}, codewords={self.codewords!r}")
 
     @classmethod
     def generate(cls, num_classes: int, num_pixels: int, *, intervals: Sequence[float] = DEFAULT_INTERVALS,
@@ -415,6 +423,10 @@ class TrapdoorConstruction(nn.Module):
         self.threshold = float((clean.quantile(0.99) + marked.quantile(0.01)) / 2)
         return self.threshold
 
+    def extra_repr(self) -> str:
+        # Part of the attack cache's key (see QIMDecoder.extra_repr): the calibrated threshold moves D.
+        return f"amplitude={self.amplitude!r}, gain={self.gain!r}, threshold={self.threshold!r}"
+
     def correlation(self, x: torch.Tensor) -> torch.Tensor:
         return x.flatten(1) @ self.patterns.T / self.patterns.shape[1]
 
@@ -528,12 +540,22 @@ def cosines_by_interval(model: nn.Module, decoder: QIMDecoder, x: torch.Tensor,
 
 @torch.no_grad()
 def local_density_cosines(model: nn.Module, decoder: QIMDecoder, x: torch.Tensor, *, radius: float,
-                          samples: int, seed: int = 0) -> torch.Tensor:
+                          samples: int, seed: int = 0, cache=None) -> torch.Tensor:
     """Fig. 7b: cos(x_w − x, ∇ₓ H_δ(x, y_t)) with H_δ the fraction of points on the sphere of radius
     δ around x classified t (§IV-B b). Its gradient is estimated from the same ``samples`` sphere
     points: ∇H ≈ (d/δ)·mean((1[pred = t] − H)·u) — the gradient of the ball-smoothed indicator, the
     baseline H subtracted to cut variance; the factor d/δ does not change the cosine. Where every
-    sample has the same class the estimate is 0 and so is the cosine."""
+    sample has the same class the estimate is 0 and so is the cosine.
+
+    It costs ``samples`` forward passes per image, so with a ``decoylab.cache.Cache`` the result is
+    stored, keyed by the model, the decoder, the images and the settings."""
+    if cache is not None:
+        from decoylab.cache import code_version, model_identity
+
+        parts = {"measure": "local_density_cosines", "code": code_version(sys.modules[__name__]), **model_identity(model),
+                 "decoder": model_identity(decoder), "x": x, "radius": radius, "samples": samples, "seed": seed}
+        return cache.get_or_build("measurements", parts, lambda: local_density_cosines(
+            model, decoder, x, radius=radius, samples=samples, seed=seed))
     g = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
     out = []
@@ -543,11 +565,11 @@ def local_density_cosines(model: nn.Module, decoder: QIMDecoder, x: torch.Tensor
         u = torch.randn(len(xb), samples, xb[0].numel(), generator=g).to(device)
         u = u / u.norm(dim=2, keepdim=True)
         probes = (xb.flatten(1)[:, None] + radius * u).clamp(0, 1).view(-1, *xb.shape[1:])
-        hit = (model(probes).argmax(1).view(len(xb), samples) == t[:, None]).float()
+        # In the default batches, not all probes at once: on a CPU that is about twice as fast.
+        hit = (train.predict(model, probes).argmax(1).to(device).view(len(xb), samples) == t[:, None]).float()
         gradient = ((hit - hit.mean(1, keepdim=True))[:, :, None] * u).mean(1)
         out.append(metrics.cosine(target - xb, gradient).cpu())
     return torch.cat(out)
-
 
 
 # ----- Tables I and III-VI: every attack on C, on M and on M_(d,r), with F_d, F_r and the FS baseline -----
