@@ -255,12 +255,16 @@ def _cw_l2_line_search(model, scorer, xb, lb, num_classes, targeted, confidence,
             prev_loss, best_loss, prev_l2 = loss.clone(), loss.clone(), l2.clone()
             best_lr = torch.zeros(n, device=dev)
             halving = torch.zeros(n, device=dev)
+            # What the best trial step measured, so the step taken need not be evaluated again.
+            kept_logits, kept_l2, kept_f = logits.clone(), l2.clone(), f.clone()
 
             def trial(mask):
                 r = everyone[mask]
-                _, l2[r], loss[r], _ = evaluate(r, to_adv(w[r] + lr[r].view(view) * direction[r]), c[r])
+                trial_logits, l2[r], loss[r], trial_f = evaluate(r, to_adv(w[r] + lr[r].view(view) * direction[r]), c[r])
                 better = loss < best_loss
                 best_lr[better], best_loss[better] = lr[better], loss[better]
+                won = better[r]
+                kept_logits[r[won]], kept_l2[r[won]], kept_f[r[won]] = trial_logits[won], l2[r][won], trial_f[won]
 
             # Halve the learning rate until the step decreases the loss ...
             for _ in range(5):
@@ -284,9 +288,9 @@ def _cw_l2_line_search(model, scorer, xb, lb, num_classes, targeted, confidence,
             update = everyone[active & (best_lr > 0)]
             if len(update):
                 w[update] = w[update] + best_lr[update].view(view) * direction[update]
-                adv[update] = to_adv(w[update])
-                logits[update], l2[update], loss[update], f_upd = evaluate(update, adv[update], c[update])
-                f[update] = f_upd
+                adv[update] = to_adv(w[update])  # the point the winning trial measured
+                logits[update], l2[update], loss[update], f[update] = \
+                    kept_logits[update], kept_l2[update], best_loss[update], kept_f[update]
                 success = f <= 0
                 overall |= success
         improved = success & (l2 < best_l2)
