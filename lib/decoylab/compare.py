@@ -22,6 +22,13 @@ AttackSpecs = dict[str, tuple[str, dict[str, Any]]]
 
 # The adaptive attacks' L∞ budget when it differs from the attacks' own (notebook 90): data range (0, 1].
 params.register("ADAPTIVE_EPS", params.number(0.0, 1.0, low_open=True, optional=True))
+# Notebook 41's overlay (section 5): notebook 90's settings under their own names.
+params.register("OVERLAY_MODEL", params.SPECS["MODEL"])
+for _name in ("OVERLAY_EPOCHS", "OVERLAY_PGD_STEPS", "OVERLAY_CW_MAX_ITER", "OVERLAY_CW_BINARY_STEPS", "OVERLAY_FP_N"):
+    params.register(_name, params.integer(1))
+for _name in ("OVERLAY_N_ATTACK", "OVERLAY_N_CALIBRATION", "OVERLAY_N_DETECTOR_FIT"):
+    params.register(_name, params.integer(10))  # fewer images give no usable threshold or ROC curve
+params.register("ATTRACTOR_STRENGTH", params.number(0.0, low_open=True))
 
 
 def attack_sets(model, x: torch.Tensor, y: torch.Tensor, specs: AttackSpecs, *, seed: int = 0, cache=None):
@@ -60,6 +67,7 @@ COMPARISON_ATTACKS = {
     "deepfool": ("deepfool", {}),
 }
 COLOUR_EPS = {"fgsm": 8 / 255, "pgd": 8 / 255}
+params.register("OVERLAY_ATTACKS", params.non_empty_list(params.choice(COMPARISON_ATTACKS)))
 
 
 def check_comparison(*, defenses: Any = None, attacks_: Any = None, fprs: Any = None) -> None:
@@ -364,6 +372,39 @@ def detection_rows(defense: Defense, model_attacked: nn.Module, x: torch.Tensor,
         row["overall"] = r.success_rate * (1 - (detected if detected == detected else 0.0))
         out[label] = row
     return out
+
+
+def comparison_table(setup: ComparisonSetup, fprs, *, seed: int = 0, cache=None):
+    """Every contender of ``setup`` against every attack, crafted on that contender's own model (the
+    defense's ``attacked_model``; the undefended classifier): success, TPR at each FPR, the FPR
+    measured, AUC, overall success, mean L2, and the controls — the same detector on its control
+    model, and clean vs clean. Returns (a DataFrame indexed by defense and attack, ``{(defense,
+    "defense" | "control", attack): ROC curve or None}``). Notebooks 41 (section 5) and 90 (section 3)."""
+    import numpy as np
+    import pandas as pd
+
+    fpr_keys = [f"{f:g}" for f in fprs]
+    rows, curves = [], {}
+    for name, c in setup.contenders.items():
+        model = c.classifier if c.defense is None else c.defense.attacked_model
+        adv = attack_sets(model, setup.x_att, setup.y_att, setup.specs, seed=seed, cache=cache)
+        measured = detection_rows(c.defense, model, setup.x_att, setup.y_att, setup.x_cal, setup.specs, fprs,
+                                  seed=seed, adversarial=adv) if c.defense is not None else {}
+        control = detection_rows(c.control, c.control.attacked_model, setup.x_att, setup.y_att, setup.x_cal,
+                                 setup.specs, fprs, seed=seed, cache=cache) if c.control is not None else {}
+        clean_control = clean_vs_clean_auc(c.defense, setup.x_cal, seed=seed) if c.defense is not None else np.nan
+        for attack, r in adv.items():
+            m, k = measured.get(attack, {}), control.get(attack, {})
+            rows.append({"defense": name, "attack": attack, "success": r.success_rate,
+                         **{f"TPR @ {f}": m.get(f"tpr@{f}", np.nan) for f in fpr_keys},
+                         "FPR measured": m.get(f"fpr@{fpr_keys[0]}", np.nan), "AUC": m.get("auc", np.nan),
+                         "overall": m.get("overall", r.success_rate),
+                         "mean L2": float(r.l2[r.success].mean()) if r.success.any() else np.nan,
+                         f"control TPR @ {fpr_keys[0]}": k.get(f"tpr@{fpr_keys[0]}", np.nan),
+                         "control AUC": k.get("auc", np.nan), "clean vs clean AUC": clean_control})
+            curves[(name, "defense", attack)] = m.get("roc")
+            curves[(name, "control", attack)] = k.get("roc")
+    return pd.DataFrame(rows).set_index(["defense", "attack"]), curves
 
 
 def clean_vs_clean_auc(defense: Defense, x: torch.Tensor, seed: int = 0) -> float:

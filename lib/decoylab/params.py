@@ -98,6 +98,7 @@ def register(name: str, spec: Spec) -> None:
 
 def problems(values: Mapping[str, Any]) -> list[str]:
     """Every problem with ``values`` against the library's specs, as readable lines."""
+    import decoylab.compare  # noqa: F401  (the comparison's parameters, notebooks 41 and 90)
     import decoylab.defenses  # noqa: F401  (the defense modules register their parameters on import)
 
     found = []

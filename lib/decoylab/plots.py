@@ -78,3 +78,25 @@ def roc_curves(curves: dict[str, tuple], title: str, ax=None, colors: dict[str, 
     ax.legend(fontsize="small", loc="lower right")
     fig.tight_layout()
     return fig
+
+
+def roc_every_defense(comparison, curves: dict, attacks: Sequence[str], title: str):
+    """One panel per attack: each defense's ROC curve (solid) beside its control's (dashed), AUC in the
+    legend; ``comparison`` and ``curves`` as ``decoylab.compare.comparison_table`` returns them."""
+    fig, axes = plt.subplots(1, len(attacks), figsize=(4.6 * len(attacks), 4.4), squeeze=False)
+    defenses = list(dict.fromkeys(name for name, _ in comparison.index))
+    for ax, attack in zip(axes[0], attacks):
+        for name in defenses:
+            for role, style in (("defense", "-"), ("control", "--")):
+                curve = curves.get((name, role, attack))
+                if curve is not None:
+                    auc_value = comparison.loc[(name, attack), "AUC" if role == "defense" else "control AUC"]
+                    ax.plot(curve[0], curve[1], style, color=DEFENSE_COLORS[name],
+                            label=f"{name}{' (control)' if role == 'control' else ''} {auc_value:.2f}")
+        ax.plot([0, 1], [0, 1], ":", color="grey", linewidth=1)
+        ax.set(title=f"{attack}", xlabel="false-positive rate (clean flagged)", ylabel="true-positive rate",
+               xlim=(0, 1), ylim=(0, 1.01))
+        ax.legend(fontsize="x-small", loc="lower right", title="AUC", title_fontsize="x-small")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -44,8 +44,6 @@ params.register("SIZE_GRID", params.non_empty_list(params.number(0, 1, low_open=
 params.register("SIZE_SWEEP_POISON", params.number(0, 100, high_open=True))
 params.register("POISON_SWEEP_SIZE", params.number(0, 1, low_open=True))
 # HoneyModels as one defense among others (notebook 41's overlay, the comparison notebook)
-params.register("HONEY_MODEL", params.SPECS["MODEL"])
-params.register("HONEY_EPOCHS", params.integer(1))
 
 
 def check_settings(*, watermark_size: float | None = None, amplitude: float | None = None,
