@@ -436,12 +436,12 @@ class FrozenFeatures(nn.Module):
 
 
 def estimate_watermark_key(model: nn.Module, x_shadow: torch.Tensor, y_shadow: torch.Tensor, size: int,
-                           attack: tuple[str, dict[str, Any]], *, seed: int = 0) -> torch.Tensor:
+                           attack: tuple[str, dict[str, Any]], *, seed: int = 0, cache=None) -> torch.Tensor:
     """The averaging attack against an additive watermark (Injected Attractors §IV-C, on HoneyModels):
     attack the attacker's own images, average the perturbations of the successful ones, and take
     the ``size`` features with the largest mean |δ| as the estimated key. Returns flat indices."""
     name, settings = attack
-    r = attacks.run(name, model, x_shadow, y_shadow, seed=seed, **settings)
+    r = attacks.run(name, model, x_shadow, y_shadow, seed=seed, cache=cache, **settings)
     keep = r.success if r.success.any() else torch.ones_like(r.success)
     mean_delta = (r.x_adv[keep] - x_shadow[keep].cpu()).flatten(1).mean(0)
     return mean_delta.abs().topk(size).indices.sort().values
@@ -471,7 +471,7 @@ class AdaptiveStep:
 
 
 def adaptive_steps(contender: Contender, *, x_shadow: torch.Tensor, y_shadow: torch.Tensor,
-                   attack: tuple[str, dict[str, Any]], seed: int = 0) -> list[AdaptiveStep]:
+                   attack: tuple[str, dict[str, Any]], seed: int = 0, cache=None) -> list[AdaptiveStep]:
     """The issue's adaptive attacks, ordered by what the attacker knows (level 0 = oblivious)."""
     from decoylab.attacks import BPDA
     from decoylab.defenses import attractors as at
@@ -479,7 +479,8 @@ def adaptive_steps(contender: Contender, *, x_shadow: torch.Tensor, y_shadow: to
     d, name = contender.defense, contender.name
     oblivious = AdaptiveStep("0 · oblivious (white-box on the deployed model)", contender.classifier)
     if name == "honeymodels":
-        estimate = estimate_watermark_key(d.model, x_shadow, y_shadow, len(d.key.indices), attack, seed=seed)
+        estimate = estimate_watermark_key(d.model, x_shadow, y_shadow, len(d.key.indices), attack, seed=seed,
+                                          cache=cache)
         overlap = len(set(estimate.tolist()) & set(d.key.indices.tolist())) / len(d.key.indices)
         return [oblivious,
                 AdaptiveStep("1 · estimates the key by averaging perturbations", FrozenFeatures(d.model, estimate),
@@ -510,12 +511,14 @@ def adaptive_steps(contender: Contender, *, x_shadow: torch.Tensor, y_shadow: to
 
 def security_curve(contender: Contender, x: torch.Tensor, y: torch.Tensor, x_calibration: torch.Tensor, fpr: float,
                    *, attack: tuple[str, dict[str, Any]], weights, x_shadow: torch.Tensor, y_shadow: torch.Tensor,
-                   seed: int = 0) -> list[dict[str, Any]]:
+                   seed: int = 0, cache=None) -> list[dict[str, Any]]:
     """Detection (TPR at ``fpr`` on successful examples), success and overall success per knowledge
     level, with the attacker's cost: gradient steps (summed over the weights tried) and mean L2 of
     successful examples. Where the attacker adds a defense-aware term, it tries every weight in
     ``weights`` and keeps the one with the highest overall success — it knows the detector, so it can
-    measure that itself (Carlini & Wagner 2017's practice for adaptive attacks)."""
+    measure that itself (Carlini & Wagner 2017's practice for adaptive attacks). With a ``cache``, the
+    attacks without a defense-aware term are cached (the attack engine keys them by model and images);
+    those with one are always run."""
     from decoylab import train as train_mod
 
     d = contender.defense
@@ -523,11 +526,11 @@ def security_curve(contender: Contender, x: torch.Tensor, y: torch.Tensor, x_cal
     name, settings = attack
     rows = []
     for level, step in enumerate(adaptive_steps(contender, x_shadow=x_shadow, y_shadow=y_shadow, attack=attack,
-                                                seed=seed)):
+                                                seed=seed, cache=cache)):
         tried, spent = [], 0
         for weight in (weights if step.loss_for is not None else [None]):
             extra = step.loss_for(weight) if weight is not None else None
-            r = attacks.run(name, step.model, x, y, seed=seed, extra_loss=extra, **settings)
+            r = attacks.run(name, step.model, x, y, seed=seed, extra_loss=extra, cache=cache, **settings)
             spent += r.grad_steps
             success = train_mod.predict(step.success_model or contender.classifier, r.x_adv).argmax(1) != y.cpu()
             flagged = d.score(r.x_adv[success]) > threshold if success.any() else torch.zeros(0, dtype=torch.bool)
