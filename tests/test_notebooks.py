@@ -32,7 +32,7 @@ EXPECTED_RESULTS = {
     "21_kde_gradient_analysis": {"fig5.gradient_through_W_median", "fig5.gradient_through_C_median",
                                  "fig6.gradient_through_trapdoor_median", "fig7a.cosine_mean_C", "fig7a.cosine_mean_M"},
     "41_roc_curves": {"auc_fgm_n1", "auc_bim_b_eps0.3", "auc_mean_fgm", "auc_std_fgm",
-                      "overlay_fingerprints_defense_pgd_auc", "overlay_honeymodels_control_cw_auc"},
+                      "overlay_fingerprints_defense_pgd_auc", "overlay_honeymodels_control_cw2_auc", "overlay_attractors_defense_pgd_auc"},
     "90_defense_comparison": {"undefended.clean_accuracy", "attractors.accuracy_cost", "fingerprints.pgd.tpr@0.05",
                               "luring.pgd.control_auc", "adaptive.honeymodels.level0.detection",
                               "adaptive.honeymodels.level2.detection", "adaptive.luring.level2.overall"},
