@@ -168,6 +168,15 @@ def test_batch_benchmark_prints_every_model_and_writes_json(tmp_path, capsys):
     assert bench.batches_main([0]) == 2  # a batch size < 1 is refused before any timing
 
 
+def test_jsma_pairs_benchmark_finds_identical_examples(capsys):
+    from decoylab import bench
+
+    assert bench.jsma_pairs_main(n=4, model_name="honey_small_conv") == 0  # 1: the pruned search changed an example
+    out = capsys.readouterr().out
+    assert "all F x F" in out and "pruned" in out and "identical adversarial examples: True" in out
+    assert bench.jsma_pairs_main(n=4, model_name="resnet20") == 2  # refused before any training
+
+
 def test_default_batch_follows_the_device_and_bad_batches_are_named(setup):
     from decoylab import config
 

@@ -160,13 +160,64 @@ def batches_main(sizes: list[int], n: int = 1024, json_path: str | None = None) 
     return 0
 
 
+# The nets JSMA's pair benchmark attacks, trained as their notebooks train them (20's quick preset, the tour).
+JSMA_PAIR_MODELS = {
+    "deepsec_mnist": dict(epochs=5, batch_size=100, optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True),
+    "honey_small_conv": dict(epochs=1),
+}
+
+
+def jsma_pairs_main(n: int = 50, model_name: str = "deepsec_mnist") -> int:
+    """JSMA with the paper's pairwise saliency (the Attractors and NeuralFP presets), on ``n`` correctly
+    classified mnist5k test images: the pruned pair search of ``attacks.fast._best_pair`` against
+    scoring all F×F pairs, timed on the same images; the adversarial examples must be identical.
+    How much is pruned depends on how concentrated the net's input gradients are."""
+    import torch
+
+    from decoylab import attacks, data, train
+    from decoylab.attacks import fast
+    from decoylab.cache import Cache
+
+    if model_name not in JSMA_PAIR_MODELS:
+        print(f"error: --model {model_name!r} is not allowed; choose one of {', '.join(JSMA_PAIR_MODELS)}")
+        return 2
+    tr, te = data.load("mnist5k", "train"), data.load("mnist5k", "test")
+    model = train.train_or_load(model_name, tr.x, tr.y, 10, train.TrainConfig(**JSMA_PAIR_MODELS[model_name]), seed=0,
+                                cache=Cache(), log=None)
+    idx = train.correct_subset(model, te.x, te.y, n, seed=0)
+    x, y = te.x[idx], te.y[idx]
+
+    def full_matrix(alpha_f, beta_f, domain, theta):
+        score = fast._pair_scores(alpha_f, beta_f, domain, theta).flatten(1)
+        best = score.argmax(1)
+        return best // alpha_f.shape[1], best % alpha_f.shape[1], score.amax(1) > 0
+
+    pruned, out = fast._best_pair, {}
+    print(f"JSMA pair search: {n} mnist5k test images, {model_name}, preset deepsec_mnist (θ 1, γ 0.1, "
+          f"pairwise saliency), {torch.get_num_threads()} threads")
+    print(f"{'pair search':<14}{'seconds':>9}{'success':>9}{'mean L0':>9}")
+    try:
+        for label, search in (("all F x F", full_matrix), ("pruned", pruned)):
+            fast._best_pair = search
+            start = time.perf_counter()
+            r = attacks.run("jsma", model, x, y, targeted=True, target="random", preset="deepsec_mnist", seed=0)
+            out[label] = (time.perf_counter() - start, r)
+            print(f"{label:<14}{out[label][0]:>9.2f}{r.success_rate:>9.2f}{float(r.l0.float().mean()):>9.1f}", flush=True)
+    finally:
+        fast._best_pair = pruned
+    same = torch.equal(out["all F x F"][1].x_adv, out["pruned"][1].x_adv)
+    print(f"speed-up {out['all F x F'][0] / out['pruned'][0]:.1f}x; identical adversarial examples: {same}")
+    return 0 if same else 1
+
+
 if __name__ == "__main__":
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m decoylab.bench",
                                      description="Benchmarks: 'notebooks' times a preset (also `decoylab bench`); "
                                                  "'attacks' compares the fast and ART attack backends; "
-                                                 "'batches' times the nets per batch size.")
+                                                 "'batches' times the nets per batch size; 'jsma-pairs' times "
+                                                 "JSMA's pruned pair search against all pairs.")
     sub = parser.add_subparsers(dest="what", required=True)
     nb = sub.add_parser("notebooks")
     nb.add_argument("--preset", default="quick")
@@ -178,7 +229,14 @@ if __name__ == "__main__":
     bt = sub.add_parser("batches")
     bt.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 128, 256, 512, 1024])
     bt.add_argument("--json", help="also write the table as JSON to this path")
+    jp = sub.add_parser("jsma-pairs")
+    jp.add_argument("--n", type=int, default=50, help="correctly classified test images (default 50)")
+    jp.add_argument("--model", default="deepsec_mnist", help="deepsec_mnist (default) or honey_small_conv")
     args = parser.parse_args()
+    if args.what == "jsma-pairs":
+        if args.n < 1:
+            parser.error(f"--n {args.n} is not allowed; --n must be >= 1")
+        sys.exit(jsma_pairs_main(args.n, args.model))
     if args.what == "batches":
         sys.exit(batches_main(args.sizes, json_path=args.json))
     if args.what == "notebooks":
