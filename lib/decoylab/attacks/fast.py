@@ -504,7 +504,7 @@ def _best_pair(alpha_f: torch.Tensor, beta_f: torch.Tensor, domain: torch.Tensor
     (b_p + max b)⁺. The best pair among the ``probe`` features of largest ub is a lower bound LB;
     a feature with ub < LB is in no pair that reaches it, so only pairs of the others are scored.
     Kept features stay in index order, so ties go to the same pair as the full F×F argmax."""
-    n_rows, n_features = alpha_f.shape
+    n_features = alpha_f.shape[1]
     sign = 1.0 if theta > 0 else -1.0
     a, b = sign * alpha_f, -sign * beta_f
     neg_inf = torch.tensor(float("-inf"), device=a.device)
