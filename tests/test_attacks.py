@@ -155,6 +155,19 @@ def test_attack_benchmark_prints_and_writes_json(tmp_path, capsys):
                                                           ("deepfool", "fast"), ("deepfool", "art")}
 
 
+def test_attack_benchmark_settings_reach_both_backends_and_bad_ones_are_named(tmp_path, capsys):
+    import json
+
+    from decoylab import bench
+
+    assert bench.attacks_main(n=10, names=["fgsm"], json_path=str(tmp_path / "b.json"), settings={"eps": 0.05}) == 0
+    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+    assert all(abs(r["mean_linf"] - 0.05) < 1e-4 for r in rows) and len(rows) == 2  # not fgsm's default 0.3
+    assert bench.attacks_main(n=10, names=["fgsm"], settings={"max_iter": 5}) == 2
+    assert bench.attacks_main(n=10, names=["fgsm"], settings={"eps": 7.0}) == 2
+    assert "not allowed" in capsys.readouterr().out
+
+
 def test_batch_benchmark_prints_every_model_and_writes_json(tmp_path, capsys):
     import json
 

@@ -47,18 +47,19 @@ def main(preset: str, notebooks: list[str] | None, jobs: int, notebooks_dir: str
 
 
 def attacks_main(n: int = 500, names: list[str] | None = None, json_path: str | None = None,
-                 model_name: str = "honey_small_conv") -> int:
+                 model_name: str = "honey_small_conv", settings: dict | None = None) -> int:
     """Time every attack that both backends have on ``n`` correctly classified mnist5k test images.
 
     For each: seconds, success rate, mean L2 and L∞ per backend, the art/fast speed ratio, and the
     floor: the time of the same number of forward+backward passes over the same images, in the
-    batches ``attacks.run`` uses by default.
+    batches ``attacks.run`` uses by default. ``settings`` (the same for both backends) override the
+    attacks' defaults, e.g. a shorter EAD.
     """
     import torch
     import torch.nn.functional as F
 
     from decoylab import attacks, config, data, train
-    from decoylab.attacks.core import REGISTRY
+    from decoylab.attacks.core import REGISTRY, _check_setting
     from decoylab.cache import Cache, atomic_write_text
 
     names = names or [k for k, e in REGISTRY.items() if "art" in e.backends]
@@ -66,6 +67,18 @@ def attacks_main(n: int = 500, names: list[str] | None = None, json_path: str | 
     if unknown:
         print(f"error: unknown attack(s) {unknown}; allowed: {', '.join(REGISTRY)}")
         return 2
+    for name in names:  # --set checked against every attack's ranges before any data is read
+        entry = REGISTRY[name]
+        unknown = sorted(set(settings or {}) - set(entry.defaults))
+        if unknown:
+            print(f"error: --set {unknown} is not allowed for {name}; its parameters: {', '.join(entry.defaults)}")
+            return 2
+        try:
+            for key, value in (settings or {}).items():
+                _check_setting(name, key, value, entry.ranges[key])
+        except ValueError as err:
+            print(f"error: --set {err}")
+            return 2
     tr, te = data.load("mnist5k", "train"), data.load("mnist5k", "test")
     model = train.train_or_load(model_name, tr.x, tr.y, 10, train.TrainConfig(epochs=1), seed=0, cache=Cache(), log=None)
     idx = train.correct_subset(model, te.x, te.y, n, seed=0)
@@ -90,6 +103,7 @@ def attacks_main(n: int = 500, names: list[str] | None = None, json_path: str | 
     for name in names:
         entry = REGISTRY[name]
         kw = {"targeted": True} if entry.targeting == "always" else {}
+        kw.update(settings or {})
         if name == "jsma":
             kw["saliency"] = "target_top2"  # the variant ART implements: matched settings
         timing = {}
@@ -226,6 +240,8 @@ if __name__ == "__main__":
     at.add_argument("--n", type=int, default=500, help="correctly classified test images (default 500)")
     at.add_argument("--attacks", nargs="+", help="default: every attack that both backends have")
     at.add_argument("--json", help="also write the table as JSON to this path")
+    at.add_argument("--set", nargs="+", default=[], metavar="NAME=VALUE",
+                    help="attack parameters for both backends, e.g. max_iter=50 binary_search_steps=3")
     bt = sub.add_parser("batches")
     bt.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 128, 256, 512, 1024])
     bt.add_argument("--json", help="also write the table as JSON to this path")
@@ -243,4 +259,10 @@ if __name__ == "__main__":
         sys.exit(main(args.preset, None, args.jobs, "notebooks", "params"))
     if args.n < 1:
         parser.error(f"--n {args.n} is not allowed; --n must be >= 1")
-    sys.exit(attacks_main(args.n, args.attacks, args.json))
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--set {item!r} is not allowed; write NAME=VALUE, e.g. max_iter=50")
+        overrides[key] = json.loads(value) if value[:1] in "-0123456789[{tfn" else value  # numbers, lists, true/false
+    sys.exit(attacks_main(args.n, args.attacks, args.json, settings=overrides))
