@@ -59,7 +59,7 @@ def attacks_main(n: int = 500, names: list[str] | None = None, json_path: str | 
     import torch.nn.functional as F
 
     from decoylab import attacks, config, data, train
-    from decoylab.attacks.core import REGISTRY, _check_setting
+    from decoylab.attacks.core import REGISTRY, checked_settings
     from decoylab.cache import Cache, atomic_write_text
 
     names = names or [k for k, e in REGISTRY.items() if "art" in e.backends]
@@ -67,18 +67,12 @@ def attacks_main(n: int = 500, names: list[str] | None = None, json_path: str | 
     if unknown:
         print(f"error: unknown attack(s) {unknown}; allowed: {', '.join(REGISTRY)}")
         return 2
-    for name in names:  # --set checked against every attack's ranges before any data is read
-        entry = REGISTRY[name]
-        unknown = sorted(set(settings or {}) - set(entry.defaults))
-        if unknown:
-            print(f"error: --set {unknown} is not allowed for {name}; its parameters: {', '.join(entry.defaults)}")
-            return 2
-        try:
-            for key, value in (settings or {}).items():
-                _check_setting(name, key, value, entry.ranges[key])
-        except ValueError as err:
-            print(f"error: --set {err}")
-            return 2
+    try:  # --set checked against every attack's parameters and ranges before any data is read
+        for name in names:
+            checked_settings(name, **(settings or {}))
+    except ValueError as err:
+        print(f"error: --set: {err}")
+        return 2
     tr, te = data.load("mnist5k", "train"), data.load("mnist5k", "test")
     model = train.train_or_load(model_name, tr.x, tr.y, 10, train.TrainConfig(epochs=1), seed=0, cache=Cache(), log=None)
     idx = train.correct_subset(model, te.x, te.y, n, seed=0)

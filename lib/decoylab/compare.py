@@ -346,32 +346,57 @@ def inference_seconds(contender: Contender, x: torch.Tensor, repeats: int = 2) -
     return best
 
 
+@dataclass
+class DetectionScores:
+    """A detector's scores on clean, calibration and (per attack) successful adversarial images: what
+    ``detection_rows`` measures at any FPR without scoring again (the comparison panel's slider)."""
+    clean: torch.Tensor
+    calibration: torch.Tensor
+    adversarial: dict[str, Any]  # label -> AttackResult
+    successful: dict[str, torch.Tensor]  # label -> scores of the successful examples
+
+
+def detection_scores(defense: Defense, model_attacked: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                     x_calibration: torch.Tensor, specs: AttackSpecs, *, seed: int = 0, cache=None,
+                     adversarial: dict | None = None) -> DetectionScores:
+    """``defense.score`` on clean ``x``, on ``x_calibration`` and on the successful examples of each
+    attack in ``specs`` crafted on ``model_attacked`` (or the given ``adversarial`` sets)."""
+    adv = adversarial or attack_sets(model_attacked, x, y, specs, seed=seed, cache=cache)
+    clean = defense.score(x)
+    return DetectionScores(clean, clean if x_calibration is x else defense.score(x_calibration), adv,
+                           {label: defense.score(r.x_adv[r.success]) if r.success.any() else torch.zeros(0)
+                            for label, r in adv.items()})
+
+
+def rows_at(scores: DetectionScores, fprs) -> dict[str, dict[str, Any]]:
+    """``detection_rows``'s measurements from scores already computed, thresholds at each of ``fprs``."""
+    out = {}
+    for label, r in scores.adversarial.items():
+        adv_scores = scores.successful[label]
+        row = {"success": r.success_rate, "n_successful": int(r.success.sum()),
+               "mean_l2": float(r.l2[r.success].mean()) if r.success.any() else float("nan"),
+               "grad_steps": r.grad_steps}
+        for f in fprs:
+            threshold = metrics.threshold_at_fpr(scores.calibration, f)
+            row[f"tpr@{f:g}"] = float((adv_scores > threshold).float().mean()) if len(adv_scores) else float("nan")
+            row[f"fpr@{f:g}"] = float((scores.clean > threshold).float().mean())
+        truth = [0] * len(scores.clean) + [1] * len(adv_scores)
+        row["auc"] = metrics.auc(truth, torch.cat([scores.clean, adv_scores])) if len(adv_scores) else float("nan")
+        row["roc"] = metrics.roc(truth, torch.cat([scores.clean, adv_scores])) if len(adv_scores) else None
+        detected = row[f"tpr@{fprs[0]:g}"]
+        row["overall"] = r.success_rate * (1 - (detected if detected == detected else 0.0))
+        out[label] = row
+    return out
+
+
 def detection_rows(defense: Defense, model_attacked: nn.Module, x: torch.Tensor, y: torch.Tensor,
                    x_calibration: torch.Tensor, specs: AttackSpecs, fprs, *, seed: int = 0, cache=None,
                    adversarial: dict | None = None) -> dict[str, dict[str, Any]]:
     """Per attack: success on ``model_attacked``; TPR (successful examples flagged) and measured FPR at
     thresholds set on ``x_calibration`` for each FPR; AUC of clean ``x`` vs successful examples;
     overall attack success = success × (1 − TPR at the first FPR); mean L2; gradient steps."""
-    adv = adversarial or attack_sets(model_attacked, x, y, specs, seed=seed, cache=cache)
-    clean_scores = defense.score(x)
-    calibration_scores = clean_scores if x_calibration is x else defense.score(x_calibration)
-    out = {}
-    for label, r in adv.items():
-        scores = defense.score(r.x_adv[r.success]) if r.success.any() else torch.zeros(0)
-        row = {"success": r.success_rate, "n_successful": int(r.success.sum()),
-               "mean_l2": float(r.l2[r.success].mean()) if r.success.any() else float("nan"),
-               "grad_steps": r.grad_steps}
-        for f in fprs:
-            threshold = metrics.threshold_at_fpr(calibration_scores, f)
-            row[f"tpr@{f:g}"] = float((scores > threshold).float().mean()) if len(scores) else float("nan")
-            row[f"fpr@{f:g}"] = float((clean_scores > threshold).float().mean())
-        truth = [0] * len(clean_scores) + [1] * len(scores)
-        row["auc"] = metrics.auc(truth, torch.cat([clean_scores, scores])) if len(scores) else float("nan")
-        row["roc"] = metrics.roc(truth, torch.cat([clean_scores, scores])) if len(scores) else None
-        detected = row[f"tpr@{fprs[0]:g}"]
-        row["overall"] = r.success_rate * (1 - (detected if detected == detected else 0.0))
-        out[label] = row
-    return out
+    return rows_at(detection_scores(defense, model_attacked, x, y, x_calibration, specs, seed=seed, cache=cache,
+                                    adversarial=adversarial), fprs)
 
 
 def comparison_table(setup: ComparisonSetup, fprs, *, seed: int = 0, cache=None):

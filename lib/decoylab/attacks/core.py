@@ -276,6 +276,19 @@ def _check_setting(attack: str, key: str, value: Any, r: Range) -> None:
         raise ValueError(f"{key}={value!r} is not allowed for {attack}; {key} must be {_describe(r)}")
 
 
+def checked_settings(name: str, preset: str | None = None, **params: Any) -> dict[str, Any]:
+    """The settings ``run(name, ..., preset=preset, **params)`` attacks with: the defaults, then the
+    preset, then ``params``; an unknown parameter or a value out of range raises a ValueError naming it."""
+    entry = REGISTRY[name]
+    unknown = set(params) - set(entry.defaults)
+    if unknown:
+        raise ValueError(f"{name} has no parameter(s) {sorted(unknown)}; allowed: {', '.join(entry.defaults)}")
+    settings = {**entry.defaults, **(entry.presets.get(preset, {}) if preset else {}), **params}
+    for key, value in settings.items():
+        _check_setting(name, key, value, entry.ranges[key])
+    return settings
+
+
 @dataclass
 class AttackResult:
     """Adversarial batch and per-sample information (norms over the flattened perturbation)."""
@@ -333,12 +346,7 @@ def run(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, target
         raise ValueError(f"attack {name!r} has no {backend!r} backend; it has {', '.join(entry.backends)}")
     if preset is not None and preset not in entry.presets:
         raise ValueError(f"preset={preset!r} is not known for {name!r}; allowed: {', '.join(entry.presets) or 'none'}")
-    unknown = set(params) - set(entry.defaults)
-    if unknown:
-        raise ValueError(f"{name} has no parameter(s) {sorted(unknown)}; allowed: {', '.join(entry.defaults)}")
-    settings = {**entry.defaults, **(entry.presets.get(preset, {}) if preset else {}), **params}
-    for key, value in settings.items():
-        _check_setting(name, key, value, entry.ranges[key])
+    settings = checked_settings(name, preset, **params)
     if len(x) != len(y):
         raise ValueError(f"x and y differ in length: {len(x)} vs {len(y)}")
     if len(x) == 0:
