@@ -333,3 +333,18 @@ def test_jsma_pruned_pair_search_picks_the_full_matrix_pair(theta):
         p, q, has_pair = fast._best_pair(alpha, beta, domain, theta)
         assert torch.equal(has_pair, found)
         assert torch.equal((p * features + q)[found], score.argmax(1)[found])
+
+
+@pytest.mark.parametrize("saliency", ["target_top2", "pairs"])
+def test_jsma_same_examples_whether_it_reuses_or_repeats_the_forward_pass(setup, monkeypatch, saliency):
+    """Reusing a forward pass that holds stopped rows (their gradients dropped) must not change JSMA's output."""
+    from decoylab.attacks import fast
+
+    model, x, y = setup
+    kw = {"targeted": True, "seed": 0, "saliency": saliency, "theta": 1.0, "gamma": 0.3}
+    runs = []
+    for fraction in (0.0, 2.0):  # 0: always reuse; 2: always a new forward pass of the rows that go on
+        monkeypatch.setattr(fast, "_REUSE_FORWARD_FRACTION", fraction)
+        runs.append(attacks.run("jsma", model, x, y, backend="fast", **kw))
+    assert runs[0].success.float().mean() > 0.5
+    assert torch.equal(runs[0].x_adv, runs[1].x_adv)
