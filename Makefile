@@ -2,7 +2,7 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PRESET ?= quick
-JOBS   ?= 1
+JOBS   ?= 2
 
 .PHONY: venv run test lab kernel bench workshop lab-room clean-runs
 

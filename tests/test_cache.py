@@ -91,3 +91,39 @@ def test_model_weights_load_with_weights_only(tmp_path):
     fresh = torch.nn.Linear(3, 2)
     cache.model(fresh, {"n": 1}, lambda m: trained.append("again"))
     assert len(trained) == 1 and torch.equal(fresh.weight, torch.ones(2, 3))
+
+
+def _build_in_another_process(root, log_path, building, asking):
+    """Worker of the test below. The first caller's build waits until the second caller is about to
+    ask for the same entry, so without the lock both would find it missing and build it."""
+    import time
+
+    def build():
+        with open(log_path, "a") as log:
+            log.write("built\n")
+        if not building.is_set():
+            building.set()
+            asking.wait(60)
+            time.sleep(0.5)  # the second caller is now inside get_or_build
+        return {"w": torch.ones(3)}
+
+    if building.is_set():
+        asking.set()
+    return Cache(root).get_or_build("models", {"id": "shared"}, build)["w"].tolist()
+
+
+def test_two_processes_wanting_one_entry_build_it_once(tmp_path):
+    """The second process waits on the first one's build lock and loads its entry (decoylab run --jobs N)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    log_path = tmp_path / "builds.log"
+    with ctx.Manager() as manager:
+        building, asking = manager.Event(), manager.Event()
+        with ctx.Pool(2) as pool:
+            args = (tmp_path / "cache", log_path, building, asking)
+            first = pool.apply_async(_build_in_another_process, args)
+            assert building.wait(60)  # the first build is under way before the second process asks
+            second = pool.apply_async(_build_in_another_process, args)
+            assert first.get(60) == second.get(60) == [1.0, 1.0, 1.0]
+    assert log_path.read_text() == "built\n"

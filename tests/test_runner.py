@@ -1,5 +1,6 @@
 """The runner on two small synthetic notebooks: one that records a result, one that fails."""
 import json
+import os
 from pathlib import Path
 
 import nbformat
@@ -190,3 +191,19 @@ def test_workshop_writes_parameterised_notebooks_and_prebuilds(kit):
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
     prebuilt = json.loads((out / ".prebuild/tiny/01_good/results.json").read_text())
     assert prebuilt["status"] == "ok" and prebuilt["params"]["INTERACTIVE"] is False
+
+
+def test_parallel_workers_share_the_cores_but_keep_a_users_thread_count(monkeypatch):
+    """--jobs N: each worker's kernel gets cpu_count // N threads (at least 1); an explicit OMP_NUM_THREADS stays."""
+    from decoylab import runner
+
+    monkeypatch.setattr(runner.os, "cpu_count", lambda: 8)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # records the original state, restored after the test
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    runner._share_cores(1)
+    assert "OMP_NUM_THREADS" not in os.environ
+    runner._share_cores(3)
+    assert os.environ["OMP_NUM_THREADS"] == "2"
+    monkeypatch.setenv("OMP_NUM_THREADS", "5")
+    runner._share_cores(4)
+    assert os.environ["OMP_NUM_THREADS"] == "5"

@@ -9,6 +9,7 @@ payload does not match its hash, is treated as missing and rebuilt.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -140,19 +141,44 @@ class Cache:
         return payload_path
 
     def get_or_build(self, kind: str, parts: Mapping[str, Any], build: Callable[[], Any]) -> Any:
-        """Return the cached object for (kind, parts), building and storing it on a miss."""
+        """Return the cached object for (kind, parts), building and storing it on a miss.
+
+        A miss holds a lock on the entry while it builds: another process that wants the same entry
+        (``decoylab run --jobs N``, or a workshop's participants sharing one cache) waits for it and
+        loads it instead of building it a second time."""
         loaded = self._load_with_meta(kind, parts)
-        if loaded is not None:
-            self.hits += 1
-            self.build_seconds += float(loaded[1].get("seconds") or 0.0)
-            return loaded[0]
-        self.misses += 1
-        start = time.perf_counter()
-        obj = build()
-        seconds = time.perf_counter() - start
-        self.build_seconds += seconds
-        self.save(kind, parts, obj, seconds=round(seconds, 3))
-        return obj
+        if loaded is None:
+            with self._build_lock(kind, make_key(kind, parts)):
+                loaded = self._load_with_meta(kind, parts)  # built by another process while we waited?
+                if loaded is None:
+                    self.misses += 1
+                    start = time.perf_counter()
+                    obj = build()
+                    seconds = time.perf_counter() - start
+                    self.build_seconds += seconds
+                    self.save(kind, parts, obj, seconds=round(seconds, 3))
+                    return obj
+        self.hits += 1
+        self.build_seconds += float(loaded[1].get("seconds") or 0.0)
+        return loaded[0]
+
+    @contextlib.contextmanager
+    def _build_lock(self, kind: str, key: str):
+        """An exclusive advisory lock (``flock``) on one entry; none where the OS has no ``fcntl``.
+        The kernel releases it when its holder exits, so a crashed build never blocks the others."""
+        try:
+            import fcntl
+        except ImportError:  # Windows: no lock, at worst two processes build the same entry
+            yield
+            return
+        lock_path = self._paths(kind, key)[0].with_name(f".{key}.lock")
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def model(self, model: nn.Module, parts: Mapping[str, Any], train: Callable[[nn.Module], Any]) -> nn.Module:
         """Load ``model``'s weights for ``parts``, or call ``train(model)`` and store them."""

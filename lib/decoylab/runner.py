@@ -332,9 +332,19 @@ def run(preset: str = "quick", notebooks: list[str] | None = None, jobs: int = 1
     return 1 if failed else 0
 
 
+def _share_cores(workers: int) -> None:
+    """In each worker: give the notebook's kernel (which inherits this environment) its share of the
+    cores, so N notebooks at a time do not each start a thread per core and oversubscribe them.
+    A thread count the user has set is kept."""
+    if workers > 1:
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
+
+
 def _local(todo: list[Task], preset: str, env: dict[str, Any], jobs: int):
     """Yield ``(task, results document)`` as each notebook finishes in the local process pool."""
-    with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=get_context("spawn")) as pool:
+    workers = min(jobs, len(todo))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_share_cores,
+                             initargs=(workers,)) as pool:
         futures = {pool.submit(execute, t, preset, env): t for t in todo}
         for future in as_completed(futures):
             try:
