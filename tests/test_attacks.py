@@ -155,6 +155,23 @@ def test_attack_benchmark_prints_and_writes_json(tmp_path, capsys):
                                                           ("deepfool", "fast"), ("deepfool", "art")}
 
 
+def test_benchmark_counts_the_passes_an_attack_makes_copies_included():
+    """The floor's pass counter: images forward, images per backward (K class gradients = K passes),
+    and a deep copy of the counted model (the CW line search's scorer) counting into the same totals."""
+    import copy
+
+    from decoylab import bench
+
+    counted, images = bench._counting(torch.nn.Linear(4, 3))
+    x = torch.rand(5, 4, requires_grad=True)
+    out = counted(x)
+    for k in range(3):
+        torch.autograd.grad(out[:, k].sum(), x, retain_graph=True)
+    with torch.no_grad():
+        copy.deepcopy(counted)(torch.rand(7, 4))
+    assert images == {"forward": 12, "backward": 15}
+
+
 def test_attack_benchmark_settings_reach_both_backends_and_bad_ones_are_named(tmp_path, capsys):
     import json
 
