@@ -78,9 +78,9 @@ def attacks_main(n: int = 500, names: list[str] | None = None, json_path: str | 
     """Time every attack that both backends have on ``n`` correctly classified mnist5k test images.
 
     For each: seconds, success rate, mean L2 and L∞ per backend, the art/fast speed ratio, and the
-    floor: the time of the same number of forward+backward passes over the same images, in the
-    batches ``attacks.run`` uses by default. ``settings`` (the same for both backends) override the
-    attacks' defaults, e.g. a shorter EAD.
+    floor: the forward and backward passes the run made (counted in images by ``_counting``), timed
+    as plain passes over the same images in the batches ``attacks.run`` uses by default.
+    ``settings`` (the same for both backends) override the attacks' defaults, e.g. a shorter EAD.
     """
     import torch
     import torch.nn.functional as F
@@ -149,8 +149,9 @@ def attacks_main(n: int = 500, names: list[str] | None = None, json_path: str | 
                    "floor_seconds": round(floor, 3)}
             rows.append(row)
             ratio = f"{timing['art'] / timing['fast']:.1f}x" if backend == "art" and "fast" in timing else ""
+            above_floor = seconds / floor if floor > 0 else float("nan")  # no pass counted: no floor
             print(f"{name:<10}{backend:<8}{seconds:>9.2f}{row['success_rate']:>9.2f}{row['mean_l2']:>9.2f}"
-                  f"{row['mean_linf']:>10.2f}{res.grad_steps:>7}{floor:>9.2f}{seconds / floor:>7.1f}x{ratio:>10}",
+                  f"{row['mean_linf']:>10.2f}{res.grad_steps:>7}{floor:>9.2f}{above_floor:>7.1f}x{ratio:>10}",
                   flush=True)
     if json_path:
         atomic_write_text(Path(json_path), json.dumps({"one_pass_seconds": one_pass, "one_forward_seconds": one_forward, "rows": rows}, indent=1))
