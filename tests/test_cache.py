@@ -127,3 +127,16 @@ def test_two_processes_wanting_one_entry_build_it_once(tmp_path):
             second = pool.apply_async(_build_in_another_process, args)
             assert first.get(60) == second.get(60) == [1.0, 1.0, 1.0]
     assert log_path.read_text() == "built\n"
+
+
+def test_a_file_system_without_locks_still_builds_and_stores(tmp_path, monkeypatch):
+    """flock failing (ENOLCK on some network mounts) must not stop a build: it runs unlocked."""
+    import fcntl
+
+    def no_locks(handle, operation):
+        raise OSError(37, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    cache, calls = Cache(tmp_path), []
+    first = cache.get_or_build("adv", {"id": 2}, _builder(calls))
+    assert len(calls) == 1 and torch.equal(first["w"], cache.load("adv", {"id": 2})["w"])
