@@ -233,12 +233,7 @@ def jsma_pairs_main(n: int = 50, model_name: str = "deepsec_mnist") -> int:
     idx = train.correct_subset(model, te.x, te.y, n, seed=0)
     x, y = te.x[idx], te.y[idx]
 
-    def full_matrix(alpha_f, beta_f, domain, theta):
-        score = fast._pair_scores(alpha_f, beta_f, domain, theta).flatten(1)
-        best = score.argmax(1)
-        return best // alpha_f.shape[1], best % alpha_f.shape[1], score.amax(1) > 0
-
-    pruned, out = fast._best_pair, {}
+    pruned, full_matrix, out = fast._best_pair, fast._best_pair_full, {}
     print(f"JSMA pair search: {n} mnist5k test images, {model_name}, preset deepsec_mnist (θ 1, γ 0.1, "
           f"pairwise saliency), {torch.get_num_threads()} threads")
     print(f"{'pair search':<14}{'seconds':>9}{'success':>9}{'mean L0':>9}")

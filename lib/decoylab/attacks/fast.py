@@ -537,11 +537,17 @@ def _best_pair(alpha_f: torch.Tensor, beta_f: torch.Tensor, domain: torch.Tensor
     keep = domain & (upper >= lower[:, None])
     width = max(2, int(keep.sum(1).max()))
     if width >= n_features // 2:  # little to prune: the full matrix is as cheap
-        score = _pair_scores(alpha_f, beta_f, domain, theta).flatten(1)
-        best = score.argmax(1)
-        return best // n_features, best % n_features, score.amax(1) > 0
+        return _best_pair_full(alpha_f, beta_f, domain, theta)
     p, q, top = best_among(keep, width)
     return p, q, top > 0
+
+
+def _best_pair_full(alpha_f: torch.Tensor, beta_f: torch.Tensor, domain: torch.Tensor, theta: float):
+    """``_best_pair`` by scoring all F×F pairs: (p, q, whether an admissible pair exists)."""
+    n_features = alpha_f.shape[1]
+    score = _pair_scores(alpha_f, beta_f, domain, theta).flatten(1)
+    best = score.argmax(1)
+    return best // n_features, best % n_features, score.amax(1) > 0
 
 
 # ----- score-based black-box attacks: forward passes only, the attacker reads the logits -----

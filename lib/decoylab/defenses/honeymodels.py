@@ -43,7 +43,6 @@ params.register("POISON_GRID", params.non_empty_list(params.number(0, 100, high_
 params.register("SIZE_GRID", params.non_empty_list(params.number(0, 1, low_open=True)))
 params.register("SIZE_SWEEP_POISON", params.number(0, 100, high_open=True))
 params.register("POISON_SWEEP_SIZE", params.number(0, 1, low_open=True))
-# HoneyModels as one defense among others (notebook 41's overlay, the comparison notebook)
 
 
 def check_settings(*, watermark_size: float | None = None, amplitude: float | None = None,
