@@ -198,6 +198,28 @@ def test_batch_benchmark_prints_every_model_and_writes_json(tmp_path, capsys):
     assert bench.batches_main([0]) == 2  # a batch size < 1 is refused before any timing
 
 
+def test_training_benchmark_times_both_layouts_for_every_model(capsys):
+    from decoylab import bench
+
+    assert bench.training_main([8], steps=1) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in bench.BATCH_MODELS) and "ch-last" in out and out.count("x\n") == len(bench.BATCH_MODELS)
+
+
+def test_cw_adam_leaves_the_models_weights_without_gradients(setup):
+    model, x, y = setup
+    before = [p.requires_grad for p in model.parameters()]
+    model.requires_grad_(True)  # as a freshly trained net comes: the attack must not fill its weights' .grad
+    try:
+        for p in model.parameters():
+            p.grad = None
+        attacks.run("cw2", model, x[:8], y[:8], optimizer="adam", max_iter=3, binary_search_steps=1)
+        assert all(p.grad is None for p in model.parameters())
+    finally:
+        for p, flag in zip(model.parameters(), before):
+            p.requires_grad_(flag)
+
+
 def test_jsma_pairs_benchmark_finds_identical_examples(capsys):
     from decoylab import bench
 

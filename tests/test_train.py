@@ -24,6 +24,16 @@ def test_same_seed_same_weights_and_metrics_on_cpu(small):
     assert all(torch.equal(p, q) for p, q in zip(m1.parameters(), m2.parameters()))
 
 
+def test_a_trained_net_comes_back_in_the_default_memory_layout(small):
+    from decoylab import models
+
+    tr, _ = small
+    m = models.build("nfp_mnist", tr.info.shape, 10, seed=0)
+    train.fit(m, tr.x[:64], tr.y[:64], train.TrainConfig(epochs=1, batch_size=32), device="cpu", log=None)
+    # fit trains in channels-last on the CPU; a net loaded from the cache has the default layout
+    assert all(p.is_contiguous() for p in m.parameters())
+
+
 def test_training_learns(small):
     tr, te = small
     m = train.train_or_load("mlp", tr.x, tr.y, 10, train.TrainConfig(epochs=5, batch_size=32, lr=3e-3),

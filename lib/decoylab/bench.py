@@ -206,6 +206,43 @@ def batches_main(sizes: list[int], n: int = 1024, json_path: str | None = None) 
     return 0
 
 
+def training_main(batch_sizes: list[int], steps: int = 10) -> int:
+    """Milliseconds per training step (forward, backward to the weights, Adam) of the kit's MNIST nets
+    in PyTorch's default memory layout and in channels-last, on the CPU: the measurement behind
+    ``train.fit`` switching to channels-last there. Batch 256 is NeuralFP's step at N = 3 (B·(N + 1))."""
+    import torch
+    import torch.nn.functional as F
+
+    from decoylab import models
+
+    print(f"training step, ms (CPU, {torch.get_num_threads()} threads, Adam)")
+    print(f"{'model':<18}{'batch':>6}{'default':>9}{'ch-last':>9}{'speed-up':>10}")
+    gen = torch.Generator().manual_seed(0)
+    for name in BATCH_MODELS:
+        for b in batch_sizes:
+            x, y = torch.rand(b, 1, 28, 28, generator=gen), torch.randint(0, 10, (b,), generator=gen)
+            ms = {}
+            for layout in (torch.contiguous_format, torch.channels_last):
+                torch.manual_seed(0)
+                model = models.build(name, (1, 28, 28), 10).to(memory_format=layout).train()
+                opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+                def step() -> None:
+                    opt.zero_grad(set_to_none=True)
+                    F.cross_entropy(model(x), y).backward()
+                    opt.step()
+
+                for _ in range(2):
+                    step()  # warm-up: allocator and kernels
+                start = time.perf_counter()
+                for _ in range(steps):
+                    step()
+                ms[layout] = (time.perf_counter() - start) / steps * 1000
+            default, last = ms[torch.contiguous_format], ms[torch.channels_last]
+            print(f"{name:<18}{b:>6}{default:>9.1f}{last:>9.1f}{default / last:>9.2f}x", flush=True)
+    return 0
+
+
 # The nets JSMA's pair benchmark attacks, trained as their notebooks train them (20's quick preset, the tour).
 JSMA_PAIR_MODELS = {
     "deepsec_mnist": dict(epochs=5, batch_size=100, optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True),
@@ -257,8 +294,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m decoylab.bench",
                                      description="Benchmarks: 'notebooks' times a preset (also `decoylab bench`); "
                                                  "'attacks' compares the fast and ART attack backends; "
-                                                 "'batches' times the nets per batch size; 'jsma-pairs' times "
-                                                 "JSMA's pruned pair search against all pairs.")
+                                                 "'batches' times the nets per batch size; 'training' times a "
+                                                 "training step per memory layout; 'jsma-pairs' times JSMA's "
+                                                 "pruned pair search against all pairs.")
     sub = parser.add_subparsers(dest="what", required=True)
     nb = sub.add_parser("notebooks")
     nb.add_argument("--preset", default="quick")
@@ -272,6 +310,8 @@ if __name__ == "__main__":
     bt = sub.add_parser("batches")
     bt.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 128, 256, 512, 1024])
     bt.add_argument("--json", help="also write the table as JSON to this path")
+    tp = sub.add_parser("training")
+    tp.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 256])
     jp = sub.add_parser("jsma-pairs")
     jp.add_argument("--n", type=int, default=50, help="correctly classified test images (default 50)")
     jp.add_argument("--model", default="deepsec_mnist", help="deepsec_mnist (default) or honey_small_conv")
@@ -280,6 +320,10 @@ if __name__ == "__main__":
         if args.n < 1:
             parser.error(f"--n {args.n} is not allowed; --n must be >= 1")
         sys.exit(jsma_pairs_main(args.n, args.model))
+    if args.what == "training":
+        if min(args.batch_sizes) < 1:
+            parser.error(f"--batch-sizes {args.batch_sizes} is not allowed; every size must be >= 1")
+        sys.exit(training_main(args.batch_sizes))
     if args.what == "batches":
         sys.exit(batches_main(args.sizes, json_path=args.json))
     if args.what == "notebooks":

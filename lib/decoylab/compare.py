@@ -63,7 +63,8 @@ DEFENSE_NAMES = ("undefended", "feature_squeezing", "honeymodels", "attractors",
 COMPARISON_ATTACKS = {
     "fgsm": ("fgsm", {"eps": 0.3}),
     "pgd": ("pgd", {"eps": 0.3, "step_size": 0.01, "steps": 40, "random_start": True}),
-    "cw2": ("cw2", {"max_iter": 100, "binary_search_steps": 5, "learning_rate": 0.01, "initial_const": 1.0}),
+    "cw2": ("cw2", {"max_iter": 100, "binary_search_steps": 5, "learning_rate": 0.1, "initial_const": 1.0,
+            "optimizer": "adam"}),
     "deepfool": ("deepfool", {}),
 }
 COLOUR_EPS = {"fgsm": 8 / 255, "pgd": 8 / 255}

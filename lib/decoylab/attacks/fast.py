@@ -365,8 +365,8 @@ def _cw_l2_adam(model, x, labels, *, targeted, confidence, learning_rate, max_it
                 loss = l2 + const * f
                 if extra_loss is not None:
                     loss = loss + const * extra_loss(adv, lb)
-                opt.zero_grad()
-                loss.sum().backward()
+                # the modifier's gradient alone: backward() would also fill every weight's .grad
+                modifier.grad, = torch.autograd.grad(loss.sum(), modifier)
                 opt.step()
                 with torch.no_grad():
                     ok = _logit_margin(logits[-1], lb, targeted) + confidence <= 0
