@@ -136,3 +136,28 @@ def test_comparison_panel_compares_a_new_dataset_on_demand(tmp_path):
     compute.click()
     assert asked == ["svhn", "mnist5k"] and setups["mnist5k"] is setup and compute.disabled
     fpr.value = 0.01  # recomputed from the cached adversarial set, no error
+
+
+def test_adaptive_attacks_with_a_defense_aware_term_are_cached_under_what_the_term_depends_on(tmp_path):
+    import pandas as pd
+
+    setup = _prepare_digits(tmp_path)
+    cache, attractors = Cache(tmp_path / "adaptive"), setup.contenders["attractors"]
+    attack = ("pgd", {"eps": 0.3, "step_size": 0.05, "steps": 3})
+    kwargs = dict(attack=attack, x_shadow=setup.x_fit, y_shadow=setup.y_fit, seed=0, cache=cache)
+    first = compare.security_curve(attractors, setup.x_att, setup.y_att, setup.x_cal, 0.05, weights=[0.5], **kwargs)
+    built = cache.misses
+    assert built == 4  # one attack per level, level 3 with its defense-aware term included
+    again = compare.security_curve(attractors, setup.x_att, setup.y_att, setup.x_cal, 0.05, weights=[0.5], **kwargs)
+    assert cache.misses == built  # nothing re-attacked ...
+    assert pd.DataFrame(again).equals(pd.DataFrame(first))  # ... and the same curve (NaN where nothing succeeded)
+    compare.security_curve(attractors, setup.x_att, setup.y_att, setup.x_cal, 0.05, weights=[2.0], **kwargs)
+    assert cache.misses == built + 1  # another weight is another term: only that attack runs
+
+
+def test_an_extra_loss_key_needs_its_extra_loss(digits):
+    from decoylab import attacks
+
+    train_set, model = digits
+    with pytest.raises(ValueError, match="extra_loss_key is not allowed here"):
+        attacks.run("pgd", model, train_set.x[:4], train_set.y[:4], extra_loss_key={"term": "x"})

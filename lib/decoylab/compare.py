@@ -492,6 +492,7 @@ class AdaptiveStep:
     knowledge: str
     model: nn.Module
     loss_for: Any = None  # weight -> extra_loss for the attack engine's hook (None: no defense-aware term)
+    loss_key_for: Any = None  # weight -> what that term depends on, so the attack is cached (attacks.run)
     success_model: nn.Module | None = None  # where success is judged (default: the deployed classifier)
     note: str = ""
 
@@ -499,7 +500,10 @@ class AdaptiveStep:
 def adaptive_steps(contender: Contender, *, x_shadow: torch.Tensor, y_shadow: torch.Tensor,
                    attack: tuple[str, dict[str, Any]], seed: int = 0, cache=None) -> list[AdaptiveStep]:
     """The issue's adaptive attacks, ordered by what the attacker knows (level 0 = oblivious)."""
+    import sys
+
     from decoylab.attacks import BPDA
+    from decoylab.cache import code_version, model_identity
     from decoylab.defenses import attractors as at
 
     d, name = contender.defense, contender.name
@@ -513,6 +517,11 @@ def adaptive_steps(contender: Contender, *, x_shadow: torch.Tensor, y_shadow: to
                              note=f"estimated key overlaps the true key on {100 * overlap:.0f} % of its features "
                                   f"(chance {100 * len(estimate) / x_shadow[0].numel():.0f} %)"),
                 AdaptiveStep("2 · knows the key, leaves its features alone", FrozenFeatures(d.model, d.key.indices))]
+    def term_key(term: str, **depends_on):
+        """What a defense-aware term computes from (besides the attacked model), for the attack cache."""
+        code = code_version(sys.modules[__name__], sys.modules[type(d).__module__])
+        return lambda weight: {"term": term, "weight": weight, "code": code, **depends_on}
+
     if name == "attractors":
         served = BPDA(d.integrated_model(), at.quantise_8bit)
         return [oblivious,
@@ -520,18 +529,24 @@ def adaptive_steps(contender: Contender, *, x_shadow: torch.Tensor, y_shadow: to
                              success_model=served, note="success judged on M_(d,r) (recovery included)"),
                 AdaptiveStep("2 · knows the decomposition: attacks C alone", d.classifier),
                 AdaptiveStep("3 · attacks C and keeps W's statistics clean", d.classifier,
-                             loss_for=d.adaptive_loss)]
+                             loss_for=d.adaptive_loss,
+                             loss_key_for=term_key("attractors_detector_score", combined=model_identity(d.model),
+                                                   reference=d.reference))]
     if name == "luring":
         return [AdaptiveStep("0 · the paper's setting: white-box on M∘P, M hidden", contender.classifier),
                 AdaptiveStep("1 · knows M: attacks M directly", d.target),
                 AdaptiveStep("2 · knows M and P: M∘P with an agreement term", contender.classifier,
-                             loss_for=lambda w: luring_agreement_loss(d, w))]
+                             loss_for=lambda w: luring_agreement_loss(d, w),
+                             loss_key_for=term_key("luring_agreement", target=model_identity(d.target)))]
     if name == "fingerprints":
+        fingerprints = {"dx": d.fingerprints.dx, "dy": d.fingerprints.dy}
         return [oblivious,
                 AdaptiveStep("1 · the paper's adaptive term (L_fp of the true labels)", contender.classifier,
-                             loss_for=lambda w: d.adaptive_loss("attack_labels", w)),
+                             loss_for=lambda w: d.adaptive_loss("attack_labels", w),
+                             loss_key_for=term_key("fingerprints_attack_labels", **fingerprints)),
                 AdaptiveStep("2 · minimises min over classes of D", contender.classifier,
-                             loss_for=lambda w: d.adaptive_loss("min_class", w))]
+                             loss_for=lambda w: d.adaptive_loss("min_class", w),
+                             loss_key_for=term_key("fingerprints_min_class", **fingerprints))]
     return []
 
 
@@ -542,9 +557,9 @@ def security_curve(contender: Contender, x: torch.Tensor, y: torch.Tensor, x_cal
     level, with the attacker's cost: gradient steps (summed over the weights tried) and mean L2 of
     successful examples. Where the attacker adds a defense-aware term, it tries every weight in
     ``weights`` and keeps the one with the highest overall success — it knows the detector, so it can
-    measure that itself (Carlini & Wagner 2017's practice for adaptive attacks). With a ``cache``, the
-    attacks without a defense-aware term are cached (the attack engine keys them by model and images);
-    those with one are always run."""
+    measure that itself (Carlini & Wagner 2017's practice for adaptive attacks). With a ``cache``, every
+    attack is cached: the engine keys it by model and images, and a defense-aware term by what
+    ``adaptive_steps`` says it depends on (the defense's secrets and weights, the weight, the code)."""
     from decoylab import train as train_mod
 
     d = contender.defense
@@ -556,7 +571,9 @@ def security_curve(contender: Contender, x: torch.Tensor, y: torch.Tensor, x_cal
         tried, spent = [], 0
         for weight in (weights if step.loss_for is not None else [None]):
             extra = step.loss_for(weight) if weight is not None else None
-            r = attacks.run(name, step.model, x, y, seed=seed, extra_loss=extra, cache=cache, **settings)
+            key = step.loss_key_for(weight) if weight is not None and step.loss_key_for is not None else None
+            r = attacks.run(name, step.model, x, y, seed=seed, extra_loss=extra, extra_loss_key=key, cache=cache,
+                            **settings)
             spent += r.grad_steps
             success = train_mod.predict(step.success_model or contender.classifier, r.x_adv).argmax(1) != y.cpu()
             flagged = d.score(r.x_adv[success]) > threshold if success.any() else torch.zeros(0, dtype=torch.bool)

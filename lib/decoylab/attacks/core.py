@@ -325,7 +325,7 @@ def _resolve_target(model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: 
 def run(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, targeted: bool = False,
         target: Any = None, backend: str = "fast", preset: str | None = None, seed: int = 0,
         batch_size: int | None = None, num_classes: int | None = None, cache=None, extra_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-        **params: Any) -> AttackResult:
+        extra_loss_key: dict[str, Any] | None = None, **params: Any) -> AttackResult:
     """Run attack ``name`` on ``model`` (any ``nn.Module`` returning logits) for inputs in [0, 1].
 
     ``preset`` names settings from a paper table (see ``catalogue()``); ``params`` override it.
@@ -334,8 +334,10 @@ def run(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, target
     target, the inputs and the model's architecture and weights, so a re-run does not re-attack.
     ``extra_loss(x_adv, labels)`` returns one penalty per sample that gradient attacks also minimise
     (``labels``: the true classes, or the targets of a targeted run)
-    (the adaptive-attack hook); runs with it are not cached. ``num_classes``, when given, is
-    checked against the width of the model's output.
+    (the adaptive-attack hook). A function cannot be keyed, so runs with it are cached only when
+    ``extra_loss_key`` describes the term: everything it depends on beyond the attacked model
+    (its kind, weight, the defense's secrets and weights, the code that computes it), which the
+    caller vouches for. ``num_classes``, when given, is checked against the width of the model's output.
     """
     if name not in REGISTRY:
         raise ValueError(f"attack={name!r} is not known; allowed: {', '.join(REGISTRY)}")
@@ -366,6 +368,8 @@ def run(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, target
         raise ValueError(f"attack {name!r} has no loss to add extra_loss to; attacks with the hook: {', '.join(hooks)}")
     if extra_loss is not None and backend == "art":
         raise ValueError("extra_loss needs backend='fast': ART's attacks have no hook for an extra loss")
+    if extra_loss_key is not None and (extra_loss is None or not isinstance(extra_loss_key, dict)):
+        raise ValueError("extra_loss_key is not allowed here: give it as a dict, and only together with extra_loss")
     settings = {**settings, **entry.fixed}
 
     model.eval()
@@ -388,14 +392,16 @@ def run(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, target
         raise ValueError(f"labels range over [{int(y.min())}, {int(y.max())}] but the model has {num_classes} classes")
     tgt = _resolve_target(model, x, y, target if target is not None else "random", num_classes, seed) \
         if targeted else None
-    if cache is not None and extra_loss is None:
+    if cache is not None and (extra_loss is None or extra_loss_key is not None):
         from decoylab.cache import code_version, model_identity
 
         implementation = code_version(fast) if backend == "fast" else f"{art_version()}:{code_version(art_backend)}"
         parts = {"attack": name, "backend": backend, "implementation": implementation, "settings": settings,
                  "seed": seed, "targeted": targeted, "target": tgt, "x": x, "y": y, **model_identity(model)}
+        if extra_loss_key is not None:
+            parts["extra_loss"] = extra_loss_key
         stored = cache.get_or_build("adversarial", parts, lambda: vars(_attack(
-            entry, backend, settings, model, x, y, tgt, targeted, seed, batch_size, num_classes, None)))
+            entry, backend, settings, model, x, y, tgt, targeted, seed, batch_size, num_classes, extra_loss)))
         return AttackResult(**stored)
     return _attack(entry, backend, settings, model, x, y, tgt, targeted, seed, batch_size, num_classes, extra_loss)
 
