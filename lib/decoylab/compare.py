@@ -517,6 +517,7 @@ def adaptive_steps(contender: Contender, *, x_shadow: torch.Tensor, y_shadow: to
                              note=f"estimated key overlaps the true key on {100 * overlap:.0f} % of its features "
                                   f"(chance {100 * len(estimate) / x_shadow[0].numel():.0f} %)"),
                 AdaptiveStep("2 · knows the key, leaves its features alone", FrozenFeatures(d.model, d.key.indices))]
+
     def term_key(term: str, **depends_on):
         """What a defense-aware term computes from (besides the attacked model), for the attack cache."""
         code = code_version(sys.modules[__name__], sys.modules[type(d).__module__])
