@@ -207,3 +207,21 @@ def test_parallel_workers_share_the_cores_but_keep_a_users_thread_count(monkeypa
     monkeypatch.setenv("OMP_NUM_THREADS", "5")
     runner._share_cores(4)
     assert os.environ["OMP_NUM_THREADS"] == "5"
+
+
+def test_builders_start_first_and_the_notebooks_reading_their_cache_last():
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from decoylab import runner
+
+    names = sorted(p.stem for p in Path("notebooks").glob("[0-9]*.ipynb"))
+    # the pairs name real notebooks (a rename would silently drop the ordering)
+    assert set(runner.READS_CACHE_OF) | set(runner.READS_CACHE_OF.values()) <= set(names)
+    order = [t.name for t in runner.start_order([SimpleNamespace(name=n) for n in names])]
+    assert sorted(order) == names
+    for reader, builder in runner.READS_CACHE_OF.items():
+        assert order.index(builder) < len(runner.READS_CACHE_OF)  # among the first to start
+        assert order.index(reader) >= len(order) - len(runner.READS_CACHE_OF)  # among the last
+    others = [n for n in order if n not in runner.READS_CACHE_OF and n not in runner.READS_CACHE_OF.values()]
+    assert others == sorted(others)
