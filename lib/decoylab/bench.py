@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 
 def _timed_run(args: list[str], env: dict[str, str]) -> tuple[int, float, float]:
@@ -44,6 +45,16 @@ def main(preset: str, notebooks: list[str] | None, jobs: int, notebooks_dir: str
     print(f"{'peak memory MiB':<28}{cold_mem:>14.0f}{warm_mem:>12.0f}")
     print(f"cached re-run / first run: {warm_s / cold_s:.0%}")
     return rc1 or rc2
+
+
+def _mean_seconds(call: Callable[[], Any], repeats: int, warmup: int = 0) -> float:
+    """Mean wall time of ``call()`` over ``repeats`` calls, after ``warmup`` untimed ones (allocator, kernels)."""
+    for _ in range(warmup):
+        call()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        call()
+    return (time.perf_counter() - start) / repeats
 
 
 def _counting(model):
@@ -109,8 +120,7 @@ def attacks_main(n: int = 500, names: list[str] | None = None, json_path: str | 
 
     def pass_seconds(with_gradient: bool, passes: int = 3) -> float:
         """Seconds of one pass over all the images: forward+backward to the input, or forward alone."""
-        start = time.perf_counter()
-        for _ in range(passes):
+        def one_pass() -> None:
             for xb, yb in zip(x.split(batch), y.split(batch)):
                 if with_gradient:
                     xin = xb.clone().requires_grad_(True)
@@ -118,7 +128,8 @@ def attacks_main(n: int = 500, names: list[str] | None = None, json_path: str | 
                 else:
                     with torch.no_grad():
                         model(xb)
-        return (time.perf_counter() - start) / passes
+
+        return _mean_seconds(one_pass, passes)
 
     one_pass, one_forward = pass_seconds(True), pass_seconds(False)
     rows = []
@@ -193,11 +204,7 @@ def batches_main(sizes: list[int], n: int = 1024, json_path: str | None = None) 
 
             seconds = {}
             for b in sizes:
-                one_pass(b)  # warm-up: allocator and kernels
-                start = time.perf_counter()
-                for _ in range(3):
-                    one_pass(b)
-                seconds[b] = (time.perf_counter() - start) / 3 * 1000 / n
+                seconds[b] = _mean_seconds(lambda: one_pass(b), 3, warmup=1) * 1000 / n
             best = min(seconds, key=seconds.get)
             rows.append({"model": name, "pass": kind, "seconds_per_1000": seconds, "best_batch": best})
             print(f"{name:<18}{kind:<10}" + "".join(f"{seconds[b]:>8.3f}" for b in sizes) + f"{best:>8}", flush=True)
@@ -232,12 +239,7 @@ def training_main(batch_sizes: list[int], steps: int = 10) -> int:
                     F.cross_entropy(model(x), y).backward()
                     opt.step()
 
-                for _ in range(2):
-                    step()  # warm-up: allocator and kernels
-                start = time.perf_counter()
-                for _ in range(steps):
-                    step()
-                ms[layout] = (time.perf_counter() - start) / steps * 1000
+                ms[layout] = _mean_seconds(step, steps, warmup=2) * 1000
             default, last = ms[torch.contiguous_format], ms[torch.channels_last]
             print(f"{name:<18}{b:>6}{default:>9.1f}{last:>9.1f}{default / last:>9.2f}x", flush=True)
     return 0

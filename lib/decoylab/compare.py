@@ -538,7 +538,7 @@ def adaptive_steps(contender: Contender, *, x_shadow: torch.Tensor, y_shadow: to
                 AdaptiveStep("1 · knows M: attacks M directly", d.target),
                 AdaptiveStep("2 · knows M and P: M∘P with an agreement term", contender.classifier,
                              loss_for=lambda w: luring_agreement_loss(d, w),
-                             loss_key_for=term_key("luring_agreement", target=model_identity(d.target)))]
+                             loss_key_for=term_key("luring_agreement"))]  # M is part of M∘P, the attacked model
     if name == "fingerprints":
         fingerprints = {"dx": d.fingerprints.dx, "dy": d.fingerprints.dy}
         return [oblivious,
