@@ -182,7 +182,26 @@ def test_attack_benchmark_settings_reach_both_backends_and_bad_ones_are_named(tm
     assert all(abs(r["mean_linf"] - 0.05) < 1e-4 for r in rows) and len(rows) == 2  # not fgsm's default 0.3
     assert bench.attacks_main(n=10, names=["fgsm"], settings={"max_iter": 5}) == 2
     assert bench.attacks_main(n=10, names=["fgsm"], settings={"eps": 7.0}) == 2
+    assert bench.attacks_main(n=10, names=["fgsm"], repeats=0) == 2
     assert "not allowed" in capsys.readouterr().out
+
+
+def test_attack_benchmark_repeats_take_turns_and_report_medians(tmp_path, capsys):
+    """With repeats, each backend runs that many times, in turn, and the ratio is the median of the
+    per-turn ratios (this machine's speed drifts between runs far apart in time)."""
+    import json
+    import statistics
+
+    from decoylab import bench
+
+    assert bench.attacks_main(n=10, names=["fgsm"], json_path=str(tmp_path / "b.json"), repeats=3) == 0
+    assert "medians of 3 turns" in capsys.readouterr().out
+    fast, art = json.loads((tmp_path / "b.json").read_text())["rows"]
+    assert len(fast["seconds_each"]) == len(art["seconds_each"]) == 3
+    assert fast["seconds"] == pytest.approx(statistics.median(fast["seconds_each"]), abs=1e-3)
+    each = [a / f for a, f in zip(art["seconds_each"], fast["seconds_each"])]
+    assert art["art_over_fast_each"] == pytest.approx(each, rel=0.05, abs=0.02)
+    assert art["art_over_fast"] == pytest.approx(statistics.median(art["art_over_fast_each"]), abs=0.01)
 
 
 def test_batch_benchmark_prints_every_model_and_writes_json(tmp_path, capsys):

@@ -16,6 +16,26 @@ def test_every_model_maps_images_to_logits(name):
     assert out.shape == (4, 10) and torch.isfinite(out).all()
 
 
+@pytest.mark.parametrize("name", [n for n in models.names() if SHAPES[n][1] > 8])
+def test_the_channels_last_twin_computes_the_same_logits_and_input_gradients(name):
+    """The twin (the CW line search's copy) flattens its features in (H, W, C) order with permuted
+    dense weights: the same function to float rounding, and the original net is left as it was."""
+    shape = SHAPES[name]
+    model = models.build(name, shape, 10, seed=0).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    twin = models.channels_last_twin(model)
+    x = torch.rand(3, *shape, requires_grad=True)
+    out, twin_out = model(x), twin(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(twin_out, out, rtol=1e-4, atol=1e-4)
+    (grad,) = torch.autograd.grad(out[:, 0].sum(), x)
+    (twin_grad,) = torch.autograd.grad(twin_out[:, 0].sum(), x)
+    torch.testing.assert_close(twin_grad, grad, rtol=1e-3, atol=1e-5)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    reads_channels_last = [m.flatten_channels_last for m in twin.modules() if hasattr(m, "feature_shape")]
+    assert all(reads_channels_last) and all(not m.flatten_channels_last for m in model.modules()
+                                            if hasattr(m, "feature_shape"))
+
+
 def test_seed_fixes_initialisation():
     a, b = (models.build("nfp_mnist", (1, 28, 28), 10, seed=1) for _ in range(2))
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -85,13 +86,16 @@ def _counting(model):
 
 
 def attacks_main(n: int = 500, names: list[str] | None = None, json_path: str | None = None,
-                 model_name: str = "honey_small_conv", settings: dict | None = None) -> int:
+                 model_name: str = "honey_small_conv", settings: dict | None = None, repeats: int = 1) -> int:
     """Time every attack that both backends have on ``n`` correctly classified mnist5k test images.
 
     For each: seconds, success rate, mean L2 and L∞ per backend, the art/fast speed ratio, and the
     floor: the forward and backward passes the run made (counted in images by ``_counting``), timed
     as plain passes over the same images in the batches ``attacks.run`` uses by default.
     ``settings`` (the same for both backends) override the attacks' defaults, e.g. a shorter EAD.
+    ``repeats`` > 1 runs the backends in turn that many times (fast, art, fast, art, ...), re-timing
+    the floor's passes before each turn, and reports medians: this machine's speed drifts by a
+    fifth within minutes, and a ratio of two runs far apart in time inherits that drift.
     """
     import torch
     import torch.nn.functional as F
@@ -100,6 +104,9 @@ def attacks_main(n: int = 500, names: list[str] | None = None, json_path: str | 
     from decoylab.attacks.core import REGISTRY, checked_settings
     from decoylab.cache import Cache, atomic_write_text
 
+    if repeats < 1:
+        print(f"error: --repeats {repeats} is not allowed; --repeats must be >= 1")
+        return 2
     names = names or [k for k, e in REGISTRY.items() if "art" in e.backends]
     unknown = [k for k in names if k not in REGISTRY]
     if unknown:
@@ -133,36 +140,56 @@ def attacks_main(n: int = 500, names: list[str] | None = None, json_path: str | 
 
     one_pass, one_forward = pass_seconds(True), pass_seconds(False)
     rows = []
+    medians = f"; medians of {repeats} turns, fast and art in turn" if repeats > 1 else ""
     print(f"attack benchmark: {len(y)} mnist5k test images, {model_name}, {os.cpu_count()} CPU cores, "
-          f"batches of {batch}, one forward+backward pass {one_pass:.3f} s, one forward pass {one_forward:.3f} s")
+          f"batches of {batch}, one forward+backward pass {one_pass:.3f} s, one forward pass {one_forward:.3f} s"
+          f"{medians}")
     print(f"{'attack':<10}{'backend':<8}{'seconds':>9}{'success':>9}{'mean L2':>9}{'mean Linf':>10}"
-          f"{'steps':>7}{'floor s':>9}{'/floor':>8}{'art/fast':>10}")
+          f"{'steps':>7}{'floor s':>9}{'/floor':>8}  art/fast{' (range)' if repeats > 1 else ''}")
     for name in names:
         entry = REGISTRY[name]
         kw = {"targeted": True} if entry.targeting == "always" else {}
         kw.update(settings or {})
         if name == "jsma":
             kw["saliency"] = "target_top2"  # the variant ART implements: matched settings
-        timing = {}
-        for backend in [b for b in ("fast", "art") if b in entry.backends]:
-            counted, images = _counting(model)
-            start = time.perf_counter()
-            res = attacks.run(name, counted, x, y, backend=backend, seed=0, **kw)
-            seconds = time.perf_counter() - start
-            timing[backend] = seconds
-            # The floor: the forward and backward passes this run made, in images, timed as plain
-            # full passes over the same images (a backward costs a forward+backward minus a forward).
-            floor = (images["forward"] * one_forward + images["backward"] * (one_pass - one_forward)) / len(y)
+        backends = [b for b in ("fast", "art") if b in entry.backends]
+        turns = {b: [] for b in backends}
+        for turn in range(repeats):
+            # The floor's unit, timed beside the runs it prices (the first turn reuses the header's).
+            passes = (one_pass, one_forward) if turn == 0 else (pass_seconds(True), pass_seconds(False))
+            for backend in backends:
+                counted, images = _counting(model)
+                start = time.perf_counter()
+                res = attacks.run(name, counted, x, y, backend=backend, seed=0, **kw)
+                seconds = time.perf_counter() - start
+                # The floor: the forward and backward passes this run made, in images, timed as plain
+                # full passes over the same images (a backward costs a forward+backward minus a forward).
+                floor = (images["forward"] * passes[1] + images["backward"] * (passes[0] - passes[1])) / len(y)
+                turns[backend].append({"seconds": seconds, "floor": floor, "res": res, "images": dict(images)})
+        for backend in backends:
+            last = turns[backend][-1]
+            res, images = last["res"], last["images"]
+            seconds = statistics.median(t["seconds"] for t in turns[backend])
+            floor = statistics.median(t["floor"] for t in turns[backend])
             row = {"attack": name, "backend": backend, "n": len(y), "seconds": round(seconds, 3),
                    "success_rate": round(res.success_rate, 4), "mean_l2": round(float(res.l2.mean()), 4),
                    "mean_linf": round(float(res.linf.mean()), 4), "grad_steps": res.grad_steps,
                    "forward_images": images["forward"], "backward_images": images["backward"],
-                   "floor_seconds": round(floor, 3)}
+                   "floor_seconds": round(floor, 3), "repeats": repeats,
+                   "seconds_each": [round(t["seconds"], 3) for t in turns[backend]]}
+            ratio = ""
+            if backend == "art" and "fast" in turns:
+                # Each turn's ART time over the fast time next to it, then the median of those ratios.
+                ratios = [a["seconds"] / f["seconds"] for a, f in zip(turns["art"], turns["fast"])]
+                row["art_over_fast"] = round(statistics.median(ratios), 2)
+                row["art_over_fast_each"] = [round(r, 2) for r in ratios]
+                ratio = f"{row['art_over_fast']:.1f}x"
+                if repeats > 1:
+                    ratio += f" ({min(ratios):.1f}-{max(ratios):.1f})"
             rows.append(row)
-            ratio = f"{timing['art'] / timing['fast']:.1f}x" if backend == "art" and "fast" in timing else ""
             above_floor = seconds / floor if floor > 0 else float("nan")  # no pass counted: no floor
             print(f"{name:<10}{backend:<8}{seconds:>9.2f}{row['success_rate']:>9.2f}{row['mean_l2']:>9.2f}"
-                  f"{row['mean_linf']:>10.2f}{res.grad_steps:>7}{floor:>9.2f}{above_floor:>7.1f}x{ratio:>10}",
+                  f"{row['mean_linf']:>10.2f}{res.grad_steps:>7}{floor:>9.2f}{above_floor:>7.1f}x  {ratio}",
                   flush=True)
     if json_path:
         atomic_write_text(Path(json_path), json.dumps({"one_pass_seconds": one_pass, "one_forward_seconds": one_forward, "rows": rows}, indent=1))
@@ -307,6 +334,8 @@ if __name__ == "__main__":
     at.add_argument("--n", type=int, default=500, help="correctly classified test images (default 500)")
     at.add_argument("--attacks", nargs="+", help="default: every attack that both backends have")
     at.add_argument("--json", help="also write the table as JSON to this path")
+    at.add_argument("--repeats", type=int, default=1,
+                    help="run fast and art in turn this many times and report medians (default 1)")
     at.add_argument("--set", nargs="+", default=[], metavar="NAME=VALUE",
                     help="attack parameters for both backends, e.g. max_iter=50 binary_search_steps=3")
     bt = sub.add_parser("batches")
@@ -338,4 +367,4 @@ if __name__ == "__main__":
         if not sep or not key:
             parser.error(f"--set {item!r} is not allowed; write NAME=VALUE, e.g. max_iter=50")
         overrides[key] = json.loads(value) if value[:1] in "-0123456789[{tfn" else value  # numbers, lists, true/false
-    sys.exit(attacks_main(args.n, args.attacks, args.json, settings=overrides))
+    sys.exit(attacks_main(args.n, args.attacks, args.json, settings=overrides, repeats=args.repeats))

@@ -18,6 +18,8 @@ Input shape and class count come from the dataset (``data.info(name)``).
 """
 from __future__ import annotations
 
+import copy
+import math
 from typing import Callable
 
 import torch
@@ -27,23 +29,54 @@ from torch import nn
 Shape = tuple[int, int, int]
 
 
-def _flat_size(features: nn.Module, input_shape: Shape, name: str) -> int:
+def _feature_shape(features: nn.Module, input_shape: Shape, name: str) -> tuple[int, ...]:
     """Run a dummy input through the conv stack to size the first dense layer."""
     try:
         with torch.no_grad():
-            return int(features(torch.zeros(1, *input_shape)).numel())
+            return tuple(features(torch.zeros(1, *input_shape)).shape[1:])
     except RuntimeError as err:
         raise ValueError(f"model {name!r} cannot take inputs of shape {input_shape}: {err}") from err
 
 
 class _ConvThenDense(nn.Module):
+    flatten_channels_last = False  # set by channels_last_twin on a copy, never on a trained net
+
     def __init__(self, features: nn.Module, head: Callable[[int], nn.Module], input_shape: Shape, name: str):
         super().__init__()
         self.features = features
-        self.head = head(_flat_size(features, input_shape, name))
+        self.feature_shape = _feature_shape(features, input_shape, name)
+        self.head = head(math.prod(self.feature_shape))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(torch.flatten(self.features(x), 1))
+        features = self.features(x)
+        if self.flatten_channels_last:  # a free view of a channels-last tensor; the weights match this order
+            return self.head(features.permute(0, 2, 3, 1).flatten(1))
+        return self.head(torch.flatten(features, 1))
+
+    def read_features_channels_last(self) -> None:
+        """Flatten the features in (H, W, C) order from now on, the first dense layer's weight
+        columns permuted to match, so a channels-last pass needs no layout conversion at the
+        flatten (in the backward pass it cost a copy per layer; see ``channels_last_twin``)."""
+        first = self.head[0] if isinstance(self.head, nn.Sequential) else self.head
+        if self.flatten_channels_last or len(self.feature_shape) != 3 or not isinstance(first, nn.Linear):
+            return
+        c, h, w = self.feature_shape
+        with torch.no_grad():
+            first.weight.copy_(first.weight.view(-1, c, h, w).permute(0, 2, 3, 1).reshape(first.weight.shape))
+        self.flatten_channels_last = True
+
+
+def channels_last_twin(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` computing the same function (to float rounding) in channels-last layout,
+    the faster one for CPU convolutions and pooling: the CW line search's forward and gradient
+    passes run on it (``python -m decoylab.bench attacks``). Every conv-then-dense net inside,
+    a defense's composite included, reads its features in channels-last order. The caller passes
+    channels-last inputs. Raises what ``copy.deepcopy`` raises for a model that cannot be copied."""
+    twin = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    for module in twin.modules():
+        if isinstance(module, _ConvThenDense):
+            module.read_features_channels_last()
+    return twin
 
 
 def honey_small_conv(input_shape: Shape, num_classes: int) -> nn.Module:
