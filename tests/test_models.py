@@ -21,15 +21,17 @@ def test_the_channels_last_twin_computes_the_same_logits_and_input_gradients(nam
     """The twin (the CW line search's copy) flattens its features in (H, W, C) order with permuted
     dense weights: the same function to float rounding, and the original net is left as it was."""
     shape = SHAPES[name]
-    model = models.build(name, shape, 10, seed=0).eval()
+    # In float64: in float32 the two layouts' rounding can flip a near-tie of a max-pool window,
+    # which sends that window's gradient to another pixel.
+    model = models.build(name, shape, 10, seed=0).eval().double()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     twin = models.channels_last_twin(model)
-    x = torch.rand(3, *shape, requires_grad=True)
+    x = torch.rand(3, *shape, dtype=torch.float64, requires_grad=True)
     out, twin_out = model(x), twin(x.contiguous(memory_format=torch.channels_last))
-    torch.testing.assert_close(twin_out, out, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(twin_out, out, rtol=1e-9, atol=1e-9)
     (grad,) = torch.autograd.grad(out[:, 0].sum(), x)
     (twin_grad,) = torch.autograd.grad(twin_out[:, 0].sum(), x)
-    torch.testing.assert_close(twin_grad, grad, rtol=1e-3, atol=1e-5)
+    torch.testing.assert_close(twin_grad, grad, rtol=1e-9, atol=1e-9)
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     reads_channels_last = [m.flatten_channels_last for m in twin.modules() if hasattr(m, "feature_shape")]
     assert all(reads_channels_last) and all(not m.flatten_channels_last for m in model.modules()

@@ -311,9 +311,10 @@ def _cw_l2_line_search(model, xb, lb, num_classes, targeted, confidence, learnin
 
 
 def _channels_last_copy(model: nn.Module, x: torch.Tensor):
-    """``models.channels_last_twin(model)`` as a function of NCHW batches, for the CW line search's
-    passes and the query attacks' queries: on CPU convolutions and pooling it runs a forward pass
-    about 1.4x and a forward+backward pass about 1.15x faster (``python -m decoylab.bench attacks``). Falls back to ``model`` itself where it cannot be
+    """``models.channels_last_twin(model)`` as a function of NCHW batches, for the passes of the CW
+    line search and JSMA and the query attacks' queries: on CPU convolutions and pooling it runs a
+    forward pass about 1.4x and a forward+backward pass about 1.15x faster than ``model``
+    (``python -m decoylab.bench attacks``). Falls back to ``model`` itself where it cannot be
     copied or the input is not an image batch."""
     if x.dim() != 4:
         return model
@@ -440,6 +441,7 @@ def jsma(model, x, labels, *, targeted, theta, gamma, saliency="pairs", batch_si
     Only the samples still running are evaluated at each iteration."""
     if not targeted:
         raise ValueError("jsma is a targeted attack here; pass targeted=True (target='random' as in the papers)")
+    model = _channels_last_copy(model, x)  # every pass on the channels-last twin: cheaper on CPU
     out, used = [], 0
     bound = 1.0 if theta > 0 else 0.0
     for xb, lb in _batches(x, labels, batch_size):
