@@ -94,8 +94,8 @@ def attacks_main(n: int = 500, names: list[str] | None = None, json_path: str | 
     as plain passes over the same images in the batches ``attacks.run`` uses by default.
     ``settings`` (the same for both backends) override the attacks' defaults, e.g. a shorter EAD.
     ``repeats`` > 1 runs the backends in turn that many times (fast, art, fast, art, ...), re-timing
-    the floor's passes before each turn, and reports medians: this machine's speed drifts by a
-    fifth within minutes, and a ratio of two runs far apart in time inherits that drift.
+    the floor's passes before each turn, and reports medians: this machine's speed drifts by up to a
+    third within minutes, and a ratio of two runs far apart in time inherits that drift.
     """
     import torch
     import torch.nn.functional as F
