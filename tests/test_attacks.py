@@ -145,7 +145,7 @@ def test_accepted_and_catalogue():
 def test_attack_benchmark_prints_and_writes_json(tmp_path, capsys):
     import json
 
-    from decoylab import bench
+    from decoylab.tools import bench
 
     assert bench.attacks_main(n=20, names=["fgsm", "deepfool"], json_path=str(tmp_path / "b.json")) == 0
     out = capsys.readouterr().out
@@ -160,7 +160,7 @@ def test_benchmark_counts_the_passes_an_attack_makes_copies_included():
     and a deep copy of the counted model (the CW line search's scorer) counting into the same totals."""
     import copy
 
-    from decoylab import bench
+    from decoylab.tools import bench
 
     counted, images = bench._counting(torch.nn.Linear(4, 3))
     x = torch.rand(5, 4, requires_grad=True)
@@ -175,7 +175,7 @@ def test_benchmark_counts_the_passes_an_attack_makes_copies_included():
 def test_attack_benchmark_settings_reach_both_backends_and_bad_ones_are_named(tmp_path, capsys):
     import json
 
-    from decoylab import bench
+    from decoylab.tools import bench
 
     assert bench.attacks_main(n=10, names=["fgsm"], json_path=str(tmp_path / "b.json"), settings={"eps": 0.05}) == 0
     rows = json.loads((tmp_path / "b.json").read_text())["rows"]
@@ -192,7 +192,7 @@ def test_attack_benchmark_repeats_take_turns_and_report_medians(tmp_path, capsys
     import json
     import statistics
 
-    from decoylab import bench
+    from decoylab.tools import bench
 
     assert bench.attacks_main(n=10, names=["fgsm"], json_path=str(tmp_path / "b.json"), repeats=3) == 0
     assert "medians of 3 turns" in capsys.readouterr().out
@@ -207,7 +207,7 @@ def test_attack_benchmark_repeats_take_turns_and_report_medians(tmp_path, capsys
 def test_batch_benchmark_prints_every_model_and_writes_json(tmp_path, capsys):
     import json
 
-    from decoylab import bench
+    from decoylab.tools import bench
 
     assert bench.batches_main([16, 64], n=64, json_path=str(tmp_path / "b.json")) == 0
     out = capsys.readouterr().out
@@ -218,7 +218,7 @@ def test_batch_benchmark_prints_every_model_and_writes_json(tmp_path, capsys):
 
 
 def test_training_benchmark_times_both_layouts_for_every_model(capsys):
-    from decoylab import bench
+    from decoylab.tools import bench
 
     assert bench.training_main([8], steps=1) == 0
     out = capsys.readouterr().out
@@ -240,7 +240,7 @@ def test_cw_adam_leaves_the_models_weights_without_gradients(setup):
 
 
 def test_jsma_pairs_benchmark_finds_identical_examples(capsys):
-    from decoylab import bench
+    from decoylab.tools import bench
 
     assert bench.jsma_pairs_main(n=4, model_name="honey_small_conv") == 0  # 1: the pruned search changed an example
     out = capsys.readouterr().out

@@ -6,7 +6,7 @@ import nbformat
 import papermill
 import pytest
 
-from decoylab import runner
+from decoylab.tools import runner
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))

@@ -6,8 +6,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from decoylab import runner
-from decoylab.cli import main as cli_main
+from decoylab.tools import runner
+from decoylab.tools.cli import main as cli_main
 
 pytestmark = pytest.mark.slow
 
@@ -159,22 +159,22 @@ def test_ray_executor_writes_what_a_local_run_writes(kit):
 
 def test_sweep_points_fan_out_over_ray_in_order(monkeypatch):
     ray = pytest.importorskip("ray")
-    from decoylab import executor
+    from decoylab import parallel
 
-    assert executor.map_points(lambda p: p * p, [3, 1, 2]) == [9, 1, 4]  # locally, without Ray
+    assert parallel.map_points(lambda p: p * p, [3, 1, 2]) == [9, 1, 4]  # locally, without Ray
     monkeypatch.setenv("DECOYLAB_EXECUTOR", "ray")
     monkeypatch.setenv("DECOYLAB_RAY_ADDRESS", "")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        assert executor.map_points(lambda p: (p * p, __import__("os").getpid()), [3, 1, 2])[0][0] == 9
-        squares = executor.map_points(lambda p: p * p, [3, 1, 2])
+        assert parallel.map_points(lambda p: (p * p, __import__("os").getpid()), [3, 1, 2])[0][0] == 9
+        squares = parallel.map_points(lambda p: p * p, [3, 1, 2])
     finally:
         ray.shutdown()
     assert squares == [9, 1, 4]
 
 
 def test_workshop_writes_parameterised_notebooks_and_prebuilds(kit):
-    from decoylab import workshop
+    from decoylab.tools import workshop
 
     tmp, dirs = kit
     lines = []
@@ -195,7 +195,7 @@ def test_workshop_writes_parameterised_notebooks_and_prebuilds(kit):
 
 def test_parallel_workers_share_the_cores_but_keep_a_users_thread_count(monkeypatch):
     """--jobs N: each worker's kernel gets cpu_count // N threads (at least 1); an explicit OMP_NUM_THREADS stays."""
-    from decoylab import runner
+    from decoylab.tools import runner
 
     monkeypatch.setattr(runner.os, "cpu_count", lambda: 8)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # records the original state, restored after the test
@@ -213,7 +213,7 @@ def test_builders_start_first_and_the_notebooks_reading_their_cache_last():
     from pathlib import Path
     from types import SimpleNamespace
 
-    from decoylab import runner
+    from decoylab.tools import runner
 
     names = sorted(p.stem for p in Path("notebooks").glob("[0-9]*.ipynb"))
     # the pairs name real notebooks (a rename would silently drop the ordering)

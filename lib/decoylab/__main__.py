@@ -1,4 +1,4 @@
 """`python -m decoylab ...` is the same as the `decoylab` command."""
-from decoylab.cli import main
+from decoylab.tools.cli import main
 
 raise SystemExit(main())

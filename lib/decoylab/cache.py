@@ -15,8 +15,6 @@ import functools
 import hashlib
 import io
 import json
-import os
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -27,6 +25,7 @@ from torch import nn
 
 import decoylab
 from decoylab import config
+from decoylab.fileio import atomic_write_bytes, atomic_write_text
 
 
 def canonical(value: Any, where: str = "key") -> Any:
@@ -71,25 +70,6 @@ def make_key(kind: str, parts: Mapping[str, Any]) -> str:
     blob = json.dumps({"kind": kind, "kit": decoylab.__version__, "parts": canonical(parts)},
                       sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` so that readers see the old file or the new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
 
 
 class Cache:

@@ -49,7 +49,7 @@ def device(choice: str | None = None) -> torch.device:
 
 
 # Batch sizes for inference and attacks when the caller gives none. On CPU small batches win: their
-# activations stay in the caches (2-core machine, ``python -m decoylab.bench batches``: the kit's MNIST
+# activations stay in the caches (2-core machine, ``python -m decoylab.tools.bench batches``: the kit's MNIST
 # nets run 1.3-2x faster per image at 128 than at 1024, forward and forward+backward alike, and within about
 # 10 % of the best size measured for each).
 # On a GPU large batches keep the device busy.

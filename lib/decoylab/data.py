@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from decoylab import config
-from decoylab.cache import atomic_write_bytes
+from decoylab.fileio import atomic_write_bytes
 
 SPLITS = ("train", "test")
 # The embedded datasets ship as one pool; this fraction becomes the test split.

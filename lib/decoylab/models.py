@@ -69,7 +69,7 @@ class _ConvThenDense(nn.Module):
 def channels_last_twin(model: nn.Module) -> nn.Module:
     """A copy of ``model`` computing the same function (to float rounding) in channels-last layout,
     the faster one for CPU convolutions and pooling: the CW line search's forward and gradient
-    passes run on it (``python -m decoylab.bench attacks``). Every conv-then-dense net inside,
+    passes run on it (``python -m decoylab.tools.bench attacks``). Every conv-then-dense net inside,
     a defense's composite included, reads its features in channels-last order. The caller passes
     channels-last inputs. Raises what ``copy.deepcopy`` raises for a model that cannot be copied."""
     twin = copy.deepcopy(model).to(memory_format=torch.channels_last)

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from decoylab.cache import atomic_write_bytes, atomic_write_text
+from decoylab.fileio import atomic_write_bytes, atomic_write_text
 
 PARTIAL_FILE = "results.partial.json"
 FIGURES_DIR = "figures"

@@ -115,7 +115,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig | N
     model.to(dev).train()
     if dev.type == "cpu":
         # oneDNN's convolutions run up to 1.5x faster per training step in channels-last on CPU (NeuralFP's
-        # net; about as fast for the others: `python -m decoylab.bench training`); back to the default layout after
+        # net; about as fast for the others: `python -m decoylab.tools.bench training`); back to the default layout after
         # training, so a trained model is the same object whether trained now or loaded from the cache
         model.to(memory_format=torch.channels_last)
     x, y = x.to(dev), y.to(dev)

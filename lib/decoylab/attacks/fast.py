@@ -314,7 +314,7 @@ def _channels_last_copy(model: nn.Module, x: torch.Tensor):
     """``models.channels_last_twin(model)`` as a function of NCHW batches, for the passes of the CW
     line search and JSMA and the query attacks' queries: on CPU convolutions and pooling it runs a
     forward pass about 1.4x and a forward+backward pass about 1.15x faster than ``model``
-    (``python -m decoylab.bench attacks``). Falls back to ``model`` itself where it cannot be
+    (``python -m decoylab.tools.bench attacks``). Falls back to ``model`` itself where it cannot be
     copied or the input is not an image batch."""
     if x.dim() != 4:
         return model

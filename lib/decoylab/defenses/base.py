@@ -85,7 +85,7 @@ class TrainedDefense(Defense):
         """``payload`` plus the weights, architecture and seed, to a temporary file renamed to ``path``."""
         import io
 
-        from decoylab.cache import atomic_write_bytes
+        from decoylab.fileio import atomic_write_bytes
 
         buffer = io.BytesIO()
         torch.save({"state_dict": self.attacked_model.state_dict(), "model_name": self.model_name,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from decoylab import runner
+from decoylab.tools import runner
 
 RUN_HELP = f"""\
 Execute notebooks headless with papermill, using the parameters in params/<preset>/<notebook>.yaml.
@@ -82,12 +82,12 @@ def main(argv: list[str] | None = None) -> int:
                           notebooks_dir=args.notebooks_dir, params_dir=args.params_dir, runs_dir=args.runs_dir,
                           executor=args.executor, ray_address=args.ray_address)
     if args.command == "workshop":
-        from decoylab import workshop
+        from decoylab.tools import workshop
 
         return workshop.prepare(preset=args.preset, out_dir=args.out, notebooks=args.notebooks,
                                 notebooks_dir=args.notebooks_dir, params_dir=args.params_dir,
                                 prebuild=not args.no_prebuild, jobs=args.jobs)
-    from decoylab import bench
+    from decoylab.tools import bench
 
     return bench.main(preset=args.preset, notebooks=args.notebooks, jobs=args.jobs,
                       notebooks_dir=args.notebooks_dir, params_dir=args.params_dir)

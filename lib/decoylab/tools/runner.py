@@ -18,11 +18,7 @@ import ast
 import hashlib
 import json
 import os
-import platform
-import subprocess
-import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable
@@ -31,28 +27,16 @@ import yaml
 
 import decoylab
 from decoylab import params as params_mod
-from decoylab import report
-from decoylab.cache import atomic_write_text, canonical
-from decoylab.results import PARTIAL_FILE
+from decoylab.tools import report
+from decoylab.cache import canonical
+from decoylab.tools.execution import RESULTS_FILE, Task, environment, execute
 
 PRESETS_HINT = "tiny (tests, seconds), quick (2-core CPU, minutes, embedded data), paper (the papers' settings, GPU)"
 SKIPPED_NOTEBOOKS = ("TEMPLATE",)
-RESULTS_FILE = "results.json"
 
 
 class RunnerError(Exception):
     """A problem found before anything ran (bad preset, unknown notebook, bad parameters)."""
-
-
-@dataclass
-class Task:
-    name: str
-    notebook: Path
-    params_file: Path
-    params: dict[str, Any]
-    out_dir: Path
-    params_hash: str
-    effective: dict[str, Any]  # the notebook's defaults with the preset's values on top
 
 
 def _defaults(declared: dict[str, Any]) -> dict[str, Any]:
@@ -205,75 +189,6 @@ def _declared(notebook: Path) -> dict[str, Any]:
     return papermill.inspect_notebook(str(notebook))
 
 
-# --------------------------------------------------------------------------- execution
-
-def environment() -> dict[str, Any]:
-    """Versions, device and git commit, recorded with every result."""
-    import numpy
-    import torch
-
-    versions = {"python": platform.python_version(), "decoylab": decoylab.__version__,
-                "torch": torch.__version__, "numpy": numpy.__version__}
-    for module in ("torchvision", "art", "sklearn", "papermill"):
-        try:
-            versions[module] = __import__(module).__version__
-        except Exception:  # an optional package that is missing or broken is just not listed
-            versions[module] = None
-    device = "cuda:" + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-    return {"versions": versions, "device": device, "platform": platform.platform(), "git_commit": _git_commit()}
-
-
-def _git_commit() -> str | None:
-    here = Path(__file__).resolve().parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "--verify", "HEAD"], cwd=here, capture_output=True, text=True,
-                              timeout=10)
-        commit = head.stdout.strip() if head.returncode == 0 else ""
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return (commit + ("-dirty" if dirty else "")) or None
-
-
-def execute(task: Task, preset: str, env: dict[str, Any]) -> dict[str, Any]:
-    """Execute one notebook (in a worker process) and write its ``results.json`` atomically."""
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
-    os.environ["DECOYLAB_BATCH"] = "1"
-    os.environ["DECOYLAB_RUN_DIR"] = str(task.out_dir)
-    task.out_dir.mkdir(parents=True, exist_ok=True)
-    partial = task.out_dir / PARTIAL_FILE
-    partial.unlink(missing_ok=True)
-    running = task.out_dir / f".{task.name}.running.ipynb"
-    # The kernel inherits this worker's stderr: send its warnings to a log beside the notebook
-    # so the runner's own output stays one line per notebook.
-    kernel_log = open(task.out_dir / "kernel.log", "w")
-    os.dup2(kernel_log.fileno(), 2)
-    status, error = "ok", None
-    start = time.perf_counter()
-    try:
-        papermill.execute_notebook(str(task.notebook), str(running), parameters=task.params,
-                                   cwd=str(task.out_dir), progress_bar=False, log_output=False)
-    except PapermillExecutionError as err:
-        status = "failed"
-        error = {"cell": err.exec_count, "ename": err.ename, "evalue": err.evalue}
-    except Exception as err:  # kernel died, notebook unreadable, ...: still report, never crash the run
-        status = "failed"
-        error = {"cell": None, "ename": type(err).__name__, "evalue": str(err)}
-    seconds = time.perf_counter() - start
-    if running.exists():  # replace the previous executed notebook only once this one is complete
-        os.replace(running, task.out_dir / f"{task.name}.ipynb")
-    results = json.loads(partial.read_text()) if partial.exists() else {}
-    doc = {"notebook": task.name, "preset": preset, "status": status, "seconds": round(seconds, 2),
-           "params": task.effective, "preset_params": task.params, "params_file": str(task.params_file),
-           "params_hash": task.params_hash, "environment": {**env, "seed": task.effective.get("SEED")}, "error": error, "results": results}
-    atomic_write_text(task.out_dir / RESULTS_FILE, json.dumps(doc, indent=1))
-    partial.unlink(missing_ok=True)
-    return doc
-
-
 def _completed(task: Task) -> bool:
     path = task.out_dir / RESULTS_FILE
     try:
@@ -303,7 +218,7 @@ def run(preset: str = "quick", notebooks: list[str] | None = None, jobs: int = 1
 
     ``executor="local"`` runs ``jobs`` notebooks at a time in local processes; ``"ray"`` sends each to
     a Ray task (``decoylab.executor``) on the cluster at ``ray_address`` (None: a local Ray instance)."""
-    from decoylab import executor as executors
+    from decoylab.tools import executor as executors
 
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         log(f"error: --jobs {jobs!r} is not allowed; --jobs must be an integer >= 1")

@@ -102,7 +102,8 @@ def attacks_main(n: int = 500, names: list[str] | None = None, json_path: str | 
 
     from decoylab import attacks, config, data, train
     from decoylab.attacks.core import REGISTRY, checked_settings
-    from decoylab.cache import Cache, atomic_write_text
+    from decoylab.cache import Cache
+    from decoylab.fileio import atomic_write_text
 
     if repeats < 1:
         print(f"error: --repeats {repeats} is not allowed; --repeats must be >= 1")
@@ -206,7 +207,7 @@ def batches_main(sizes: list[int], n: int = 1024, json_path: str | None = None) 
     import torch
 
     from decoylab import config, models
-    from decoylab.cache import atomic_write_text
+    from decoylab.fileio import atomic_write_text
 
     if not sizes or any(b < 1 for b in sizes):
         print(f"error: --sizes {sizes} is not allowed; give batch sizes >= 1")
@@ -320,7 +321,7 @@ def jsma_pairs_main(n: int = 50, model_name: str = "deepsec_mnist") -> int:
 if __name__ == "__main__":
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m decoylab.bench",
+    parser = argparse.ArgumentParser(prog="python -m decoylab.tools.bench",
                                      description="Benchmarks: 'notebooks' times a preset (also `decoylab bench`); "
                                                  "'attacks' compares the fast and ART attack backends; "
                                                  "'batches' times the nets per batch size; 'training' times a "

@@ -13,7 +13,7 @@ import numbers
 from pathlib import Path
 from typing import Any
 
-from decoylab.cache import atomic_write_text
+from decoylab.fileio import atomic_write_text
 from decoylab.results import MATCH_LABELS
 
 RESULT_COLUMNS = ("result", "value", "paper", "difference", "settings", "source", "note")

@@ -6,9 +6,8 @@ its worker and returns every file it wrote; the driver writes them under ``runs/
 local run puts them, so the outputs (executed notebook, figures, ``results.json``, the report) are
 the same whichever executor ran them, and a worker need not share a disk with the driver.
 
-Inside a notebook, ``map_points(fn, points)`` computes sweep points: on the same Ray cluster when the
-run was started with ``--executor ray`` (the runner passes the address in ``DECOYLAB_EXECUTOR`` and
-``DECOYLAB_RAY_ADDRESS``), in the kernel's own process otherwise.
+Inside a notebook, ``decoylab.parallel.map_points(fn, points)`` computes sweep points on the same
+cluster (this module passes the address in ``DECOYLAB_EXECUTOR`` and ``DECOYLAB_RAY_ADDRESS``).
 """
 from __future__ import annotations
 
@@ -17,22 +16,15 @@ import shutil
 import socket
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Iterator
+
+from decoylab.parallel import RayMissing, import_ray, init_ray
 
 EXECUTORS = ("local", "ray")
-RAY_HINT = "Ray is not installed: pip install 'ray>=2.9' (or pip install -e '.[test]', which includes it)"
 
 
 class ExecutorError(Exception):
     """A problem found before anything ran: unknown executor, Ray missing, cluster unreachable."""
-
-
-def _import_ray():
-    try:
-        import ray
-    except ImportError as err:
-        raise ExecutorError(RAY_HINT) from err
-    return ray
 
 
 def check(executor: str, address: str | None, *, timeout: float = 5.0) -> None:
@@ -45,7 +37,10 @@ def check(executor: str, address: str | None, *, timeout: float = 5.0) -> None:
         if address is not None:
             raise ExecutorError("--ray-address needs --executor ray")
         return
-    _import_ray()
+    try:
+        import_ray()
+    except RayMissing as err:
+        raise ExecutorError(str(err)) from err
     if address in (None, "auto", "local"):
         return
     hostport = address.split("://", 1)[-1]
@@ -59,14 +54,6 @@ def check(executor: str, address: str | None, *, timeout: float = 5.0) -> None:
                             f"(ray start --head) or leave --ray-address out to start a local Ray instance") from err
 
 
-def _init(address: str | None):
-    ray = _import_ray()
-    if not ray.is_initialized():
-        ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
-    return ray
-
-
 def _collect(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
@@ -75,13 +62,13 @@ def _execute_remotely(task, preset: str, env: dict[str, Any], address: str) -> t
     """On a Ray worker: run the notebook into a scratch folder, return its document and files."""
     import dataclasses
 
-    from decoylab import runner
+    from decoylab.tools import execution
 
     scratch = Path(tempfile.mkdtemp(prefix="decoylab-ray-"))
     try:
         os.environ["DECOYLAB_EXECUTOR"] = "ray"
         os.environ["DECOYLAB_RAY_ADDRESS"] = address
-        doc = runner.execute(dataclasses.replace(task, out_dir=scratch / task.name), preset, env)
+        doc = execution.execute(dataclasses.replace(task, out_dir=scratch / task.name), preset, env)
         return doc, _collect(scratch / task.name)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -90,10 +77,10 @@ def _execute_remotely(task, preset: str, env: dict[str, Any], address: str) -> t
 def run_on_ray(tasks: list, preset: str, env: dict[str, Any], address: str | None) -> Iterator[tuple[Any, dict]]:
     """Yield ``(task, results document)`` as each notebook finishes on the cluster, after writing its
     files under ``task.out_dir`` (``results.json`` last, every file atomically)."""
-    from decoylab.cache import atomic_write_bytes
-    from decoylab.runner import RESULTS_FILE
+    from decoylab.fileio import atomic_write_bytes
+    from decoylab.tools.execution import RESULTS_FILE
 
-    ray = _init(address)
+    ray = init_ray(address)
     gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
     cluster_address = ray.get_runtime_context().gcs_address
     remote = ray.remote(num_gpus=gpus, max_retries=0)(_execute_remotely)
@@ -111,15 +98,3 @@ def run_on_ray(tasks: list, preset: str, env: dict[str, Any], address: str | Non
         for name, payload in sorted(files.items(), key=lambda kv: kv[0] == RESULTS_FILE):
             atomic_write_bytes(task.out_dir / name, payload)
         yield task, doc
-
-
-def map_points(fn: Callable[[Any], Any], points: Iterable[Any]) -> list[Any]:
-    """``[fn(p) for p in points]``, fanned out over the Ray cluster the run uses (one task per point,
-    one GPU each when there are GPUs) when the notebook runs under ``--executor ray``; in order."""
-    points = list(points)
-    if os.environ.get("DECOYLAB_EXECUTOR") != "ray" or len(points) < 2:
-        return [fn(p) for p in points]
-    ray = _init(os.environ.get("DECOYLAB_RAY_ADDRESS") or "auto")
-    gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
-    remote = ray.remote(num_gpus=gpus, max_retries=0)(fn)
-    return ray.get([remote.remote(p) for p in points])

@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from decoylab import runner
-from decoylab.cache import atomic_write_text
+from decoylab.tools import runner
+from decoylab.fileio import atomic_write_text
 
 
 def prepare(preset: str = "quick", out_dir: str | Path = "workshop", notebooks: list[str] | None = None,
