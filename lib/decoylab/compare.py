@@ -21,14 +21,7 @@ from decoylab.defenses.base import Defense
 AttackSpecs = dict[str, tuple[str, dict[str, Any]]]
 
 # The adaptive attacks' L∞ budget when it differs from the attacks' own (notebook 90): data range (0, 1].
-params.register("ADAPTIVE_EPS", params.number(0.0, 1.0, low_open=True, optional=True))
 # Notebook 41's overlay (section 5): notebook 90's settings under their own names.
-params.register("OVERLAY_MODEL", params.SPECS["MODEL"])
-for _name in ("OVERLAY_EPOCHS", "OVERLAY_PGD_STEPS", "OVERLAY_CW_MAX_ITER", "OVERLAY_CW_BINARY_STEPS", "OVERLAY_FP_N"):
-    params.register(_name, params.integer(1))
-for _name in ("OVERLAY_N_ATTACK", "OVERLAY_N_CALIBRATION", "OVERLAY_N_DETECTOR_FIT"):
-    params.register(_name, params.integer(10))  # fewer images give no usable threshold or ROC curve
-params.register("ATTRACTOR_STRENGTH", params.number(0.0, low_open=True))
 
 
 def attack_sets(model, x: torch.Tensor, y: torch.Tensor, specs: AttackSpecs, *, seed: int = 0, cache=None):
@@ -68,7 +61,6 @@ COMPARISON_ATTACKS = {
     "deepfool": ("deepfool", {}),
 }
 COLOUR_EPS = {"fgsm": 8 / 255, "pgd": 8 / 255}
-params.register("OVERLAY_ATTACKS", params.non_empty_list(params.choice(COMPARISON_ATTACKS)))
 
 
 def check_comparison(*, defenses: Any = None, attacks_: Any = None, fprs: Any = None) -> None:

@@ -1,18 +1,20 @@
-"""The library's ranges for notebook parameters, checked before any compute.
+"""One parameter system: a ``Spec`` says what a value may be, and every check goes through it.
 
-A notebook's ``parameters`` cell holds UPPER_CASE literals; the next cell calls
-``params.validate(globals())``. The runner checks YAML presets against the same specs
-(and against the notebook's own declared names and types) before anything runs, so a
-bad preset fails in a second instead of after an hour of training.
+The same ``Spec`` objects serve three callers:
 
-Defense modules add their own parameters with ``register``.
+- a notebook's settings cell: ``params.validate(globals(), "10_honeymodels")`` checks every UPPER_CASE
+  literal of the ``parameters`` cell against that notebook's specs (``decoylab.specs.for_notebook``);
+- the runner, which checks a YAML preset against the same specs before anything runs, without
+  importing torch (this module and ``decoylab.specs`` import nothing heavy);
+- the library's constructors and ``attacks.run``: ``params.check("eps", eps, specs.EPS)``.
+
+An unknown name is an error everywhere, never skipped.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
-
-from decoylab import attacks, config, data, models
 
 
 class ParameterError(ValueError):
@@ -25,10 +27,15 @@ class Spec:
     check: Callable[[Any], bool]
     allowed: str  # what is allowed, in words, for the error message
 
+    def accepts(self, value: Any) -> bool:
+        return _is(value, self.types) and self.check(value)
+
 
 def _is(value: Any, types: tuple[type, ...]) -> bool:
     if isinstance(value, bool) and bool not in types:
         return False  # True is an int in Python, but never a valid count or rate
+    if isinstance(value, float) and not math.isfinite(value):
+        return False  # inf and nan are never a valid setting
     return isinstance(value, types)
 
 
@@ -52,62 +59,72 @@ def number(low: float | None = None, high: float | None = None, *, low_open: boo
                 f"a number in {span}" + (" or null" if optional else ""))
 
 
-def choice(options: Iterable[str]) -> Spec:
+def choice(options: Iterable[str], *, optional: bool = False) -> Spec:
     options = tuple(options)
-    return Spec((str,), lambda v: v in options, "one of " + ", ".join(options))
-
-
-def non_empty_list(item: Spec) -> Spec:
-    """A non-empty list whose every element satisfies ``item`` (a sweep grid)."""
-    return Spec((list,), lambda v: len(v) > 0 and all(_is(e, item.types) and item.check(e) for e in v),
-                f"a non-empty list, each element {item.allowed}")
+    return Spec((str, type(None)) if optional else (str,), lambda v: (optional and v is None) or v in options,
+                "one of " + ", ".join(options) + (" or null" if optional else ""))
 
 
 def boolean() -> Spec:
     return Spec((bool,), lambda v: True, "true or false")
 
 
-SPECS: dict[str, Spec] = {
-    "DATASET": choice(data.names()),
-    "DATA_ROOT": Spec((str, type(None)), lambda v: True, "a folder path or null ($DECOYLAB_DATA)"),
-    "MODEL": choice(models.names()),
-    "DEVICE": choice(config.DEVICES),
-    "INTERACTIVE": boolean(),
-    "SEED": integer(0),
-    "N_TRAIN": integer(1, optional=True),
-    "N_TEST": integer(1, optional=True),
-    "N_ATTACK": integer(1),
-    "EPOCHS": integer(1),
-    "BATCH_SIZE": integer(1),
-    "LR": number(0, low_open=True),
-    "EPS": number(0, 1, low_open=True),
-    "STEP_SIZE": number(0, 1, low_open=True),
-    "STEPS": integer(1),
-    "FPR": number(0, 1, low_open=True, high_open=True),
-    "ATTACK": choice(attacks.names()),
-    "ATTACK_BACKEND": choice(attacks.core.BACKENDS),
-}
+def text(optional: bool = False, what: str = "a text") -> Spec:
+    return Spec((str, type(None)) if optional else (str,), lambda v: True, what + (" or null" if optional else ""))
 
 
-def register(name: str, spec: Spec) -> None:
-    """Declare the range of a parameter (used by defense modules for their own knobs)."""
-    if not name.isupper():
-        raise ValueError(f"parameter names are UPPER_CASE, got {name!r}")
-    SPECS[name] = spec
+def list_of(item: Spec, *, non_empty: bool = True, optional: bool = False, extra: Callable[[list], bool] | None = None,
+            extra_allowed: str = "") -> Spec:
+    """A list whose every element satisfies ``item`` (a sweep grid); ``extra`` adds a rule on the whole list."""
+    def ok(v):
+        if v is None:
+            return optional
+        return ((len(v) > 0 or not non_empty) and all(item.accepts(e) for e in v)
+                and (extra is None or extra(v)))
+
+    words = ("a non-empty list" if non_empty else "a list (possibly empty)") + f", each element {item.allowed}"
+    return Spec((list, tuple, type(None)) if optional else (list, tuple), ok,
+                words + (f", {extra_allowed}" if extra_allowed else "") + (" or null" if optional else ""))
 
 
-def problems(values: Mapping[str, Any]) -> list[str]:
-    """Every problem with ``values`` against the library's specs, as readable lines."""
-    import decoylab.compare  # noqa: F401  (the comparison's parameters, notebooks 41 and 90)
-    import decoylab.defenses  # noqa: F401  (the defense modules register their parameters on import)
+def non_empty_list(item: Spec) -> Spec:
+    return list_of(item)
 
+
+def problem(name: str, value: Any, spec: Spec) -> str | None:
+    """The line that says why ``value`` is not allowed for ``name``, or None when it is."""
+    if spec.accepts(value):
+        return None
+    return f"{name}={value!r} is not allowed; {name} must be {spec.allowed}"
+
+
+def check(name: str, value: Any, spec: Spec) -> Any:
+    """``value`` when ``spec`` accepts it; otherwise a ``ParameterError`` naming ``name`` and what is allowed."""
+    found = problem(name, value, spec)
+    if found:
+        raise ParameterError(found)
+    return value
+
+
+def check_all(values: Mapping[str, Any], specs: Mapping[str, Spec], where: str = "") -> dict[str, Any]:
+    """Check every entry of ``values`` against ``specs``; unknown names are errors. One error lists every problem."""
+    found = problems(values, specs)
+    if found:
+        raise ParameterError((f"{where}: " if where else "") + "invalid parameters:\n  " + "\n  ".join(found))
+    return dict(values)
+
+
+def problems(values: Mapping[str, Any], specs: Mapping[str, Spec]) -> list[str]:
+    """Every problem with ``values`` against ``specs``, as readable lines; an unknown name is a problem."""
     found = []
     for name, value in values.items():
-        spec = SPECS.get(name)
+        spec = specs.get(name)
         if spec is None:
+            found.append(f"unknown parameter {name!r}; allowed: {', '.join(specs)}")
             continue
-        if not _is(value, spec.types) or not spec.check(value):
-            found.append(f"{name}={value!r} is not allowed; {name} must be {spec.allowed}")
+        line = problem(name, value, spec)
+        if line:
+            found.append(line)
     return found
 
 
@@ -118,10 +135,13 @@ def notebook_parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
             if k.isupper() and not k.startswith("_") and isinstance(v, literal)}
 
 
-def validate(namespace: Mapping[str, Any]) -> dict[str, Any]:
-    """Check a notebook's parameters (pass ``globals()``); raise one error naming every problem."""
+def validate(namespace: Mapping[str, Any], notebook: str) -> dict[str, Any]:
+    """Check a notebook's parameters (pass ``globals()`` and the notebook's name) against its specs;
+    raise one error naming every problem, before any compute."""
+    from decoylab import specs
+
     values = notebook_parameters(namespace)
-    found = problems(values)
+    found = specs.notebook_problems(notebook, values)
     if found:
-        raise ParameterError("invalid parameters:\n  " + "\n  ".join(found))
+        raise ParameterError(f"{notebook}: invalid parameters:\n  " + "\n  ".join(found))
     return values

@@ -41,24 +41,6 @@ DEFAULT_STRENGTH = 0.5  # A2: large enough for W's gradient to dominate C's, sma
 MAX_INTERVAL = PIXEL_LEVELS / 1.5
 CODEWORDS = ("lattice", "in_range")
 
-params.register("INTERVALS", params.non_empty_list(params.number(0.0, MAX_INTERVAL, low_open=True)))
-params.register("INTERVAL_WEIGHTS", params.non_empty_list(params.number(0.0)))
-params.register("CODEWORDS", params.choice(CODEWORDS))
-params.register("STRENGTH", params.number(0.0, low_open=True))
-params.register("KEY_SEED", params.integer(0, optional=True))
-params.register("FPRS", params.non_empty_list(params.number(0.0, 1.0, low_open=True, high_open=True)))
-params.register("ATTACKS", params.non_empty_list(params.choice(
-    ("fgsm", "rfgsm", "bim", "pgd", "umifgsm", "uap", "deepfool", "optmargin", "bpda", "spsa", "llc", "rllc",
-     "illc", "tmifgsm", "jsma", "blb", "cw2", "ead"))))
-params.register("ITERATION_CAP", params.integer(1, optional=True))
-params.register("BINARY_STEPS_CAP", params.integer(1, optional=True))
-params.register("SAMPLES_CAP", params.integer(2, optional=True))
-params.register("INITIAL_CONST", params.number(0.0, low_open=True, optional=True))
-params.register("N_KDE", params.integer(1))
-params.register("DENSITY_SAMPLES", params.integer(2))
-params.register("N_DENSITY", params.integer(1))
-params.register("DENSITY_RADIUS", params.number(0.0, low_open=True))
-params.register("TRAPDOOR_AMPLITUDE", params.number(0.0, 1.0, low_open=True))
 
 
 def check_settings(*, intervals: Any = None, weights: Any = None, strength: Any = None, a0: Any = None,

@@ -1,16 +1,22 @@
-"""The one interface every defense implements (shared/DESIGN.md, "One interface for every defense").
+"""The one interface every defense implements.
 
 - ``fit(train_set)`` builds the protected model (trains or wraps) and returns the defense;
 - ``attacked_model`` is the ``nn.Module`` a white-box attacker differentiates;
 - ``score(x)`` is one float per input, higher = more suspicious;
-- ``calibrate(x_clean, fpr)`` sets the threshold on clean inputs; ``detect(x)`` applies it.
+- ``calibrate(x_clean, fpr)`` sets the threshold on clean inputs; ``detect(x)`` applies it;
+- ``control()`` is the same pipeline without the defense (fit it like the defense), the comparison every
+  detection claim is judged against; ``control_description`` says what it is, in words;
+- ``adaptive_attacks(...)`` lists the defense-aware attacks it is known to face, by attacker knowledge;
+- ``save(path)`` / ``load(path)``: weights and secrets in one file, read back with ``weights_only=True``.
 
 So the comparison notebook, the ROC helper and the adaptive-attack harness treat all defenses alike.
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -22,8 +28,21 @@ class NotFittedError(RuntimeError):
     """A defense was used before ``fit`` (or a detector before it was trained/calibrated)."""
 
 
+@dataclass
+class AdaptiveAttack:
+    """One point of a security curve: what the attacker knows, and how it attacks."""
+    knowledge: str
+    model: nn.Module  # what the attack engine differentiates
+    loss_for: Callable[[float], Any] | None = None  # weight -> extra_loss for the engine's hook (None: no term)
+    loss_key_for: Callable[[float], dict] | None = None  # weight -> what that term depends on (the attack cache)
+    success_model: nn.Module | None = None  # where success is judged (default: the deployed classifier)
+    note: str = ""
+
+
 class Defense(ABC):
     name: str = "defense"
+    #: What ``control()`` is, in words, for tables ("the same detector pipeline on the benign model").
+    control_description: str = ""
 
     def __init__(self) -> None:
         self.threshold: float | None = None
@@ -53,6 +72,30 @@ class Defense(ABC):
         if self.threshold is None:
             raise NotFittedError(f"{self.name}: call calibrate(x_clean, fpr) before detect(x)")
         return self.score(x) > self.threshold
+
+    @abstractmethod
+    def control(self) -> "Defense | None":
+        """The same pipeline without the defense (call ``fit`` on it as on the defense), or None where the
+        defense is itself the baseline (``control_description`` says why)."""
+
+    def adaptive_attacks(self, *, x_shadow: torch.Tensor, y_shadow: torch.Tensor, attack: tuple[str, dict[str, Any]],
+                         seed: int = 0, cache=None) -> list[AdaptiveAttack]:
+        """The attacks this defense is known to face, by what the attacker knows (level 0 = oblivious).
+        ``x_shadow, y_shadow``: the attacker's own data; ``attack``: (registry name, settings) it uses."""
+        return [self.oblivious_attack()]
+
+    def oblivious_attack(self) -> AdaptiveAttack:
+        return AdaptiveAttack("0 · oblivious (white-box on the deployed model)", self.attacked_model)
+
+    def term_key(self, term: str, **depends_on) -> Callable[[float], dict]:
+        """weight -> what a defense-aware term computes from (besides the attacked model), for the attack cache:
+        the term's name, its weight, the code of this defense's module and ``depends_on``."""
+        import sys
+
+        from decoylab.cache import code_version
+
+        code = code_version(sys.modules[type(self).__module__])
+        return lambda weight: {"term": term, "weight": weight, "code": code, **depends_on}
 
 
 class TrainedDefense(Defense):

@@ -37,24 +37,6 @@ DY_SIGNS = ("code", "paper")
 TRUE_CLASS_VALUE = 0.7
 OFF_CLASS_VALUE_10 = 1 / (3 * math.sqrt(2))
 
-params.register("N_FINGERPRINTS", params.integer(1))
-params.register("FP_EPS", params.number(0, 1, low_open=True))
-params.register("TAU", params.number(0, optional=True))
-params.register("FP_WEIGHT", params.number(0, low_open=True))
-params.register("DX_MODE", params.choice(DX_MODES))
-params.register("DY_SIGN", params.choice(DY_SIGNS))
-params.register("RANDOM_SIGN", params.boolean())
-params.register("FP_SEED", params.integer(0, optional=True))
-params.register("N_GRID", params.non_empty_list(params.integer(1)))
-params.register("EPS_GRID", params.non_empty_list(params.number(0, 1, low_open=True)))
-params.register("N_FINGERPRINT_SETS", params.integer(1))
-params.register("N_PRETEST", params.integer(1))
-params.register("N_ADAPTIVE", params.integer(1))
-params.register("ADAPTIVE_WEIGHT", params.number(0, low_open=True))
-params.register("CW_MAX_ITER", params.integer(1))
-params.register("CW_BINARY_STEPS", params.integer(1))
-params.register("CW_LR", params.number(0, low_open=True))
-params.register("CW_INITIAL_CONST", params.number(0, low_open=True))
 
 
 def check_settings(*, n: Any = None, eps: Any = None, tau: Any = None, dx_mode: Any = None, dy_sign: Any = None,
@@ -360,7 +342,6 @@ def auc_row(clean_scores: torch.Tensor, adversarial_scores: torch.Tensor, *, cor
             f"tpr_at_{fpr:g}": metrics.tpr_at_fpr(clean_scores[correct], adversarial_scores[correct], fpr)}
 
 
-params.register("SWEEP_ATTACKS", params.non_empty_list(params.choice(PAPER_ATTACKS)))
 
 
 def sweep_point(train_set, test_set, *, n: int, eps: float, fingerprint_seed: int | None = 0,

@@ -31,18 +31,6 @@ from decoylab.defenses.base import NotFittedError, TrainedDefense
 READINGS = ("perturbation", "raw")
 SAMPLES = ("successful", "all")
 
-params.register("WATERMARK_SIZE", params.number(0, 1, low_open=True))
-params.register("AMPLITUDE", params.number(0, 1, low_open=True))
-params.register("POISON_PERCENT", params.number(0, 100, high_open=True))
-params.register("KEY_SEED", params.integer(0, optional=True))
-params.register("RECONSTRUCTION", params.choice(READINGS))
-params.register("DETECTOR_SAMPLES", params.choice(SAMPLES))
-params.register("MMD_SAMPLES", params.choice(SAMPLES))
-params.register("JSMA_GAMMA", params.number(0, 1, low_open=True))
-params.register("POISON_GRID", params.non_empty_list(params.number(0, 100, high_open=True)))
-params.register("SIZE_GRID", params.non_empty_list(params.number(0, 1, low_open=True)))
-params.register("SIZE_SWEEP_POISON", params.number(0, 100, high_open=True))
-params.register("POISON_SWEEP_SIZE", params.number(0, 1, low_open=True))
 
 
 def check_settings(*, watermark_size: float | None = None, amplitude: float | None = None,

@@ -44,40 +44,8 @@ PAPER_WEIGHT = {"mnist": 1.0, "svhn": 1.0, "cifar10": 0.15}
 PAPER_ARCHITECTURES = {"mnist": ("luring_mnist", "luring_p_mnist"), "svhn": ("luring_vgg", "luring_p_svhn"),
                        "cifar10": ("luring_vgg_wide", "luring_p_cifar10")}
 
-params.register("APPROACHES", params.non_empty_list(params.choice(APPROACHES)))
-params.register("LURING_WEIGHT", params.number(0.0, None, low_open=True))
-params.register("VALIDATION_FRACTION", params.number(0.0, 0.5, low_open=True))
 # L∞ budgets on [0, 1] images: the data range bounds them.
-params.register("LURING_EPS", params.non_empty_list(params.number(0.0, 1.0, low_open=True)))
 # Tables 1/14's budgets when they differ from Fig. 2's (null: the same list).
-_eps_list = params.non_empty_list(params.number(0.0, 1.0, low_open=True))
-params.register("DEFENSE_EPS", params.Spec((list, type(None)), lambda v: v is None or _eps_list.check(v),
-                                           _eps_list.allowed + " or null"))
-params.register("TARGET_EPOCHS", params.integer(1))
-params.register("COMPONENT_EPOCHS", params.integer(1))
-params.register("STACK_EPOCHS", params.integer(1))
-params.register("SCORE_KIND", params.choice(SCORE_KINDS))
-params.register("COMPONENT_INIT", params.choice(COMPONENT_INITS))
-params.register("TARGET_MODEL", params.SPECS["MODEL"])
-params.register("COMPONENT", params.choice(models.COMPONENTS))
-params.register("TARGET_BATCH_SIZE", params.integer(1))
-params.register("COMPONENT_BATCH_SIZE", params.integer(1))
-params.register("TARGET_LR", params.number(0, low_open=True))
-params.register("COMPONENT_LR", params.number(0, low_open=True))
-params.register("COMPONENT_LR_DROPS", params.Spec((list,), lambda v: all(params._is(e, (int,)) and e >= 1 for e in v),
-                                                  "a list of epochs (integers >= 1), possibly empty"))
-params.register("CHARACTERISATION_ATTACKS", params.non_empty_list(params.choice(("fgsm", "pgd", "mim", "mim_l2"))))
-params.register("ITER_STEPS", params.integer(1, optional=True))
-params.register("ITER_STEP_SIZE", params.number(0, 1, low_open=True, optional=True))
-params.register("MIM_L2_STEP_SIZE", params.number(0, low_open=True, optional=True))
-params.register("SPSA_STEPS", params.integer(1, optional=True))
-params.register("SPSA_SAMPLES", params.integer(2, optional=True))
-params.register("ECO_QUERIES", params.integer(1, optional=True))
-params.register("N_CW", params.integer(1))
-params.register("N_DEFENSE_POINTS", params.integer(1, optional=True))
-params.register("LURING_COMPONENT_EPOCHS", params.integer(1))
-params.register("LURING_COMPONENT_INIT", params.choice(COMPONENT_INITS))
-params.register("N_LOGIT_ANALYSIS", params.integer(1))
 
 
 def check_settings(*, approach: str | None = None, weight: float | None = None, eps: float | None = None,

@@ -26,9 +26,8 @@ from typing import Any, Callable
 import yaml
 
 import decoylab
-from decoylab import params as params_mod
+from decoylab import specs
 from decoylab.tools import report
-from decoylab.cache import canonical
 from decoylab.tools.execution import RESULTS_FILE, Task, environment, execute
 
 PRESETS_HINT = "tiny (tests, seconds), quick (2-core CPU, minutes, embedded data), paper (the papers' settings, GPU)"
@@ -115,8 +114,10 @@ def check_params(name: str, params_file: Path, values: dict[str, Any], declared:
         problem = _type_problem(key, value, declared[key].get("inferred_type_name"))
         if problem:
             found.append(f"{params_file}: {problem}")
-    found += [f"{params_file}: {p}" for p in params_mod.problems({k: v for k, v in values.items() if k in declared})]
-    return found
+    if found:
+        return found
+    known = {k: v for k, v in values.items() if k in declared}
+    return [f"{params_file}: {p}" for p in specs.notebook_problems(name, known, {**_defaults(declared), **known})]
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:
@@ -174,7 +175,7 @@ def plan(preset: str, notebooks: list[str] | None, notebooks_dir: Path, params_d
         # Batch runs never show widgets, whatever the preset says.
         run_params = {**values, "INTERACTIVE": False} if "INTERACTIVE" in declared else values
         digest = hashlib.sha256(json.dumps(
-            {"params": canonical(run_params), "notebook": _sha256_file(available[name]), "kit": decoylab.__version__},
+            {"params": run_params, "notebook": _sha256_file(available[name]), "kit": decoylab.__version__},
             sort_keys=True).encode()).hexdigest()
         tasks.append(Task(name, available[name], params_file, run_params, (runs_dir / preset / name).resolve(), digest,
                           {**_defaults(declared), **run_params}))

@@ -1,0 +1,34 @@
+"""Names the kit knows and the parameters every notebook shares, as data (no torch).
+
+The name tuples mirror the registries in ``decoylab.data``, ``decoylab.models`` and
+``decoylab.attacks`` (``tests/test_structure.py`` checks that they agree), so that a preset can be
+checked without importing those modules."""
+from __future__ import annotations
+
+from decoylab.params import boolean, choice, integer, list_of, number, text
+
+DATASETS = ("mnist5k", "digits", "mnist", "fashion_mnist", "cifar10", "svhn")
+MODELS = ("honey_small_conv", "resnet20", "deepsec_mnist", "nfp_mnist", "nfp_cifar10", "luring_mnist", "luring_vgg",
+          "luring_vgg_wide", "mlp")
+COMPONENTS = ("luring_p_mnist", "luring_p_svhn", "luring_p_cifar10")
+ATTACKS = ("fgsm", "rfgsm", "bim", "bim_a", "pgd", "mim", "dim", "mim_ti", "dim_ti", "mim_l2", "spsa", "eco", "llc",
+           "rllc", "illc", "tmifgsm", "cw2", "deepfool", "jsma", "ead", "optmargin", "blb", "uap")
+ATTACK_BACKENDS = ("fast", "art")
+DEVICES = ("auto", "cpu", "cuda")
+
+DATASET = choice(DATASETS)
+DATA_ROOT = text(optional=True, what="a folder path ($DECOYLAB_DATA when null)")
+MODEL = choice(MODELS)
+SEED = integer(0)
+COUNT = integer(1)
+OPTIONAL_COUNT = integer(1, optional=True)
+RATE = number(0, low_open=True)  # a learning rate, a weight, a strength: any positive number
+UNIT = number(0, 1, low_open=True)  # a budget or fraction on the [0, 1] pixel scale
+FPR = number(0, 1, low_open=True, high_open=True)
+FPR_LIST = list_of(FPR)
+
+#: What every notebook has (the TEMPLATE's parameters), and the training knobs most have.
+SHARED = {"DATASET": DATASET, "DATA_ROOT": DATA_ROOT, "N_TRAIN": OPTIONAL_COUNT, "N_TEST": OPTIONAL_COUNT,
+          "SEED": SEED, "INTERACTIVE": boolean()}
+TRAINING = {"MODEL": MODEL, "EPOCHS": COUNT, "BATCH_SIZE": COUNT, "LR": RATE}
+ATTACK_BACKEND = choice(ATTACK_BACKENDS)

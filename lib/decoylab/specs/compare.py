@@ -1,0 +1,56 @@
+"""The comparison's parameters (notebook 90, and notebook 41's overlay of every defense), as data."""
+from __future__ import annotations
+
+from decoylab.params import boolean, choice, integer, list_of, number
+from decoylab.specs import fingerprints, honeymodels, luring
+from decoylab.specs.common import COUNT, DATA_ROOT, DATASET, FPR_LIST, MODEL, RATE, SEED, TRAINING
+
+DEFENSES = ("undefended", "feature_squeezing", "honeymodels", "attractors", "luring", "fingerprints")
+#: Keys of ``experiments.compare.COMPARISON_ATTACKS``; the L∞ ones have a budget the adaptive attacks can change.
+ATTACKS = ("fgsm", "pgd", "cw2", "deepfool")
+LINF_ATTACKS = ("fgsm", "pgd")
+IMAGES = integer(10)  # fewer images give no usable threshold or ROC curve
+
+DEFENSE_LIST = list_of(choice(DEFENSES), extra=lambda v: "undefended" in v,
+                       extra_allowed="including 'undefended' (every cost is measured against it)")
+ATTACK_LIST = list_of(choice(ATTACKS))
+
+#: The defenses' own settings in the comparison (same names in notebooks 41 and 90).
+DEFENSE_SETTINGS = {"WATERMARK_SIZE": honeymodels.WATERMARK_SIZE, "POISON_PERCENT": honeymodels.POISON_PERCENT,
+                    "ATTRACTOR_STRENGTH": number(0.0, low_open=True), "LURING_COMPONENT": luring.COMPONENT,
+                    "LURING_COMPONENT_EPOCHS": COUNT, "LURING_COMPONENT_INIT": luring.COMPONENT_INIT}
+
+NOTEBOOK_90 = {"DATASET": DATASET, "DATA_ROOT": DATA_ROOT, "N_TRAIN": integer(1, optional=True), **TRAINING,
+               "DEFENSES": DEFENSE_LIST, "ATTACKS": ATTACK_LIST, "FPRS": FPR_LIST, "N_ATTACK": IMAGES,
+               "N_CALIBRATION": IMAGES, "N_DETECTOR_FIT": IMAGES, "PGD_STEPS": COUNT, "CW_MAX_ITER": COUNT,
+               "CW_BINARY_STEPS": COUNT, **DEFENSE_SETTINGS, "FP_N": fingerprints.N_FINGERPRINTS,
+               "FP_EPS": fingerprints.FP_EPS, "ADAPTIVE_ATTACK": choice(ATTACKS),
+               "ADAPTIVE_EPS": number(0.0, 1.0, low_open=True, optional=True), "ADAPTIVE_RANDOM_START": boolean(),
+               "ADAPTIVE_WEIGHTS": list_of(RATE), "SEED": SEED, "INTERACTIVE": boolean()}
+
+OVERLAY = {"OVERLAY_MODEL": MODEL, "OVERLAY_EPOCHS": COUNT, "OVERLAY_ATTACKS": ATTACK_LIST, "OVERLAY_N_ATTACK": IMAGES,
+           "OVERLAY_N_CALIBRATION": IMAGES, "OVERLAY_N_DETECTOR_FIT": IMAGES, "OVERLAY_PGD_STEPS": COUNT,
+           "OVERLAY_CW_MAX_ITER": COUNT, "OVERLAY_CW_BINARY_STEPS": COUNT, "OVERLAY_FP_N": fingerprints.N_FINGERPRINTS,
+           **DEFENSE_SETTINGS}
+
+
+def _adaptive_rules(values) -> list[str]:
+    found = []
+    attacks, adaptive = values.get("ATTACKS", []), values.get("ADAPTIVE_ATTACK")
+    if adaptive is not None and adaptive not in attacks:
+        found.append(f"ADAPTIVE_ATTACK={adaptive!r} is not allowed; it must be one of ATTACKS {attacks}")
+    if values.get("ADAPTIVE_EPS") is not None and adaptive not in LINF_ATTACKS:
+        found.append(f"ADAPTIVE_EPS={values['ADAPTIVE_EPS']} is not allowed with ADAPTIVE_ATTACK={adaptive!r}, which has "
+                     f"no L∞ budget; use an L∞ attack ({', '.join(LINF_ATTACKS)}) or leave ADAPTIVE_EPS null")
+    return found
+
+
+NOTEBOOKS = {
+    "90_defense_comparison": NOTEBOOK_90,
+    "41_roc_curves": {"DATASET": DATASET, "DATA_ROOT": DATA_ROOT, "N_TRAIN": integer(1, optional=True),
+                      "N_TEST": integer(1, optional=True), **TRAINING, **fingerprints.SWEEPS, **OVERLAY,
+                      "SEED": SEED, "INTERACTIVE": boolean()},
+}
+#: Rules that tie several parameters of one notebook together (checked on the notebook's defaults with the
+#: preset's values on top).
+RULES = {"90_defense_comparison": [_adaptive_rules]}

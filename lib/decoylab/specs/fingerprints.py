@@ -1,0 +1,35 @@
+"""Neural Fingerprinting's parameters (Dathathri et al., "Detecting Adversarial Examples via Neural
+Fingerprinting", 2018) and those of notebook 40 and of notebook 41's sweeps, as data."""
+from __future__ import annotations
+
+from decoylab.params import boolean, choice, integer, list_of, number
+from decoylab.specs.common import COUNT, FPR, RATE, SHARED, TRAINING, UNIT
+from decoylab.specs.honeymodels import JSMA_GAMMA
+
+DX_MODES = ("positive", "symmetric")
+DY_SIGNS = ("code", "paper")
+#: Table 1's attacks, by the paper's names.
+PAPER_ATTACKS = ("FGM", "JSMA", "BIM-a", "BIM-b", "CW-L2")
+
+N_FINGERPRINTS = COUNT
+FP_EPS = UNIT
+TAU = number(0, optional=True)
+WEIGHT = RATE
+DX_MODE = choice(DX_MODES)
+DY_SIGN = choice(DY_SIGNS)
+FP_SEED = integer(0, optional=True)
+
+#: Settings of the paper's attacks that notebooks 40 and 41 share.
+PAPER_ATTACK_SETTINGS = {"N_PRETEST": COUNT, "JSMA_GAMMA": JSMA_GAMMA, "CW_MAX_ITER": COUNT, "CW_BINARY_STEPS": COUNT,
+                         "CW_LR": RATE, "CW_INITIAL_CONST": RATE}
+
+NOTEBOOKS = {
+    "40_neural_fingerprinting": {**SHARED, **TRAINING, **PAPER_ATTACK_SETTINGS, "N_FINGERPRINTS": N_FINGERPRINTS,
+                                 "FP_EPS": FP_EPS, "DX_MODE": DX_MODE, "DY_SIGN": DY_SIGN, "RANDOM_SIGN": boolean(),
+                                 "FP_WEIGHT": WEIGHT, "FP_SEED": FP_SEED, "N_ADAPTIVE": COUNT,
+                                 "ADAPTIVE_WEIGHT": RATE, "FPR": FPR, "TAU": TAU},
+}
+#: Notebook 41's fingerprint sweeps (its overlay's parameters are in ``specs.compare``).
+SWEEPS = {"DX_MODE": DX_MODE, "DY_SIGN": DY_SIGN, "FP_WEIGHT": WEIGHT, "N_GRID": list_of(integer(1)),
+          "EPS_GRID": list_of(UNIT), "N_FINGERPRINTS": N_FINGERPRINTS, "FP_EPS": FP_EPS,
+          "N_FINGERPRINT_SETS": COUNT, "SWEEP_ATTACKS": list_of(choice(PAPER_ATTACKS)), **PAPER_ATTACK_SETTINGS}
