@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from decoylab import attacks, data, train
+from decoylab import attacks, data, params, train
+from decoylab.attacks.registry import REGISTRY
 from decoylab.cache import Cache
 
 
@@ -17,7 +18,7 @@ def setup():
 
 
 def _kwargs(name):
-    entry = attacks.core.REGISTRY[name]
+    entry = REGISTRY[name]
     return {"targeted": True} if entry.targeting == "always" else {}
 
 
@@ -30,7 +31,7 @@ MUST_SUCCEED = {"fgsm", "rfgsm", "bim", "bim_a", "pgd", "mim", "dim", "mim_ti", 
 @pytest.mark.parametrize("name", attacks.names())
 def test_stays_in_box_and_ball(setup, name):
     model, x, y = setup
-    entry = attacks.core.REGISTRY[name]
+    entry = REGISTRY[name]
     res = attacks.run(name, model, x, y, backend="fast", **_kwargs(name))
     assert res.x_adv.min() >= 0 and res.x_adv.max() <= 1
     if entry.norm == "linf":
@@ -43,7 +44,7 @@ def test_stays_in_box_and_ball(setup, name):
 
 
 def res_eps(name):
-    return attacks.core.REGISTRY[name].defaults["eps"]
+    return REGISTRY[name].defaults["eps"]
 
 
 @pytest.mark.parametrize("name,settings", [
@@ -53,7 +54,7 @@ def res_eps(name):
 def test_fast_and_art_agree(setup, name, settings):
     """Same settings, same model: success within 5 points, mean perturbation norm within 20 %."""
     model, x, y = setup
-    entry = attacks.core.REGISTRY[name]
+    entry = REGISTRY[name]
     kw = {**_kwargs(name), "seed": 0, **settings}
     fast = attacks.run(name, model, x, y, backend="fast", **kw)
     art = attacks.run(name, model, x, y, backend="art", **kw)
@@ -101,6 +102,33 @@ def test_bad_arguments_fail_before_compute(setup, kwargs, needle):
     name = kwargs.pop("name", "pgd")
     with pytest.raises(ValueError, match=needle.replace("(", r"\(")):
         attacks.run(name, model, x, y, **kwargs)
+
+
+def test_a_parameter_the_attack_does_not_take_raises(setup):
+    """A setting of another attack (FGSM has no steps) is an error naming the attack, the parameter
+    and what the attack takes — never silently dropped."""
+    model, x, y = setup
+    with pytest.raises(params.ParameterError, match=r"attack 'fgsm'(.|\n)*unknown parameter 'steps'; allowed: eps"):
+        attacks.run("fgsm", model, x, y, eps=0.1, steps=5)
+    with pytest.raises(ValueError, match=r"attack 'pgd'(.|\n)*eps=1.5 is not allowed; eps must be a number in \(0, 1\]"):
+        attacks.checked_settings("pgd", eps=1.5)
+
+
+@pytest.mark.parametrize("name", attacks.names())
+def test_backends_take_exactly_their_settings_and_refuse_other_keys(setup, name):
+    """Every setting an entry declares is a keyword of each of its backends, and a backend called
+    with a key it does not know raises (no ``**_`` catch-all swallows it)."""
+    import inspect
+
+    model, x, y = setup
+    entry = REGISTRY[name]
+    for backend, attack in entry.backends.items():
+        takes = inspect.signature(attack).parameters
+        missing = (set(entry.specs) | set(entry.fixed)) - set(takes)
+        assert not missing, f"{name} ({backend}) does not take {missing}"
+        assert all(p.kind != p.VAR_KEYWORD for p in takes.values()), f"{name} ({backend}) has a **kwargs catch-all"
+        with pytest.raises(TypeError, match="unexpected keyword argument 'not_a_setting'"):
+            attack(model, x, y, not_a_setting=1, **entry.defaults)
 
 
 def test_cached_attack_is_not_recomputed(setup, tmp_path):
@@ -274,7 +302,7 @@ def test_transfer_tricks_reduce_to_mim(setup):
 
 
 def test_ti_kernel_is_a_normalised_gaussian():
-    from decoylab.attacks.fast import _ti_smoother
+    from decoylab.attacks.linf import _ti_smoother
 
     impulse = torch.zeros(1, 1, 9, 9)
     impulse[0, 0, 4, 4] = 1.0
@@ -375,8 +403,8 @@ def test_ead_is_sparser_than_cw(setup):
 
 @pytest.mark.parametrize("theta", [1.0, -1.0])
 def test_jsma_pruned_pair_search_picks_the_full_matrix_pair(theta):
-    """The pruned search of fast._best_pair must pick what the argmax over all F×F pairs picks, ties included."""
-    from decoylab.attacks import fast
+    """The pruned search of jsma._best_pair must pick what the argmax over all F×F pairs picks, ties included."""
+    from decoylab.attacks import jsma
 
     g = torch.Generator().manual_seed(0)
     for trial in range(60):
@@ -386,9 +414,9 @@ def test_jsma_pruned_pair_search_picks_the_full_matrix_pair(theta):
         if trial % 2:  # rounded gradients: many equal scores
             alpha, beta = alpha.round(decimals=1), beta.round(decimals=1)
         domain = torch.rand(n, features, generator=g) < 0.2 + 0.8 * torch.rand(1, generator=g)
-        score = fast._pair_scores(alpha, beta, domain, theta).flatten(1)
+        score = jsma._pair_scores(alpha, beta, domain, theta).flatten(1)
         found = score.amax(1) > 0
-        p, q, has_pair = fast._best_pair(alpha, beta, domain, theta)
+        p, q, has_pair = jsma._best_pair(alpha, beta, domain, theta)
         assert torch.equal(has_pair, found)
         assert torch.equal((p * features + q)[found], score.argmax(1)[found])
 
@@ -396,13 +424,13 @@ def test_jsma_pruned_pair_search_picks_the_full_matrix_pair(theta):
 @pytest.mark.parametrize("saliency", ["target_top2", "pairs"])
 def test_jsma_same_examples_whether_it_reuses_or_repeats_the_forward_pass(setup, monkeypatch, saliency):
     """Reusing a forward pass that holds stopped rows (their gradients dropped) must not change JSMA's output."""
-    from decoylab.attacks import fast
+    from decoylab.attacks import jsma
 
     model, x, y = setup
     kw = {"targeted": True, "seed": 0, "saliency": saliency, "theta": 1.0, "gamma": 0.3}
     runs = []
     for fraction in (0.0, 2.0):  # 0: always reuse; 2: always a new forward pass of the rows that go on
-        monkeypatch.setattr(fast, "_REUSE_FORWARD_FRACTION", fraction)
+        monkeypatch.setattr(jsma, "_REUSE_FORWARD_FRACTION", fraction)
         runs.append(attacks.run("jsma", model, x, y, backend="fast", **kw))
     assert runs[0].success.float().mean() > 0.5
     assert torch.equal(runs[0].x_adv, runs[1].x_adv)

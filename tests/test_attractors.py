@@ -1,11 +1,14 @@
-"""Injected Attractors (shared/papers/001): the QIM decoder, F_d / F_r, M_(d,r), the eq. 1 construction."""
+"""Injected Attractors (Zhang, Chang, Lee, "Detection and Recovery of Adversarial Attacks with Injected
+Attractors"): the QIM decoder, F_d / F_r, M_(d,r), the control, the adaptive attacks, the eq. 1 construction."""
 import pytest
 import torch
 
-from decoylab import attacks, data, train
+from decoylab import attacks, data, params, specs, train
 from decoylab.cache import Cache
 from decoylab.defenses import attractors as at
 from decoylab.defenses.feature_squeezing import FeatureSqueezingDetector
+from decoylab.experiments import attractor_gradients as xg
+from decoylab.experiments import attractors as xa
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +38,7 @@ def test_watermarked_image_decodes_exactly():
 def test_nearest_attractor_is_the_closest_watermarked_image():
     decoder = at.QIMDecoder.generate(4, 64, seed=2)
     x = torch.rand(6, 1, 8, 8)
-    best, label = at.nearest_attractor(decoder, x)
+    best, label = xg.nearest_attractor(decoder, x)
     for t in range(4):
         other = decoder.watermarked(x, torch.full((6,), t))
         assert ((best - x).flatten(1).norm(dim=1) <= (other - x).flatten(1).norm(dim=1) + 1e-6).all()
@@ -45,18 +48,30 @@ def test_nearest_attractor_is_the_closest_watermarked_image():
 @pytest.mark.parametrize("kwargs,needle", [
     ({"intervals": [0.0, 128.0]}, "intervals"), ({"intervals": [3.0, 200.0]}, "intervals"),
     ({"weights": [0.0, 0.0]}, "weights"), ({"weights": [1.0, -1.0]}, "weights"), ({"strength": 0}, "strength"),
-    ({"a0": 2.0, "a1": 0.5}, "a0=2.0"), ({"codewords": "all"}, "codewords")])
+    ({"a0": 2.0, "a1": 0.5}, "a0=2.0"), ({"a1": -0.1}, "a1=-0.1"), ({"codewords": "all"}, "codewords"),
+    ({"weights": [1.0]}, "one weight per interval size"), ({"key_seed": -1}, "key_seed")])
 def test_bad_settings_fail_before_anything_is_built(kwargs, needle):
-    with pytest.raises(ValueError, match=needle):
+    with pytest.raises(params.ParameterError, match=needle):
         at.Attractors(**kwargs)
+
+
+def test_the_notebooks_check_one_weight_per_interval_size():
+    for notebook in ("20_attractors", "21_kde_gradient_analysis"):
+        assert specs.notebook_problems(notebook, {"INTERVALS": [3.0, 128.0], "INTERVAL_WEIGHTS": [1.0]}) == [
+            "INTERVAL_WEIGHTS=[1.0] is not allowed; give one weight per interval size (2)"]
+    assert tuple(xa.TABLE_I_ATTACKS) == specs.attractors.TABLE_ATTACKS
 
 
 def test_bad_fpr_and_unknown_attack_fail_early(setup):
     defense, x_cal, x, y = setup
     with pytest.raises(ValueError, match="fpr"):
         defense.calibrate(x_cal, 1.0)
-    with pytest.raises(ValueError, match="attack='nope'"):
-        at.evaluate_attacks(defense, None, ["nope"], x, y, x_calibration=x_cal, x_clean=x_cal, dataset="digits")
+    with pytest.raises(params.ParameterError, match=r"attacks=\['nope'\]"):
+        xa.AttackSettings(dataset="digits", attacks=["nope"])
+    with pytest.raises(params.ParameterError, match="iteration_cap=0"):
+        xa.AttackSettings(dataset="digits", iteration_cap=0)
+    with pytest.raises(params.ParameterError, match="attack='nope'"):
+        xa.attack_settings("nope", "digits")
 
 
 def test_combined_model_keeps_accuracy_and_w_dominates_the_gradient(setup):
@@ -64,7 +79,7 @@ def test_combined_model_keeps_accuracy_and_w_dominates_the_gradient(setup):
     defense, x_cal, x, y = setup
     assert abs(train.accuracy(defense.attacked_model, x_cal, data.load("digits", "test").y[:150]) -
                train.accuracy(defense.classifier, x_cal, data.load("digits", "test").y[:150])) < 0.05
-    split = at.branch_gradients(defense.attacked_model, x, y)
+    split = xg.branch_gradients(defense.attacked_model, x, y)
     assert float(split["gradient_1"].median()) > 10 * float(split["gradient_2"].median())
 
 
@@ -109,23 +124,65 @@ def test_save_and_load_keep_secret_and_thresholds(setup, tmp_path):
     defense, x_cal, x, y = setup
     defense.calibrate(x_cal, 0.05)
     path = defense.save(tmp_path / "attractors.pt")
-    again = at.Attractors.load(path, tuple(x.shape[1:]), 10, log=None)
+    stored = torch.load(path, weights_only=True)  # tensors and plain values only
+    assert stored["input_shape"] == list(x.shape[1:]) and stored["num_classes"] == 10
+    again = at.Attractors.load(path, log=None)
     assert torch.equal(again.decoder.messages, defense.decoder.messages)
-    assert torch.allclose(again.score(x), defense.score(x))
+    assert torch.equal(again.decoder.interval_of_pixel, defense.decoder.interval_of_pixel)
+    assert torch.equal(again.score(x), defense.score(x))
     assert again.thresholds == defense.thresholds
+    assert repr(again.attacked_model) == repr(defense.attacked_model)  # same attack-cache identity
     assert not list(tmp_path.glob("*.tmp*"))
+    uncalibrated = at.Attractors(key_seed=3, model_name="mlp").protect(defense.classifier, tuple(x.shape[1:]), 10)
+    again = at.Attractors.load(uncalibrated.save(tmp_path / "plain.pt"), log=None)
+    assert again.threshold is None and again.reference is None
+    assert torch.equal(again.correlations(x), uncalibrated.correlations(x))
+
+
+def test_the_control_scores_with_f_d_but_is_attacked_on_c_alone(setup):
+    defense, x_cal, x, y = setup
+    defense.calibrate(x_cal, 0.05)
+    control = defense.control()
+    assert control.fit(None) is control
+    assert control.attacked_model is defense.classifier
+    assert torch.equal(control.score(x), defense.score(x))
+    assert "C alone" in defense.control_description
+
+
+def test_adaptive_attacks_rise_from_oblivious_to_a_detector_aware_term(setup):
+    defense, x_cal, x, y = setup
+    defense.calibrate(x_cal, 0.05)
+    levels = defense.adaptive_attacks(x_shadow=x, y_shadow=y, attack=("pgd", {}))
+    assert [a.knowledge[0] for a in levels] == ["0", "1", "2", "3"]
+    assert levels[0].model is defense.attacked_model
+    assert isinstance(levels[1].model, attacks.BPDA) and levels[1].success_model is levels[1].model
+    assert levels[2].model is levels[3].model is defense.classifier and levels[2].loss_for is None
+    assert levels[3].loss_key_for(0.5)["term"] == "attractors_detector_score"
+    penalty = levels[3].loss_for(2.0)(x[:4], y[:4])
+    assert torch.allclose(penalty, 2.0 * defense.score(x[:4]), atol=1e-5)
+
+
+def test_evaluate_attacks_measures_m_and_the_control(setup):
+    defense, x_cal, x, y = setup
+    settings = xa.AttackSettings(dataset="digits", attacks=["fgsm"], fprs=[0.05], integrated=False)
+    table = xa.evaluate_attacks(defense, FeatureSqueezingDetector(defense.classifier), x[:20], y[:20],
+                                x_calibration=x_cal, x_clean=x_cal, settings=settings, log=None)
+    row = table.iloc[0]
+    assert row["attack"] == "FGSM" and row["settings"] == "Table VII" and "success_integrated" not in table
+    assert 0 <= row["control_detection"] <= 1 and row["detection"] == row["tpr@0.05"]
+    assert set(table.attrs["thresholds"]) == {"U", "L", "sigma0"}
 
 
 def test_trapdoor_construction_meets_its_goals_but_does_not_steer_gradients(setup):
     """§IV-C: clean inputs classified like C, trapdoored ones as t; the gradient flows through C."""
     defense, x_cal, x, y = setup
-    trap = at.TrapdoorConstruction(defense.classifier, 10, tuple(x.shape[1:]), amplitude=0.6)  # 64 pixels: a strong trapdoor
+    trap = xg.TrapdoorConstruction(defense.classifier, 10, tuple(x.shape[1:]), amplitude=0.6)  # 64 pixels: a strong trapdoor
     trap.calibrate(x_cal)
     targets = (y + 1) % 10
     # 8x8 digits have 64 pixels, so clean correlations are noisy and D fires on a few clean images.
     assert train.accuracy(trap, x, y) >= train.accuracy(defense.classifier, x, y) - 0.2
     assert train.accuracy(trap, trap.trapdoored(x, targets), targets) > 0.9
-    split = at.branch_gradients(trap, x, y)
+    split = xg.branch_gradients(trap, x, y)
     assert float(split["gradient_2"].median()) > 10 * float(split["gradient_1"].median())
 
 
@@ -141,12 +198,14 @@ def test_feature_squeezing_scores_and_checks(setup):
 
 
 def test_attack_settings_follow_tables_vii_and_viii():
-    engine, kwargs, source = at.attack_settings("cw2", "mnist")
+    engine, kwargs, source = xa.attack_settings("cw2", "mnist")
     assert (engine, source) == ("cw2", "Table VII") and kwargs["max_iter"] == 10000 and kwargs["targeted"]
-    engine, kwargs, source = at.attack_settings("bpda", "mnist", iteration_cap=10)
+    engine, kwargs, source = xa.attack_settings("bpda", "mnist", iteration_cap=10)
     assert (engine, source, kwargs["steps"]) == ("pgd", "capped", 10)
-    assert at.attack_settings("spsa", "cifar10")[2] == "Table VIII"
-    assert at.attack_settings("umifgsm", "cifar10")[1]["eps"] == 0.1
+    assert xa.attack_settings("spsa", "cifar10")[2] == "Table VIII"
+    assert xa.attack_settings("umifgsm", "cifar10")[1]["eps"] == 0.1
+    assert xa.AttackSettings(dataset="mnist", iteration_cap=10).for_attack("bpda") == \
+        xa.attack_settings("bpda", "mnist", iteration_cap=10)
 
 
 def test_w_pulls_toward_the_attractor_within_each_interval_size(setup):
@@ -154,7 +213,7 @@ def test_w_pulls_toward_the_attractor_within_each_interval_size(setup):
     attractor within each interval size, yet the all-pixel cosine is far smaller (scales 40x apart)."""
     defense, x = setup[0], setup[1]
     probe = at.Attractors(codewords="in_range", key_seed=0).protect(defense.classifier, tuple(x.shape[1:]), 10)
-    cos = at.cosines_by_interval(probe.attacked_model, probe.decoder, x[:100])["W alone (−∇Q)"]
+    cos = xg.cosines_by_interval(probe.attacked_model, probe.decoder, x[:100])["W alone (−∇Q)"]
     per_interval = [float(v.mean()) for k, v in cos.items() if k != "all pixels"]
     assert len(per_interval) == 2 and min(per_interval) > 0.6
     assert float(cos["all pixels"].mean()) < 0.5 * min(per_interval)
@@ -173,7 +232,7 @@ def test_attack_cache_tells_apart_models_that_differ_only_in_settings(setup, tmp
     second = attacks.run("fgsm", strong.attacked_model, x[:8], y[:8], eps=0.1, cache=cache)
     assert len(list(tmp_path.rglob("*.pt"))) == 2, "the second attack was served from the first one's entry"
     assert not torch.equal(first.x_adv, second.x_adv)
-    trapdoor = at.TrapdoorConstruction(defense.classifier, 10, tuple(x.shape[1:]), seed=0)
+    trapdoor = xg.TrapdoorConstruction(defense.classifier, 10, tuple(x.shape[1:]), seed=0)
     before = repr(trapdoor)
     trapdoor.calibrate(x, seed=0)
     assert repr(trapdoor) != before

@@ -1,8 +1,11 @@
 import pytest
 import torch
 
-from decoylab import compare, data, train
+from decoylab import data, params, train
 from decoylab.cache import Cache
+from decoylab.defenses import honeymodels as hm
+from decoylab.experiments import compare, detection
+from decoylab.specs import compare as compare_specs
 
 
 @pytest.fixture(scope="module")
@@ -13,17 +16,33 @@ def digits():
     return train_set, model
 
 
-@pytest.mark.parametrize("kwargs, needle", [
-    ({"defenses": ["undefended", "magnet"]}, "unknown defense(s) ['magnet']"),
-    ({"defenses": ["honeymodels"]}, "must include 'undefended'"),
-    ({"attacks_": ["pgd", "hopskipjump"]}, "unknown attack(s) ['hopskipjump']"),
-    ({"fprs": [0.05, 1.0]}, "FPRS: 1.0 is not allowed"),
-    ({"fprs": []}, "FPRS=[] is not allowed"),
+@pytest.mark.parametrize("overrides, needle", [
+    ({"defenses": ["undefended", "magnet"]}, "defenses=['undefended', 'magnet'] is not allowed"),
+    ({"defenses": ["honeymodels"]}, "including 'undefended'"),
+    ({"attacks_": ["pgd", "hopskipjump"]}, "attacks=['pgd', 'hopskipjump'] is not allowed"),
+    ({"fpr": 1.0}, "fpr=1.0 is not allowed"),
+    ({"n_attack": 5}, "n_attack=5 is not allowed"),
 ])
-def test_bad_comparison_settings_are_named(kwargs, needle):
-    with pytest.raises(ValueError) as err:
-        compare.check_comparison(**kwargs)
+def test_bad_comparison_settings_are_named_before_reading_data(overrides, needle, tmp_path):
+    with pytest.raises(params.ParameterError) as err:
+        _prepare_digits(tmp_path, dataset="no_such_dataset", **overrides)  # named before the dataset is looked up
     assert needle in str(err.value)
+    assert not any(tmp_path.iterdir())
+
+
+def test_the_comparison_knows_what_its_specs_allow():
+    assert tuple(compare.COMPARISON_ATTACKS) == compare_specs.ATTACKS
+    assert {compare.UNDEFENDED, *compare.BUILDERS} == set(compare_specs.DEFENSES)
+
+
+def test_adaptive_attack_settings_follow_the_comparison_and_name_bad_ones():
+    specs = compare.attack_specs(["pgd", "cw2"], 1)
+    assert detection.adaptive_attack(specs, "pgd", eps=0.1) == ("pgd", {**specs["pgd"][1], "eps": 0.1,
+                                                                        "random_start": False})
+    with pytest.raises(params.ParameterError, match="ADAPTIVE_EPS=0.1 is not allowed with ADAPTIVE_ATTACK='cw2'"):
+        detection.adaptive_attack(specs, "cw2", eps=0.1)
+    with pytest.raises(params.ParameterError, match="ADAPTIVE_ATTACK='fgsm' is not allowed"):
+        detection.adaptive_attack(specs, "fgsm")
 
 
 def test_attack_specs_scale_linf_budgets_for_colour_images():
@@ -36,7 +55,7 @@ def test_frozen_features_are_never_moved_by_pgd(digits):
     train_set, model = digits
     x, y = train_set.x[:32], train_set.y[:32]
     frozen = torch.arange(0, x[0].numel(), 2)  # every other pixel
-    wrapped = compare.FrozenFeatures(model, frozen)
+    wrapped = hm.FrozenFeatures(model, frozen)
     assert torch.equal(wrapped(x), model(x))  # the forward pass is unchanged
     from decoylab import attacks
 
@@ -48,8 +67,8 @@ def test_frozen_features_are_never_moved_by_pgd(digits):
 
 def test_key_estimate_has_the_asked_size(digits):
     train_set, model = digits
-    estimate = compare.estimate_watermark_key(model, train_set.x[:40], train_set.y[:40], 6,
-                                              ("pgd", {"eps": 0.3, "steps": 5, "step_size": 0.1}))
+    estimate = hm.estimate_watermark_key(model, train_set.x[:40], train_set.y[:40], 6,
+                                         ("pgd", {"eps": 0.3, "steps": 5, "step_size": 0.1}))
     assert len(estimate) == 6 and len(set(estimate.tolist())) == 6
     assert torch.equal(estimate, estimate.sort().values)
 
@@ -64,6 +83,8 @@ def test_undefended_and_feature_squeezing_share_one_network_and_report_build_tim
                                      train_config=cfg, seed=0, cache=cache, settings=settings, log=None)
     assert first["feature_squeezing"].classifier is first["undefended"].classifier
     assert first["attractors"].defense.classifier is first["undefended"].classifier
+    assert first["attractors"].control.attacked_model is first["undefended"].classifier  # F_d, crafted on C alone
+    assert first["feature_squeezing"].control is None and first["feature_squeezing"].control_description.startswith("none")
     again = compare.build_contenders(["undefended"], train_set, model_name="mlp", train_config=cfg, seed=0,
                                      cache=cache, settings=settings, log=None)
     # the cached network reports the time it took to train, not the time it took to load
@@ -75,12 +96,12 @@ SMALL_SETTINGS = {"watermark_size": 0.1, "poison_percent": 30.0, "fp_n": 2, "fp_
                   "luring_component": "luring_p_mnist", "luring_component_epochs": 1, "luring_component_init": "auto"}
 
 
-def _prepare_digits(tmp_path, **overrides):
+def _prepare_digits(tmp_path, dataset="digits", **overrides):
     kwargs = dict(defenses=["undefended", "feature_squeezing", "attractors"], attacks_=["pgd"], model_name="mlp",
                   train_config=train.TrainConfig(epochs=2, lr=3e-3), settings=SMALL_SETTINGS, n_train=None,
                   n_calibration=60, n_detector_fit=20, n_attack=20, fpr=0.05, pgd_steps=5, seed=0,
                   cache=Cache(tmp_path), log=None)
-    return compare.prepare_comparison("digits", **{**kwargs, **overrides})
+    return compare.prepare_comparison(dataset, **{**kwargs, **overrides})
 
 
 def test_prepare_comparison_gives_disjoint_splits_and_images_every_contender_gets_right(tmp_path):
@@ -145,13 +166,13 @@ def test_adaptive_attacks_with_a_defense_aware_term_are_cached_under_what_the_te
     cache, attractors = Cache(tmp_path / "adaptive"), setup.contenders["attractors"]
     attack = ("pgd", {"eps": 0.3, "step_size": 0.05, "steps": 3})
     kwargs = dict(attack=attack, x_shadow=setup.x_fit, y_shadow=setup.y_fit, seed=0, cache=cache)
-    first = compare.security_curve(attractors, setup.x_att, setup.y_att, setup.x_cal, 0.05, weights=[0.5], **kwargs)
+    first = detection.security_curve(attractors, setup.x_att, setup.y_att, setup.x_cal, 0.05, weights=[0.5], **kwargs)
     built = cache.misses
     assert built == 4  # one attack per level, level 3 with its defense-aware term included
-    again = compare.security_curve(attractors, setup.x_att, setup.y_att, setup.x_cal, 0.05, weights=[0.5], **kwargs)
+    again = detection.security_curve(attractors, setup.x_att, setup.y_att, setup.x_cal, 0.05, weights=[0.5], **kwargs)
     assert cache.misses == built  # nothing re-attacked ...
     assert pd.DataFrame(again).equals(pd.DataFrame(first))  # ... and the same curve (NaN where nothing succeeded)
-    compare.security_curve(attractors, setup.x_att, setup.y_att, setup.x_cal, 0.05, weights=[2.0], **kwargs)
+    detection.security_curve(attractors, setup.x_att, setup.y_att, setup.x_cal, 0.05, weights=[2.0], **kwargs)
     assert cache.misses == built + 1  # another weight is another term: only that attack runs
 
 
@@ -161,3 +182,25 @@ def test_an_extra_loss_key_needs_its_extra_loss(digits):
     train_set, model = digits
     with pytest.raises(ValueError, match="extra_loss_key is not allowed here"):
         attacks.run("pgd", model, train_set.x[:4], train_set.y[:4], extra_loss_key={"term": "x"})
+
+
+def test_security_table_and_records_cover_each_defense_with_something_to_learn(tmp_path, monkeypatch):
+    from decoylab import results
+
+    monkeypatch.delenv("DECOYLAB_RUN_DIR", raising=False)
+    setup = _prepare_digits(tmp_path)
+    attack = detection.adaptive_attack(setup.specs, "pgd")
+    security = detection.security_table(setup, attack, [0.5], 0.05, seed=0, cache=Cache(tmp_path))
+    assert list(security["defense"].unique()) == ["attractors"]  # feature squeezing has no secret: no curve
+    assert list(security["level"]) == [0, 1, 2, 3]
+    comparison, curves = detection.comparison_table(setup, [0.05, 0.01], seed=0, cache=Cache(tmp_path))
+    results.clear()
+    compare.record_comparison(setup, compare.overheads(setup, n_timing=50), comparison, [0.05, 0.01])
+    detection.record_security(security, "pgd")
+    compare.record_overlay(setup, comparison)
+    names = set(results.recorded())
+    results.clear()
+    assert {"undefended.clean_accuracy", "attractors.accuracy_cost", "undefended.pgd.overall",
+            "feature_squeezing.pgd.control_auc", "attractors.pgd.tpr@0.05", "adaptive.attractors.level3.detection",
+            "overlay_attractors_control_pgd_auc", "overlay_feature_squeezing_defense_pgd_auc"} <= names
+    assert "undefended.pgd.auc" not in names and "overlay_feature_squeezing_control_pgd_auc" not in names

@@ -1,13 +1,16 @@
-"""Neural Fingerprinting: fingerprints, eq. 9-13 against naive loops, training, the defense interface."""
+"""Neural Fingerprinting: fingerprints, eq. 9-13 against naive loops, training, the defense interface, and the
+experiments (Table 1, the sweeps, the adaptive attacks, what notebook 40 records)."""
 import math
 
+import pandas as pd
 import pytest
 import torch
 
-from decoylab import attacks, data, metrics, params, train
+from decoylab import attacks, data, metrics, params, results, train
 from decoylab.cache import Cache
 from decoylab.defenses import fingerprints as nf
-from decoylab.defenses.base import NotFittedError
+from decoylab.defenses.base import AdaptiveAttack, NotFittedError
+from decoylab.experiments import fingerprints as nfx
 
 
 def test_fingerprint_variants():
@@ -40,11 +43,19 @@ def test_seeded_repeats_and_unseeded_comes_from_the_csprng():
 
 
 @pytest.mark.parametrize("kwargs,needle", [
-    ({"n": 0}, "n=0"), ({"eps": 0.0}, "eps=0.0"), ({"eps": -0.1}, "eps=-0.1"), ({"tau": -1.0}, "tau=-1.0"),
-    ({"dx_mode": "both"}, "dx_mode='both'"), ({"dy_sign": "x"}, "dy_sign='x'"), ({"weight": 0}, "weight=0")])
-def test_bad_settings_fail_with_the_parameter_named(kwargs, needle):
-    with pytest.raises(ValueError, match=needle.replace("(", r"\(")):
-        nf.check_settings(**kwargs)
+    ({"n": 0}, "n=0"), ({"eps": 0.0}, "eps=0.0"), ({"eps": -0.1}, "eps=-0.1"), ({"eps": 1.5}, "eps=1.5"),
+    ({"dx_mode": "both"}, "dx_mode='both'"), ({"dy_sign": "x"}, "dy_sign='x'"), ({"n": True}, "n=True")])
+def test_bad_fingerprints_fail_with_the_parameter_named(kwargs, needle):
+    with pytest.raises(params.ParameterError, match=needle):
+        nf.Fingerprints.generate((1, 8, 8), 10, **{"n": 2, "eps": 0.1, **kwargs})
+
+
+def test_bad_weight_and_threshold_fail_with_the_parameter_named():
+    fp = nf.Fingerprints.generate((1, 8, 8), 10, n=2, eps=0.1, seed=0)
+    with pytest.raises(params.ParameterError, match="weight=0"):
+        nf.NeuralFingerprinting(fp, weight=0)
+    with pytest.raises(params.ParameterError, match=r"tau=-1\.0"):
+        nf.NeuralFingerprinting(fp).detect_at(torch.zeros(1, 1, 8, 8), -1.0)
 
 
 def test_bad_settings_fail_before_training(tmp_path):
@@ -59,10 +70,13 @@ def test_bad_settings_fail_before_training(tmp_path):
 
 def test_notebook_parameters_are_checked():
     with pytest.raises(params.ParameterError) as err:
-        params.validate({"N_FINGERPRINTS": 0, "FP_EPS": 0.0, "TAU": -0.5, "N_GRID": [], "SWEEP_ATTACKS": ["PGD"]})
-    for name in ("N_FINGERPRINTS", "FP_EPS", "TAU", "N_GRID", "SWEEP_ATTACKS"):
+        params.validate({"N_FINGERPRINTS": 0, "FP_EPS": 0.0, "TAU": -0.5}, "40_neural_fingerprinting")
+    for name in ("N_FINGERPRINTS", "FP_EPS", "TAU"):
         assert name in str(err.value)
-    assert params.validate({"TAU": None, "N_FINGERPRINTS": 3, "FP_EPS": 0.1})["TAU"] is None
+    assert params.validate({"TAU": None, "N_FINGERPRINTS": 3, "FP_EPS": 0.1}, "40_neural_fingerprinting")["TAU"] is None
+    with pytest.raises(params.ParameterError) as err:
+        params.validate({"N_GRID": [], "SWEEP_ATTACKS": ["PGD"]}, "41_roc_curves")
+    assert "N_GRID" in str(err.value) and "SWEEP_ATTACKS" in str(err.value)
 
 
 def _naive_distances(model, fp, x):
@@ -115,7 +129,15 @@ def trained(digits):
     cfg = train.TrainConfig(epochs=40, lr=3e-3)
     nfp = nf.NeuralFingerprinting.create((1, 8, 8), 10, n=4, eps=0.1, fingerprint_seed=0, model_name="mlp",
                                          train_config=cfg, cache=Cache(), log=None).fit(tr)
-    return nfp, nfp.plain_twin().fit(tr), te
+    return nfp, nfp.control().fit(tr), te
+
+
+def test_control_is_the_same_net_without_fingerprints(trained):
+    nfp, plain, _ = trained
+    assert nfp.name == "fingerprints" and nfp.control_description == "the same probes on the net trained without fingerprints"
+    assert plain.fingerprints is nfp.fingerprints and not plain.trained_with_fingerprints and nfp.trained_with_fingerprints
+    assert (plain.model_name, plain.train_config, plain.seed) == (nfp.model_name, nfp.train_config, nfp.seed)
+    assert nfp.control().model is None  # unfitted: the caller fits it like the defense
 
 
 def test_training_embeds_the_fingerprints_and_the_control_does_not(trained):
@@ -160,10 +182,28 @@ def test_save_and_load_keep_scores_and_threshold(trained, tmp_path):
     nfp, _, te = trained
     nfp.calibrate(te.x, 0.05)
     path = nfp.save(tmp_path / "nfp.pt")
-    loaded = nf.NeuralFingerprinting.load(path)
+    loaded = nf.NeuralFingerprinting.load(path, cache=None, device="cpu", log=None)
     assert torch.allclose(loaded.score(te.x[:20]), nfp.score(te.x[:20]))
     assert loaded.threshold == nfp.threshold and loaded.fingerprints.seeded
+    assert (loaded.weight, loaded.train_config, loaded.model_name) == (nfp.weight, nfp.train_config, nfp.model_name)
+    assert torch.equal(loaded.fingerprints.dy, nfp.fingerprints.dy) and loaded.device == "cpu"
     assert [p.name for p in tmp_path.iterdir()] == ["nfp.pt"]  # no temporary file left behind
+
+
+def test_adaptive_attacks_by_knowledge(trained):
+    nfp, _, te = trained
+    levels = nfp.adaptive_attacks(x_shadow=te.x[:10], y_shadow=te.y[:10], attack=("cw2", {}))
+    assert all(isinstance(a, AdaptiveAttack) for a in levels)
+    assert [a.knowledge for a in levels] == ["0 · oblivious (white-box on the deployed model)",
+                                             "1 · the paper's adaptive term (L_fp of the true labels)",
+                                             "2 · minimises min over classes of D"]
+    assert all(a.model is nfp.model for a in levels) and levels[0].loss_for is None
+    x, y = te.x[:6], te.y[:6]
+    assert torch.allclose(levels[1].loss_for(2.0)(x, y), 2.0 * nf.fingerprint_loss(nfp.model, nfp.fingerprints, x, y))
+    assert torch.allclose(levels[2].loss_for(3.0)(x, y), 3.0 * nf.distances(nfp.model, nfp.fingerprints, x).amin(1))
+    keys = [a.loss_key_for(5.0) for a in levels[1:]]
+    assert [k["term"] for k in keys] == ["fingerprints_attack_labels", "fingerprints_min_class"]
+    assert all(k["weight"] == 5.0 and torch.equal(k["dx"], nfp.fingerprints.dx) for k in keys)
 
 
 def test_auc_row_readings():
@@ -171,7 +211,7 @@ def test_auc_row_readings():
     adv = torch.tensor([0.8, 0.7, 0.05, 0.95])
     correct = torch.tensor([True, True, True, False])
     success = torch.tensor([True, True, False, True])
-    row = nf.auc_row(clean, adv, correct=correct, success=success, fpr=0.34)
+    row = nfx.auc_row(clean, adv, correct=correct, success=success, fpr=0.34)
     assert row["auc_all"] == pytest.approx(metrics.auc([0] * 4 + [1] * 4, torch.cat([clean, adv])))
     assert row["auc_correct"] == pytest.approx(6 / 9)  # 3 clean vs 3 adversarial, the failed one below all
     assert row["auc_successful"] == 1.0 and row["success"] == pytest.approx(2 / 3)
@@ -181,15 +221,20 @@ def test_auc_row_readings():
 def test_sweep_point_is_cached(digits, tmp_path):
     tr, te = digits
     cache = Cache(tmp_path)
-    kw = dict(n=2, eps=0.1, model_name="mlp", train_config=train.TrainConfig(epochs=2), n_pretest=30,
-              attack_names=["FGM"], cache=cache)
-    first = nf.sweep_point(tr, te, **kw)
+    settings = nfx.SweepSettings(model_name="mlp", train_config=train.TrainConfig(epochs=2), n_pretest=30,
+                                 attack_names=["FGM"])
+    first = nfx.sweep_point(tr, te, settings, n=2, eps=0.1, cache=cache)
     assert set(first) == {"accuracy", "FGM_success", "FGM_auc"}
     stamp = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
-    assert nf.sweep_point(tr, te, **kw) == first
+    assert nfx.sweep_point(tr, te, settings, n=2, eps=0.1, cache=cache) == first
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == stamp
+    by_n = nfx.auc_sweep(tr, te, settings, "N", [2], n=5, eps=0.1, cache=cache, log=None)
+    assert by_n.to_dict("records") == [{"N": 2, "attack": "FGM", "AUC": first["FGM_auc"], "accuracy": first["accuracy"]}]
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == stamp  # read from the cache
     with pytest.raises(ValueError, match="PGD"):
-        nf.sweep_point(tr, te, **{**kw, "attack_names": ["PGD"]})
+        nfx.sweep_point(tr, te, nfx.SweepSettings(model_name="mlp", attack_names=["PGD"]), n=2, eps=0.1, cache=cache)
+    with pytest.raises(params.ParameterError, match="eps=0"):  # before any training
+        nfx.sweep_point(tr, te, settings, n=2, eps=0, cache=cache)
 
 
 def test_adaptive_attacks_side_by_side_and_cached(trained, tmp_path):
@@ -198,19 +243,47 @@ def test_adaptive_attacks_side_by_side_and_cached(trained, tmp_path):
     x, y = te.x[idx], te.y[idx]
     cache = Cache(tmp_path)
     cw = {"max_iter": 30, "binary_search_steps": 2, "learning_rate": 0.05, "initial_const": 1.0}
-    first = nf.run_adaptive_attacks(nfp, x, y, weight=10.0, cw_settings=cw, cache=cache)
+    first = nfx.run_adaptive_attacks(nfp, x, y, weight=10.0, cw_settings=cw, cache=cache)
     assert set(first) == {"cw", "paper_adaptive", "kit_adaptive"}
     assert float(nfp.score(first["kit_adaptive"].x_adv).mean()) < float(nfp.score(first["cw"].x_adv).mean())
     files = sorted(p for p in tmp_path.rglob("*") if p.is_file())
-    again = nf.run_adaptive_attacks(nfp, x, y, weight=10.0, cw_settings=cw, cache=cache)
+    again = nfx.run_adaptive_attacks(nfp, x, y, weight=10.0, cw_settings=cw, cache=cache)
     assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == files
     assert torch.equal(again["kit_adaptive"].x_adv, first["kit_adaptive"].x_adv)
     with pytest.raises(ValueError, match="weight=0"):
-        nf.run_adaptive_attacks(nfp, x, y, weight=0, cache=cache)
+        nfx.run_adaptive_attacks(nfp, x, y, weight=0, cache=cache)
+
+
+def test_table_one_and_what_notebook_40_records(trained):
+    nfp, plain, te = trained
+    x, y = te.x[:30], te.y[:30]
+    overrides = {"CW-L2": {"max_iter": 5, "binary_search_steps": 1}}
+    runs = [nfx.attack_pretest(d, x, y, attack_names=["FGM", "CW-L2"], overrides=overrides) for d in (nfp, plain)]
+    assert set(runs[0].scores) == {"clean", "FGM", "CW-L2"} and runs[0].correct.dtype == torch.bool
+    table = nfx.table_one(*runs, paper_ds="mnist", paper_settings=False, fpr=0.05)
+    assert list(table.index) == ["FGM", "CW-L2"] and table.loc["FGM", "paper NeuralFP"] == 1.0
+    assert table.loc["FGM", "control auc_correct"] == nfx.auc_row(
+        runs[1].scores["clean"], runs[1].scores["FGM"], correct=runs[1].correct,
+        success=runs[1].adversarial["FGM"].success)["auc_correct"]
+    assert set(nfx.roc_per_attack(runs[0])) == set(nfx.auc_per_attack(runs[0])) == {"FGM", "CW-L2"}
+    assert list(nfx.rejection_rates(runs[0], 0.5).index) == ["clean", "FGM", "CW-L2"]
+    adaptive = pd.DataFrame({"attack": ["a", "b"], "AUC": [0.6, 0.7], "succeeds undetected": [0.1, 0.2]},
+                            index=["cw", "paper_adaptive"])
+    measured = nfx.Measured(dataset="digits", n_fingerprints=4, eps=0.1, fpr=0.05, n_pretest=30, n_adaptive=2,
+                            paper_settings=False)
+    results.clear()
+    nfx.record_results(measured, accuracy={"with fingerprints": 0.9, "without (control)": 0.95}, match_rate=0.8,
+                       table=table, adaptive=adaptive)
+    got = results.recorded()
+    results.clear()
+    assert {"accuracy_with_fingerprints", "auc_cw_l2", "control_auc_fgm", "adaptive_undetected_cw"} <= set(got)
+    assert got["auc_fgm"]["paper"] == 1.0 and got["auc_fgm"]["match"] == "different dataset"
+    assert got["adaptive_auc_paper_adaptive"]["paper"] == nfx.PAPER_ADAPTIVE_AUC["value"]
+    assert got["adaptive_auc_cw"]["paper"] is None
 
 
 def test_attack_presets_per_dataset():
-    assert nf.attack_preset("cifar10") == "nfp_cifar10" and nf.attack_preset("mnist5k") == "nfp_mnist"
-    for name, _ in nf.PAPER_ATTACKS.values():
+    assert nfx.attack_preset("cifar10") == "nfp_cifar10" and nfx.attack_preset("mnist5k") == "nfp_mnist"
+    for name, _ in nfx.PAPER_ATTACKS.values():
         presets = attacks.core.REGISTRY[name].presets
         assert {"nfp_mnist", "nfp_cifar10"} <= set(presets), name

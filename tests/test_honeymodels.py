@@ -1,12 +1,16 @@
-"""HoneyModels library (key, poisoning, reconstruction, detector), metrics and MMD statistics."""
+"""HoneyModels library (key, poisoning, reconstruction, detector, control, adaptive attacks, save/load), its
+experiments (reconstruction tables, MMD analysis), metrics and MMD statistics."""
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
 
-from decoylab import data, metrics, params, stats, train
+from decoylab import data, metrics, params, specs, stats, train
 from decoylab.cache import Cache
 from decoylab.defenses import NotFittedError
 from decoylab.defenses import honeymodels as hm
+from decoylab.experiments import honeymodels as hx
 
 SHAPE = (1, 8, 8)
 
@@ -68,12 +72,13 @@ def test_reconstruction_readings():
 ])
 def test_bad_settings_fail_before_training(kwargs, needle):
     settings = {"watermark_size": 0.1, "amplitude": 1.0, "poison_percent": 30.0, **kwargs}
-    with pytest.raises(ValueError, match=needle):
+    with pytest.raises(params.ParameterError, match=needle):
         hm.HoneyModel.create(SHAPE, **settings, key_seed=0)
 
 
 def test_notebook_parameters_are_checked():
-    assert params.problems({"POISON_PERCENT": 100.0, "WATERMARK_SIZE": 0.0, "RECONSTRUCTION": "x"}) == [
+    values = {"POISON_PERCENT": 100.0, "WATERMARK_SIZE": 0.0, "RECONSTRUCTION": "x"}
+    assert specs.notebook_problems("10_honeymodels", values) == [
         "POISON_PERCENT=100.0 is not allowed; POISON_PERCENT must be a number in [0, 100)",
         "WATERMARK_SIZE=0.0 is not allowed; WATERMARK_SIZE must be a number in (0, 1]",
         "RECONSTRUCTION='x' is not allowed; RECONSTRUCTION must be one of perturbation, raw"]
@@ -95,17 +100,24 @@ def test_detector_sees_the_watermark_and_not_clean_copies():
     assert report.rows["wm"]["n_train"] + report.rows["wm"]["n_test"] == 400
 
 
-def test_honeymodel_interface_save_and_load(tmp_path):
+@pytest.fixture(scope="module")
+def fitted_honey(tmp_path_factory):
     tr = data.load("digits", "train", n=400)
     cfg = train.TrainConfig(epochs=2, lr=3e-3)
     honey = hm.HoneyModel.create(tuple(tr.x.shape[1:]), watermark_size=0.25, poison_percent=30.0, key_seed=0,
-                                 model_name="mlp", train_config=cfg, cache=Cache(tmp_path), log=None)
+                                 model_name="mlp", train_config=cfg, cache=Cache(tmp_path_factory.mktemp("cache")),
+                                 log=None)
     with pytest.raises(NotFittedError):
         honey.attacked_model
-    honey.fit(tr)
+    return tr, honey.fit(tr)
+
+
+def test_honeymodel_interface_save_and_load(fitted_honey, tmp_path):
+    tr, honey = fitted_honey
     assert honey.poisoned.poisoned.sum() == pytest.approx(120, abs=5)
-    benign = honey.benign_twin().fit(tr)
+    benign = honey.control().fit(tr)  # the control: same key, architecture and training, no poisoning
     assert benign.poison_percent == 0 and torch.equal(benign.key.indices, honey.key.indices)
+    assert benign.train_config == honey.train_config and "benign model" in honey.control_description
     x = tr.x[:100]
     with pytest.raises(NotFittedError, match="fit_detector"):
         honey.score(x)
@@ -115,9 +127,61 @@ def test_honeymodel_interface_save_and_load(tmp_path):
     honey.calibrate(x, fpr=0.1)
     assert honey.detect(x).float().mean() <= 0.1 and honey.detect(honey.key.apply(x)).float().mean() > 0.8
     path = honey.save(tmp_path / "honey.pt")
-    again = hm.HoneyModel.load(path)
+    torch.load(path, weights_only=True)  # tensors, numbers, strings, lists and dicts only
+    again = hm.HoneyModel.load(path, log=None)
     assert torch.equal(again.key.indices, honey.key.indices) and again.poison_percent == 30.0
+    assert again.train_config == honey.train_config and again.threshold == honey.threshold
     assert torch.equal(again.attacked_model(x), honey.attacked_model(x))
+    mixed = torch.cat([x[:50], honey.key.apply(x[50:])])
+    assert torch.equal(again.score(mixed), honey.score(mixed)) and torch.equal(again.detect(mixed), honey.detect(mixed))
+
+
+def test_adaptive_attacks_avoid_the_estimated_and_the_true_key(fitted_honey):
+    tr, honey = fitted_honey
+    levels = honey.adaptive_attacks(x_shadow=tr.x[:40], y_shadow=tr.y[:40], attack=("pgd", {"eps": 0.3, "steps": 3}))
+    assert [a.knowledge[0] for a in levels] == ["0", "1", "2"] and levels[0].model is honey.attacked_model
+    assert "overlaps the true key" in levels[1].note
+    estimate = levels[1].model.feature_indices
+    assert len(estimate) == len(honey.key.indices) and torch.equal(estimate, estimate.sort().values)
+    knows_key = levels[2].model
+    assert torch.equal(knows_key.feature_indices, honey.key.indices)
+    x = tr.x[:4].clone().requires_grad_(True)
+    assert torch.equal(knows_key(x), honey.attacked_model(x))  # the forward pass is unchanged
+    knows_key(x).sum().backward()
+    grad = x.grad.flatten(1)
+    assert (grad[:, honey.key.indices] == 0).all() and grad.abs().sum() > 0  # no gradient on the key's features
+
+
+def _result(x_adv, success):
+    return SimpleNamespace(x_adv=x_adv, success=success)
+
+
+def test_reconstruction_table_and_samples_read_only_successful_examples():
+    key = hm.WatermarkKey.generate(SHAPE, 0.5, 1.0, seed=0)
+    x = torch.rand(6, *SHAPE) * 0.5 + 0.25
+    wrote_watermark = _result(key.apply(x), torch.tensor([True, True, True, False, False, False]))
+    did_nothing = _result(x.clone(), torch.ones(6, dtype=torch.bool))
+    attacked = {"HoneyModel": (x, {"pgd": wrote_watermark}), "benign model": (x, {"pgd": did_nothing})}
+    table = hx.reconstruction_table(key, attacked).set_index(["model", "attack", "reading"])
+    assert table.loc[("HoneyModel", "pgd", "perturbation"), "similarity"] == pytest.approx(1.0)
+    assert table.loc[("benign model", "pgd", "perturbation"), "similarity"] == 0.0
+    assert table.loc[("HoneyModel", "pgd", "perturbation"), "clean control"] == 0.0
+    samples = hx.reconstruction_samples(key, attacked, "perturbation")
+    assert samples.groupby("model").size().to_dict() == {"HoneyModel": 3, "benign model": 6}
+
+
+def test_mmd_analysis_skips_attacks_with_too_few_examples():
+    g = torch.Generator().manual_seed(0)
+    many = _result(torch.rand(30, *SHAPE, generator=g), torch.ones(30, dtype=torch.bool))
+    few = _result(torch.rand(30, *SHAPE, generator=g), torch.arange(30) < 5)
+    adversarial = {"benign": {"cw": few, "pgd": many, "jsma": many}, "honey": {"cw": many, "pgd": many, "jsma": many}}
+    skipped = []
+    boot, summary = hx.mmd_analysis(adversarial, samples="successful", sample_size=10, draws=20, permutations=20,
+                                    log=skipped.append)
+    assert list(boot) == ["pgd", "jsma"] and list(summary.index) == ["pgd", "jsma"] and "cw" in skipped[0]
+    assert summary.loc["pgd", "overlap accuracy"] >= 0.5 and 0 < summary.loc["pgd", "p (10 vs 10)"] <= 1
+    boot, _ = hx.mmd_analysis(adversarial, samples="all", sample_size=10, draws=20, permutations=20, log=None)
+    assert list(boot) == ["cw", "pgd", "jsma"]
 
 
 def test_threshold_at_fpr_and_rates():

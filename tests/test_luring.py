@@ -1,11 +1,14 @@
-"""Luring (shared/papers/002): eq. 2 against a naive loop, eq. 3-4 on hand-made predictions, training that
-freezes M and keeps the best epoch, the disagreement score, and bad input rejected before training."""
+"""Luring (Bernhard, Moellic, Dutertre, "Luring of Transferable Adversarial Perturbations in the Black-Box
+Paradigm", 2021): eq. 2 against a naive loop, eq. 3-4 on hand-made predictions, training that freezes M and keeps
+the best epoch, the disagreement score, the control and the adaptive attacks, save/load, and bad input rejected
+before training."""
 import pytest
 import torch
 
-from decoylab import data, models, train
+from decoylab import data, models, params, train
 from decoylab.cache import Cache
 from decoylab.defenses import luring as lu
+from decoylab.experiments import luring as lx
 
 
 def test_luring_terms_match_a_naive_loop():
@@ -24,27 +27,27 @@ def test_transfer_metrics_by_hand():
     y = torch.tensor([0, 0, 0, 0, 0, 0])
     pred_mop = torch.tensor([1, 1, 1, 2, 0, 0])  # four x' fool M∘P
     pred_m = torch.tensor([0, 1, 2, 2, 0, 3])  # M: right, fooled alike, fooled differently, fooled alike, right, wrong
-    m = lu.transfer_metrics(pred_mop, pred_m, y)
+    m = lx.transfer_metrics(pred_mop, pred_m, y)
     assert m["n_fooled"] == 4
     assert m["DR"] == pytest.approx(2 / 4)  # indices 0 and 2 disagree among the fooled
     assert m["IAR"] == pytest.approx(1 / 4)  # index 0: M still right
     assert m["AC_MoP"] == pytest.approx(2 / 6) and m["AC_M"] == pytest.approx(2 / 6)
     assert m["DAC"] == pytest.approx(1 - 2 / 6)  # indices 1 and 3: agree and M wrong
-    only = lu.transfer_metrics(pred_mop, pred_m, y, successful=torch.tensor([True, True, False, False, True, True]))
+    only = lx.transfer_metrics(pred_mop, pred_m, y, successful=torch.tensor([True, True, False, False, True, True]))
     assert only["n_fooled"] == 2 and only["IAR"] == pytest.approx(0.5)
-    assert torch.isnan(torch.tensor(lu.transfer_metrics(y, y, y)["DR"]))  # nothing fooled: undefined, not 0
+    assert torch.isnan(torch.tensor(lx.transfer_metrics(y, y, y)["DR"]))  # nothing fooled: undefined, not 0
 
 
 def test_worst_case_is_best_for_the_attacker():
     rows = [{"DAC": 0.6, "AC_M": 0.5, "variant": "mim"}, {"DAC": 0.4, "AC_M": 0.6, "variant": "dim"},
             {"DAC": 0.4, "AC_M": 0.3, "variant": "dim_ti"}]
-    assert lu.worst_case(rows)["variant"] == "dim_ti"
+    assert lx.worst_case(rows)["variant"] == "dim_ti"
 
 
 def test_paper_tables_are_indexed_by_attack_eps_and_approach():
-    assert lu.PAPER_DEFENSE_TABLE["mnist"][("spsa", 0.2, "luring")] == (0.14, 0.99, 0.99)
-    assert lu.PAPER_DEFENSE_TABLE["svhn"][("mim_w", 0.08, "luring")] == (0.0, 0.48, 0.67)
-    assert ("spsa", 0.02, "auto") not in lu.PAPER_DEFENSE_TABLE["cifar10"]  # the paper has no Auto on CIFAR-10
+    assert lx.PAPER_DEFENSE_TABLE["mnist"][("spsa", 0.2, "luring")] == (0.14, 0.99, 0.99)
+    assert lx.PAPER_DEFENSE_TABLE["svhn"][("mim_w", 0.08, "luring")] == (0.0, 0.48, 0.67)
+    assert ("spsa", 0.02, "auto") not in lx.PAPER_DEFENSE_TABLE["cifar10"]  # the paper has no Auto on CIFAR-10
 
 
 def test_fit_keeps_the_best_epoch():
@@ -70,7 +73,16 @@ def fitted(tmp_path_factory):
                   train_config=train.TrainConfig(epochs=4, batch_size=32, lr=3e-3), component_init="auto",
                   cache=cache, log=None)
     luring = lu.Luring("luring", **common).fit(tr)
-    return luring, luring.twin("ce").fit(tr), tr, te, cache
+    return luring, luring.control().fit(tr), tr, te, cache
+
+
+def test_control_is_the_unfitted_c_e_baseline_with_the_same_settings():
+    luring = lu.Luring("luring", weight=0.5, component_init="auto", seed=3, log=None)
+    control = luring.control()
+    assert control.approach == "ce" and control.label == "C_E" and control.model is None and control.target is None
+    assert (control.weight, control.component_init, control.seed) == (0.5, "auto", 3)
+    assert luring.approach == "luring"  # the defense itself is untouched
+    assert "C_E baseline" in lu.Luring.control_description and "no luring loss" in control.control_description
 
 
 def test_training_freezes_m_and_changes_p(fitted):
@@ -104,21 +116,46 @@ def test_save_and_load_give_the_same_defense(fitted, tmp_path):
     luring, _, _, te, _ = fitted
     path = luring.save(tmp_path / "luring.pt")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["luring.pt"]  # no temporary file left behind
-    again = lu.Luring.load(path, (1, 28, 28), 10, log=None)
-    assert again.approach == "luring" and again.weight == luring.weight
+    again = lu.Luring.load(path, device="cpu", log=None)
+    assert again.approach == "luring" and again.weight == luring.weight and again.score_kind == luring.score_kind
     assert torch.equal(again.score(te.x), luring.score(te.x))
+    assert torch.equal(again.predictions(te.x)[1], luring.predictions(te.x)[1])
+
+
+def test_stack_saves_its_hidden_m_beside_the_retrained_copy(tmp_path):
+    tr = data.load("mnist5k", "train", n=300, seed=0)
+    te = data.load("mnist5k", "test", n=50, seed=0)
+    stack = lu.Luring("stack", target_config=train.TrainConfig(epochs=1, batch_size=28), cache=Cache(tmp_path / "c"),
+                      log=None).fit(tr)
+    again = lu.Luring.load(stack.save(tmp_path / "stack.pt"), device="cpu", log=None)
+    assert again.attacked_model.target is not again.target  # M∘P holds a retrained M; the hidden M is the original
+    assert torch.equal(again.score(te.x), stack.score(te.x))
+
+
+def test_adaptive_attacks_by_knowledge(fitted):
+    luring, _, _, te, _ = fitted
+    levels = luring.adaptive_attacks(x_shadow=te.x[:8], y_shadow=te.y[:8], attack=("pgd", {"eps": 0.3}))
+    assert [a.knowledge for a in levels] == ["0 · the paper's setting: white-box on M∘P, M hidden",
+                                             "1 · knows M: attacks M directly",
+                                             "2 · knows M and P: M∘P with an agreement term"]
+    assert levels[0].model is luring.attacked_model and levels[1].model is luring.target
+    assert levels[0].loss_for is None and levels[1].loss_for is None
+    term = levels[2].loss_for(2.0)(te.x[:8], te.y[:8])
+    assert term.shape == (8,) and torch.isfinite(term).all()
+    key = levels[2].loss_key_for(2.0)
+    assert key["term"] == "luring_agreement" and key["weight"] == 2.0 and "target" not in key
 
 
 def test_opposite_sign_counts():
     model = models.build("mlp", (1, 8, 8), 10, seed=0)
     flipped = torch.nn.Sequential(model, torch.nn.Identity())
     x = torch.rand(5, 1, 8, 8)
-    assert int(lu.opposite_sign_counts(model, flipped, x).sum()) == 0  # a model agrees with itself
+    assert int(lx.opposite_sign_counts(model, flipped, x).sum()) == 0  # a model agrees with itself
 
     class Negated(torch.nn.Module):
         def forward(self, v):
             return -model(v)
-    counts = lu.opposite_sign_counts(model, Negated(), x)
+    counts = lx.opposite_sign_counts(model, Negated(), x)
     assert counts.shape == (5, 10) and int(counts.min()) > 0
 
 
@@ -134,10 +171,12 @@ def test_bad_input_fails_before_training(kwargs, needle, tmp_path):
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.pt"))
 
 
-def test_eps_outside_the_data_range_is_named():
+def test_eps_outside_the_data_range_is_named_before_any_attack():
     for eps in (0, 1.5, -0.1):
-        with pytest.raises(ValueError, match="eps"):
-            lu.check_settings(eps=eps)
+        with pytest.raises(params.ParameterError, match=f"eps={eps!r}"):
+            lx.run_attack(None, "fgsm", torch.zeros(1), torch.zeros(1), eps, "luring_mnist", None, None, 0)
+        with pytest.raises(params.ParameterError, match="eps_list"):
+            lx.characterise({}, torch.zeros(1), torch.zeros(1), ["fgsm"], [0.3, eps])
 
 
 def test_component_must_fit_the_images(tmp_path):

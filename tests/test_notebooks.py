@@ -6,6 +6,7 @@ import nbformat
 import papermill
 import pytest
 
+from decoylab import specs
 from decoylab.tools import runner
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,7 +102,9 @@ def test_notebook_flow(path):
     for name, p in declared.items():
         assert name.isupper() and p["inferred_type_name"] != "None" and p["help"], f"{path.name}: {name}"
     assert "INTERACTIVE" in declared
-    assert "params.validate(globals())" in nb.cells[nb.cells.index(tagged[0]) + 1].source
+    assert f'params.validate(globals(), "{path.stem}")' in nb.cells[nb.cells.index(tagged[0]) + 1].source
+    # the library's specs cover exactly the parameters cell: nothing unchecked, nothing stale
+    assert set(specs.for_notebook(path.stem)) == set(declared), path.name
 
 
 @pytest.mark.parametrize("name", RUNNABLE)

@@ -2,17 +2,47 @@ import json
 
 import pytest
 
-from decoylab import params, results
+from decoylab import params, results, specs
 
 
 def test_validate_accepts_good_and_names_every_problem():
     good = {"DATASET": "mnist5k", "EPS": 0.3, "SEED": 0, "INTERACTIVE": False, "lower_case": object()}
-    assert params.validate(good) == {"DATASET": "mnist5k", "EPS": 0.3, "SEED": 0, "INTERACTIVE": False}
+    assert params.validate(good, "00_tour") == {"DATASET": "mnist5k", "EPS": 0.3, "SEED": 0, "INTERACTIVE": False}
     with pytest.raises(params.ParameterError) as err:
-        params.validate({"DATASET": "imagenet", "EPS": 0.0, "N_TRAIN": -1, "EPOCHS": True})
+        params.validate({"DATASET": "imagenet", "EPS": 0.0, "N_TRAIN": -1, "EPOCHS": True}, "00_tour")
     text = str(err.value)
-    assert "DATASET='imagenet'" in text and "mnist5k" in text
+    assert "00_tour" in text and "DATASET='imagenet'" in text and "mnist5k" in text
     assert "EPS=0.0" in text and "N_TRAIN=-1" in text and "EPOCHS=True" in text
+
+
+def test_unknown_names_and_non_finite_numbers_are_errors_never_skipped():
+    with pytest.raises(params.ParameterError, match="unknown parameter 'EPSILON'"):
+        params.validate({"EPSILON": 0.3}, "00_tour")
+    with pytest.raises(params.ParameterError, match="POISON_PERCENT"):  # 00_tour has no such parameter
+        params.validate({"POISON_PERCENT": 30.0}, "00_tour")
+    with pytest.raises(params.ParameterError, match=r"LR=inf is not allowed"):
+        params.validate({"LR": float("inf")}, "00_tour")
+    with pytest.raises(params.ParameterError, match="EPS=nan"):
+        params.check("EPS", float("nan"), params.number(0, 1))
+    with pytest.raises(KeyError, match="declares no parameter specs"):
+        params.validate({}, "99_no_such_notebook")
+
+
+def test_one_name_can_mean_different_things_in_different_notebooks():
+    # ATTACKS: Table VII's attack keys in notebook 20, the comparison's four attacks in notebook 90
+    assert params.validate({"ATTACKS": ["umifgsm"]}, "20_attractors")
+    with pytest.raises(params.ParameterError, match="ATTACKS"):
+        params.validate({"ATTACKS": ["umifgsm"]}, "90_defense_comparison")
+
+
+def test_rules_across_parameters_are_checked_with_the_notebooks_values():
+    values = {"ATTACKS": ["fgsm", "cw2"], "ADAPTIVE_ATTACK": "pgd", "ADAPTIVE_EPS": None}
+    assert specs.notebook_problems("90_defense_comparison", values) == [
+        "ADAPTIVE_ATTACK='pgd' is not allowed; it must be one of ATTACKS ['fgsm', 'cw2']"]
+    values = {"ATTACKS": ["cw2"], "ADAPTIVE_ATTACK": "cw2", "ADAPTIVE_EPS": 0.1}
+    assert "no L∞ budget" in specs.notebook_problems("90_defense_comparison", values)[0]
+    with pytest.raises(params.ParameterError, match="including 'undefended'"):
+        params.validate({"DEFENSES": ["honeymodels"]}, "90_defense_comparison")
 
 
 def test_record_writes_through_in_batch_runs(tmp_path, monkeypatch):
@@ -48,7 +78,8 @@ def test_settings_match_labels():
 
 def test_paper_values_are_one_data_file_behind_every_paper_constant():
     from decoylab import paper_values
-    from decoylab.defenses import attractors, fingerprints, honeymodels, luring
+    from decoylab.defenses import fingerprints
+    from decoylab.experiments import attractors, honeymodels, luring
 
     papers = paper_values.load()
     assert set(papers) == {"honeymodels", "attractors", "luring", "fingerprints"}

@@ -16,14 +16,22 @@ def _notebook(path: Path, body: str) -> None:
     nb = nbformat.v4.new_notebook()
     params = nbformat.v4.new_code_cell("SEED: int = 0  # seed\nEPS: float = 0.1  # budget\nINTERACTIVE: bool = True  # widgets")
     params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell("from decoylab import params, results\nP = params.validate(globals())"),
+    nb.cells = [params, nbformat.v4.new_code_cell(
+        "from decoylab import params, results\nfrom decoylab.specs import common\n"
+        "P = params.check_all(params.notebook_parameters(globals()), "
+        "{'SEED': common.SEED, 'EPS': common.UNIT, 'INTERACTIVE': params.boolean()})"),
                 nbformat.v4.new_code_cell(body)]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, path)
 
 
 @pytest.fixture()
-def kit(tmp_path):
+def kit(tmp_path, monkeypatch):
+    from decoylab import params, specs
+    from decoylab.specs import common
+
+    synthetic = {"SEED": common.SEED, "EPS": common.UNIT, "INTERACTIVE": params.boolean()}
+    monkeypatch.setattr(specs, "NOTEBOOKS", {**specs.NOTEBOOKS, "01_good": synthetic, "02_bad": synthetic})
     nbs, prm = tmp_path / "notebooks", tmp_path / "params" / "tiny"
     nbs.mkdir()
     prm.mkdir(parents=True)

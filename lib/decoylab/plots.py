@@ -62,6 +62,58 @@ def image_grid(rows: Sequence[torch.Tensor], row_titles: Sequence[str],
     return fig
 
 
+def saliency_grid(columns: dict[str, torch.Tensor], title: str, cell: float = 1.6) -> matplotlib.figure.Figure:
+    """One column per entry of ``columns`` ({title: (N, C, H, W)}), one row per image: the first column
+    shows images in [0, 1], the others signed maps (channel mean; red +, blue −, each panel scaled to
+    its own maximum absolute value)."""
+    n_rows = len(next(iter(columns.values())))
+    fig, axes = plt.subplots(n_rows, len(columns), figsize=(cell * len(columns), cell * n_rows), squeeze=False)
+    for j, (col_title, images) in enumerate(columns.items()):
+        for i in range(n_rows):
+            ax = axes[i, j]
+            if j == 0:
+                ax.imshow(images[i].permute(1, 2, 0).squeeze(), cmap="gray", vmin=0, vmax=1)
+            else:
+                img = images[i].mean(0)
+                bound = float(img.abs().max()) or 1.0
+                ax.imshow(img, cmap="RdBu_r", vmin=-bound, vmax=bound)
+            ax.set(xticks=[], yticks=[])
+            if i == 0:
+                ax.set_title(col_title, fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def kde_panels(panels, *, log_scale: bool = False, legend_title: str = "signal", figsize=(11, 3.6)):
+    """Panels side by side, each a filled KDE per labelled sample, every sample normalised on its own:
+    ``panels`` is a list of ``({label: 1-D tensor}, title, x label)``; returns the figure."""
+    import pandas as pd
+
+    fig, axes = plt.subplots(1, len(panels), figsize=figsize, squeeze=False)
+    for ax, (samples, title, xlabel) in zip(axes[0], panels):
+        frame = pd.DataFrame({"value": torch.cat(list(samples.values())).numpy(),
+                              legend_title: sum([[label] * len(v) for label, v in samples.items()], [])})
+        sns.kdeplot(data=frame, x="value", hue=legend_title, log_scale=log_scale, common_norm=False, fill=True,
+                    ax=ax, warn_singular=False)
+        ax.set(title=title, xlabel=xlabel, ylabel="density")
+    fig.tight_layout()
+    return fig
+
+
+def bars_by_group(table, x: str, bars: dict[str, str], *, xlabel: str, ylabel: str, title: str, figsize=(11, 3.8)):
+    """Grouped bars: per value of column ``x`` one bar for each column in ``bars`` ({column: legend label})."""
+    import pandas as pd
+
+    long = pd.melt(table, id_vars=[x], value_vars=list(bars), var_name="model", value_name="rate").replace(bars)
+    fig, ax = plt.subplots(figsize=figsize)
+    sns.barplot(data=long, x=x, y="rate", hue="model", ax=ax)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.tick_params(axis="x", rotation=45)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return fig
+
+
 def roc_curves(curves: dict[str, tuple], title: str, ax=None, colors: dict[str, str] | None = None):
     """ROC curves from ``{label: (fpr, tpr)}`` (e.g. ``metrics.roc``); ``colors`` maps labels to
     colours (the per-defense palette) where given; returns the figure."""
@@ -82,7 +134,7 @@ def roc_curves(curves: dict[str, tuple], title: str, ax=None, colors: dict[str, 
 
 def roc_every_defense(comparison, curves: dict, attacks: Sequence[str], title: str):
     """One panel per attack: each defense's ROC curve (solid) beside its control's (dashed), AUC in the
-    legend; ``comparison`` and ``curves`` as ``decoylab.compare.comparison_table`` returns them."""
+    legend; ``comparison`` and ``curves`` as ``decoylab.experiments.detection.comparison_table`` returns them."""
     fig, axes = plt.subplots(1, len(attacks), figsize=(4.6 * len(attacks), 4.4), squeeze=False)
     defenses = list(dict.fromkeys(name for name, _ in comparison.index))
     for ax, attack in zip(axes[0], attacks):
@@ -98,5 +150,147 @@ def roc_every_defense(comparison, curves: dict, attacks: Sequence[str], title: s
                xlim=(0, 1), ylim=(0, 1.01))
         ax.legend(fontsize="x-small", loc="lower right", title="AUC", title_fontsize="x-small")
     fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def box_per_attack(frame, *, value: str, hue: str, colors: dict[str, str], ylabel: str, title: str,
+                   xlabel: str = "attack"):
+    """Box plots of ``frame[value]`` per attack (column ``attack``), one box per ``hue`` group; ``colors``
+    maps each group to the defense whose colour it takes (``DEFENSE_COLORS``); a grey line at 0."""
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    sns.boxplot(frame, x="attack", y=value, hue=hue, ax=ax,
+                palette={group: DEFENSE_COLORS[defense] for group, defense in colors.items()})
+    ax.axhline(0, color="grey", linewidth=0.8)
+    ax.set(ylabel=ylabel, xlabel=xlabel, title=title)
+    fig.tight_layout()
+    plt.close(fig)  # returned for display/saving, as image_grid
+    return fig
+
+
+def sweep_panels(frame, panels: Sequence[tuple[str, str, str, str]], curves: dict[str, tuple[str, str, str]],
+                 ylabel: str):
+    """Side-by-side line panels sharing the y axis, one per sweep: ``panels`` holds (value of
+    ``frame.sweep``, x column, x label, title) per panel, ``curves`` {column: (label, colour, marker)}."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), sharey=True, squeeze=False)
+    for ax, (which, x_col, xlabel, title) in zip(axes[0], panels):
+        part = frame[frame.sweep == which]
+        for col, (label, color, marker) in curves.items():
+            ax.plot(part[x_col], part[col], marker=marker, color=color, label=label)
+        ax.set(xlabel=xlabel, title=title)
+    axes[0, 0].set_ylabel(ylabel)
+    axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def mmd_histograms(boot: dict, *, xlabel: str, title: str):
+    """One panel per attack of ``{attack: stats.BootstrapMMD}``: the MMD distributions of the three
+    pairings (HoneyModels Fig. 5), with the overlap accuracy in the panel's title."""
+    import pandas as pd
+
+    fig, axes = plt.subplots(1, max(1, len(boot)), figsize=(4.2 * max(1, len(boot)), 3.6), squeeze=False)
+    colors = {"benign–benign": "tab:blue", "honey–honey": "tab:red", "benign–honey": "tab:green"}
+    for ax, (attack, b) in zip(axes[0], boot.items()):
+        frame = pd.concat([pd.DataFrame({"MMD": v, "pair": k}) for k, v in
+                           (("benign–benign", b.benign_benign), ("honey–honey", b.honey_honey),
+                            ("benign–honey", b.benign_honey))])
+        sns.histplot(frame, x="MMD", hue="pair", palette=colors, element="step", stat="density", common_norm=False,
+                     ax=ax)
+        ax.set(title=f"{attack.upper()}: overlap accuracy {b.overlap_accuracy():.2f}", xlabel=xlabel)
+    fig.suptitle(title)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def overall_attack_success(comparison, fpr_label: str, title: str):
+    """Bars per attack and defense: the attack success that survives detection (``comparison`` as
+    ``decoylab.experiments.detection.comparison_table`` returns it; its ``overall`` column)."""
+    bars = comparison["overall"].rename("overall attack success").reset_index()
+    fig, ax = plt.subplots(figsize=(9, 4))
+    sns.barplot(bars, x="attack", y="overall attack success", hue="defense", palette=DEFENSE_COLORS, ax=ax)
+    ax.set(ylim=(0, 1.02), ylabel=f"success × (1 − TPR at FPR {fpr_label})", title=title)
+    ax.legend(fontsize="small", ncols=3)
+    fig.tight_layout()
+    return fig
+
+
+def security_curves(security, fpr_label: str, title: str):
+    """One panel per defense: detection and overall attack success per attacker-knowledge level
+    (``security`` as ``decoylab.experiments.detection.security_table`` returns it)."""
+    families = list(security["defense"].unique())
+    fig, axes = plt.subplots(1, max(1, len(families)), figsize=(4.3 * max(1, len(families)), 4), squeeze=False,
+                             sharey=True)
+    for ax, name in zip(axes[0], families):
+        part = security[security["defense"] == name]
+        ax.plot(part["level"], part["detection"], "o-", color=DEFENSE_COLORS[name], label="detection (TPR)")
+        ax.plot(part["level"], part["overall"], "s--", color="black", label="overall attack success")
+        ax.set(title=name, xlabel="attacker knowledge (level, see table)", xticks=list(part["level"]), ylim=(-0.02, 1.02))
+        ax.legend(fontsize="x-small")
+    axes[0][0].set_ylabel(f"rate at FPR {fpr_label}")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def fingerprint_directions(dx: torch.Tensor, dy: torch.Tensor, eps: float, shown: int = 4):
+    """Neural Fingerprinting's secret: the first ``shown`` input directions Δx (N, C, H, W) in units of ε,
+    channel 0, beside the output fingerprint Δy (N, K, K) of direction 1 (class of the input × logit)."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3), gridspec_kw={"width_ratios": [2, 1]})
+    shown = min(shown, len(dx))
+    axes[0].imshow(torch.cat([d[0] / eps for d in dx[:shown]], dim=1), cmap="RdBu_r", vmin=-1, vmax=1)
+    axes[0].set(title=f"the first {shown} directions Δx (channel 0, in units of ε)", xticks=[], yticks=[])
+    sns.heatmap(dy[0].numpy(), ax=axes[1], cmap="RdBu_r", center=0, annot=dy.shape[-1] <= 10, fmt=".2f",
+                annot_kws={"size": 6}, cbar=False)
+    axes[1].set(title="Δy of direction 1", xlabel="logit k", ylabel="class j of the input")
+    fig.tight_layout()
+    return fig
+
+
+def score_densities(panels: dict[str, dict[str, torch.Tensor]], value: str, xlabel: str):
+    """One KDE panel per model (``{model: {input: 1-D scores}}``), one curve per input, each normalised
+    on its own; ``value`` names the score, ``xlabel`` labels its axis."""
+    import pandas as pd
+
+    frame = pd.concat([pd.DataFrame({value: s.numpy(), "input": k, "model": who})
+                       for who, samples in panels.items() for k, s in samples.items()])
+    g = sns.displot(frame, x=value, hue="input", col="model", kind="kde", common_norm=False, fill=False,
+                    height=3.2, aspect=1.3, facet_kws={"sharex": False, "sharey": False}, warn_singular=False)
+    g.set_axis_labels(xlabel, "density")
+    return g.figure
+
+
+def roc_panels(panels: dict[str, dict[str, tuple]], figsize=(10, 4)):
+    """Side-by-side ``roc_curves`` panels, ``{panel title: {label: (fpr, tpr)}}``; returns the figure."""
+    fig, axes = plt.subplots(1, len(panels), figsize=figsize, squeeze=False)
+    for ax, (title, curves) in zip(axes[0], panels.items()):
+        roc_curves(curves, title, ax=ax)
+    return fig
+
+
+def auc_vs_n_and_eps(by_n, by_eps, *, n: int, eps: float):
+    """Neural Fingerprinting's Fig. 3, left and middle: AUC per attack against the number of fingerprints N
+    (ε fixed at ``eps``) and against their scale ε (N fixed at ``n``); frames with columns N or ε, attack, AUC."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    sns.lineplot(by_n, x="N", y="AUC", hue="attack", marker="o", ax=axes[0])
+    sns.lineplot(by_eps, x="ε", y="AUC", hue="attack", marker="o", ax=axes[1], legend=False)
+    axes[0].set(xlabel="number of fingerprints N", ylabel="AUC-ROC (correct pre-test points)", title=f"ε = {eps}")
+    axes[1].set(xlabel="fingerprint scale ε (pixels on [0, 1])", xscale="log", title=f"N = {n}")
+    grid = list(dict.fromkeys(by_eps["ε"]))
+    axes[1].set_xticks(grid, [f"{e:g}" for e in grid], minor=False)
+    axes[1].xaxis.set_minor_locator(plt.NullLocator())
+    axes[0].legend(title="attack", fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def mean_std_bars(spread, *, color: str, ylabel: str, xlabel: str, title: str):
+    """Bars of ``spread["mean"]`` with ``spread["std"]`` error bars, one per row of ``spread`` (columns mean,
+    std, min); the y axis starts just below the smallest ``min``."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.bar(spread.index, spread["mean"], yerr=spread["std"].fillna(0), capsize=4, color=color)
+    ax.set(ylabel=ylabel, xlabel=xlabel, ylim=(max(0.0, float(spread["min"].min()) - 0.05), 1.0), title=title)
     fig.tight_layout()
     return fig

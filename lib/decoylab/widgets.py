@@ -53,7 +53,7 @@ def honeymodel_panel(train_set, test_set, *, train_config, watermark_size: float
             honey = hm.HoneyModel.create(tuple(train_set.x.shape[1:]), watermark_size=size.value, amplitude=amp.value,
                                          poison_percent=poison.value, key_seed=key_seed, train_config=train_config,
                                          seed=seed, cache=cache, log=None).fit(train_set)
-            benign = honey.benign_twin().fit(train_set)
+            benign = honey.control().fit(train_set)
             idx = train.correct_subset(honey.model, test_set.x, test_set.y, probe, seed=seed)
             x, y = test_set.x[idx], test_set.y[idx]
             pgd = attacks.run("pgd", honey.model, x, y, targeted=True, target="random", preset="honeymodels", seed=seed)
@@ -82,7 +82,8 @@ def fingerprint_panel(train_set, x_clean: torch.Tensor, y_clean: torch.Tensor, *
     import seaborn as sns
     from IPython.display import display
 
-    from decoylab.defenses import fingerprints as nf
+    from decoylab.defenses.fingerprints import NeuralFingerprinting
+    from decoylab.experiments import fingerprints as nfx
 
     n_slider = w.IntSlider(value=n, min=1, max=max(30, n), description="N")
     eps_slider = w.FloatLogSlider(value=eps, base=10, min=-3, max=0, step=0.25, description="ε")
@@ -113,13 +114,12 @@ def fingerprint_panel(train_set, x_clean: torch.Tensor, y_clean: torch.Tensor, *
         status.clear_output(wait=True)
         with status:
             print(f"training (or loading) N = {n_slider.value}, ε = {eps_slider.value:.3g} ...")
-            nfp = nf.NeuralFingerprinting.create(tuple(train_set.x.shape[1:]), train_set.info.num_classes,
-                                                 n=n_slider.value, eps=eps_slider.value, seed=seed, cache=cache,
-                                                 log=None, **create_kwargs).fit(train_set)
-            adversarial = nf.run_paper_attacks(nfp.model, x_clean, y_clean, attack_names=attack_names, seed=seed,
-                                               cache=cache, preset=preset)
-            state.update(clean=nfp.score(x_clean),
-                         adversarial={k: nfp.score(r.x_adv) for k, r in adversarial.items()})
+            nfp = NeuralFingerprinting.create(tuple(train_set.x.shape[1:]), train_set.info.num_classes,
+                                              n=n_slider.value, eps=eps_slider.value, seed=seed, cache=cache,
+                                              log=None, **create_kwargs).fit(train_set)
+            scores = nfx.attack_pretest(nfp, x_clean, y_clean, attack_names=attack_names, seed=seed, cache=cache,
+                                        preset=preset).scores
+            state.update(clean=scores.pop("clean"), adversarial=scores)
             status.clear_output(wait=True)
             print(f"N = {n_slider.value}, ε = {eps_slider.value:.3g}: test accuracy on these images "
                   f"{100 * train.accuracy(nfp.model, x_clean, y_clean):.1f} %; "
@@ -143,7 +143,7 @@ def luring_panel(train_set, x: torch.Tensor, y: torch.Tensor, *, make_defense, w
     import pandas as pd
     from IPython.display import display
 
-    from decoylab.defenses import luring as lu
+    from decoylab.experiments import luring as lx
 
     weight_box = w.BoundedFloatText(value=weight, min=1e-3, max=100.0, step=0.05, description="λ")
     eps_slider = w.FloatSlider(value=eps, min=eps_range[0], max=eps_range[1], step=max(0.005, eps_range[0]),
@@ -159,9 +159,9 @@ def luring_panel(train_set, x: torch.Tensor, y: torch.Tensor, *, make_defense, w
             defenses = {a: make_defense(a, weight_box.value).fit(train_set) for a in ("ce", "luring")}
             rows = {}
             for name, d in defenses.items():
-                res = lu.run_attack(d.attacked_model, attack.value, x, y, eps_slider.value, preset, overrides, cache, seed)
-                rows[lu.APPROACH_LABELS[name]] = {"clean accuracy (these points)": d.accuracy_and_agreement(x, y)["test"],
-                                                  **d.transfer_metrics(res.x_adv, y)}
+                res = lx.run_attack(d.attacked_model, attack.value, x, y, eps_slider.value, preset, overrides, cache, seed)
+                rows[lx.APPROACH_LABELS[name]] = {"clean accuracy (these points)": d.accuracy_and_agreement(x, y)["test"],
+                                                  **lx.measure_transfer(d, res.x_adv, y)}
             out.clear_output(wait=True)
             display(pd.DataFrame(rows).T[["clean accuracy (these points)", "DR", "IAR", "AC_MoP", "AC_M", "DAC"]]
                     .round(3))
@@ -181,8 +181,10 @@ def attractor_panel(classifier, x: torch.Tensor, y: torch.Tensor, x_calibration:
     import pandas as pd
     from IPython.display import display
 
-    from decoylab import attacks, train
+    from decoylab import attacks, params, train
     from decoylab.defenses import attractors as at
+    from decoylab.experiments import attractors as xa
+    from decoylab.specs.common import FPR
 
     small = w.BoundedFloatText(value=float(intervals[0]), min=0.5, max=at.MAX_INTERVAL, description="δ small")
     large = w.BoundedFloatText(value=float(intervals[-1]), min=0.5, max=at.MAX_INTERVAL, description="δ large")
@@ -197,21 +199,21 @@ def attractor_panel(classifier, x: torch.Tensor, y: torch.Tensor, x_calibration:
     def run(_=None):
         out.clear_output(wait=True)
         with out:
-            try:
-                at.check_settings(intervals=[small.value, large.value], weights=[1.0, ratio.value],
-                                  strength=strength_slider.value, fpr=fpr_slider.value)
+            try:  # every knob checked before anything is built
+                defense = at.Attractors(intervals=[small.value, large.value], weights=[1.0, ratio.value],
+                                        strength=strength_slider.value, key_seed=seed)
+                params.check("fpr", fpr_slider.value, FPR)
             except ValueError as problem:
                 print(problem)
                 return
-            defense = at.Attractors(intervals=[small.value, large.value], weights=[1.0, ratio.value],
-                                    strength=strength_slider.value, key_seed=seed)
             defense.protect(classifier, tuple(x.shape[1:]), int(classifier(x[:1]).shape[1]))
             defense.calibrate(x_calibration, fpr_slider.value)
             key = {"fgsm": "fgsm", "pgd": "pgd", "deepfool": "deepfool", "cw2": "cw2"}[attack.value]
-            engine, kwargs, _ = at.attack_settings(key, dataset, iteration_cap=30, binary_steps_cap=3,
+            engine, kwargs, _ = xa.attack_settings(key, dataset, iteration_cap=30, binary_steps_cap=3,
                                                    initial_const=1.0)
             rows = {}
-            for model_name, model in (("on M (attractors)", defense.attacked_model), ("on C (control)", classifier)):
+            for model_name, model in (("on M (attractors)", defense.attacked_model),
+                                      ("on C (control)", defense.control().attacked_model)):
                 res = attacks.run(engine, model, x, y, seed=seed, cache=cache, **kwargs)
                 adv = res.x_adv[res.success]
                 flagged = defense.detect(adv) if len(adv) else torch.zeros(0, dtype=torch.bool)
@@ -232,7 +234,7 @@ def attractor_panel(classifier, x: torch.Tensor, y: torch.Tensor, x_calibration:
 def comparison_panel(setups: dict, prepare, *, datasets, seed: int = 0, cache=None):
     """Notebook 90: a dataset dropdown, an attack dropdown and an FPR slider; per defense, the detection
     rate at that FPR, the FPR measured on the attacked images' clean versions, and the overall attack
-    success. ``setups`` maps dataset names to ``compare.ComparisonSetup`` (the notebook's own run);
+    success. ``setups`` maps dataset names to ``experiments.compare.ComparisonSetup`` (the notebook's own run);
     a dataset not in it is compared on demand by ``prepare(name)`` when the button is pressed, and kept.
     The adversarial sets come from the cache (section 3 made them) and each detector scores them once per
     dataset and attack, so moving the slider only moves the threshold."""
@@ -240,7 +242,7 @@ def comparison_panel(setups: dict, prepare, *, datasets, seed: int = 0, cache=No
     import pandas as pd
     from IPython.display import display
 
-    from decoylab import compare
+    from decoylab.experiments import detection
 
     first = next(iter(setups.values()))
     dataset = w.Dropdown(options=list(dict.fromkeys([*setups, *datasets])), value=next(iter(setups)),
@@ -249,7 +251,7 @@ def comparison_panel(setups: dict, prepare, *, datasets, seed: int = 0, cache=No
     fpr = w.FloatLogSlider(value=0.05, base=10, min=-3, max=-0.5, step=0.1, description="FPR", continuous_update=False)
     compute = w.Button(description="compare on this dataset", layout=w.Layout(width="auto"))
     out = w.Output()
-    scored: dict[tuple[str, str, str], compare.DetectionScores] = {}
+    scored: dict[tuple[str, str, str], detection.DetectionScores] = {}
 
     def update(_=None):
         out.clear_output(wait=True)
@@ -266,11 +268,11 @@ def comparison_panel(setups: dict, prepare, *, datasets, seed: int = 0, cache=No
                     continue
                 key = (dataset.value, attack.value, name)
                 if key not in scored:  # scored once; the slider only moves the threshold
-                    scored[key] = compare.detection_scores(c.defense, c.defense.attacked_model, setup.x_att,
-                                                           setup.y_att, setup.x_cal,
-                                                           {attack.value: setup.specs[attack.value]}, seed=seed,
-                                                           cache=cache)
-                r = compare.rows_at(scored[key], [fpr.value])[attack.value]
+                    scored[key] = detection.detection_scores(c.defense, c.defense.attacked_model, setup.x_att,
+                                                             setup.y_att, setup.x_cal,
+                                                             {attack.value: setup.specs[attack.value]}, seed=seed,
+                                                             cache=cache)
+                r = detection.rows_at(scored[key], [fpr.value])[attack.value]
                 rows[name] = {"TPR": r[f"tpr@{fpr.value:g}"], "FPR measured": r[f"fpr@{fpr.value:g}"],
                               "success": r["success"], "overall": r["overall"]}
             print(f"{dataset.value}, {attack.value}, {len(setup.y_att)} attacked images, threshold at FPR {fpr.value:.3g}")

@@ -25,7 +25,7 @@ def _generate(attack, x: torch.Tensor, labels: torch.Tensor, num_classes: int, t
     return torch.from_numpy(np.asarray(adv, dtype=np.float32))  # ART may return float64 under numpy 2
 
 
-def fgsm(model, x, labels, *, targeted, eps, num_classes, batch_size, **_):
+def fgsm(model, x, labels, *, targeted, eps, num_classes, batch_size):
     from art.attacks.evasion import FastGradientMethod
 
     attack = FastGradientMethod(classifier(model, x.shape[1:], num_classes), norm=np.inf, eps=eps,
@@ -43,18 +43,18 @@ def _pgd(model, x, labels, *, targeted, eps, step_size, steps, random_start, num
     return _generate(attack, x, labels, num_classes, targeted), steps
 
 
-def pgd(model, x, labels, *, targeted, eps, step_size, steps, random_start, num_classes, batch_size, **_):
+def pgd(model, x, labels, *, targeted, eps, step_size, steps, random_start, num_classes, batch_size):
     return _pgd(model, x, labels, targeted=targeted, eps=eps, step_size=step_size, steps=steps,
                 random_start=random_start, num_classes=num_classes, batch_size=batch_size)
 
 
-def bim(model, x, labels, *, targeted, eps, step_size, steps, num_classes, batch_size, **_):
+def bim(model, x, labels, *, targeted, eps, step_size, steps, num_classes, batch_size):
     # ART's BasicIterativeMethod is PGD without random initialisation.
     return _pgd(model, x, labels, targeted=targeted, eps=eps, step_size=step_size, steps=steps,
                 random_start=False, num_classes=num_classes, batch_size=batch_size)
 
 
-def mim(model, x, labels, *, targeted, eps, step_size, steps, momentum, num_classes, batch_size, **_):
+def mim(model, x, labels, *, targeted, eps, step_size, steps, momentum, num_classes, batch_size):
     from art.attacks.evasion import MomentumIterativeMethod
 
     attack = MomentumIterativeMethod(classifier(model, x.shape[1:], num_classes), norm=np.inf, eps=eps,
@@ -64,7 +64,7 @@ def mim(model, x, labels, *, targeted, eps, step_size, steps, momentum, num_clas
 
 
 def cw_l2(model, x, labels, *, targeted, confidence, learning_rate, max_iter, binary_search_steps, initial_const,
-          num_classes, batch_size, optimizer="line_search", **_):
+          num_classes, batch_size, optimizer="line_search"):
     from art.attacks.evasion import CarliniL2Method
 
     if optimizer != "line_search":
@@ -78,7 +78,7 @@ def cw_l2(model, x, labels, *, targeted, confidence, learning_rate, max_iter, bi
     return _generate(attack, x, labels, num_classes, targeted), binary_search_steps * max_iter
 
 
-def deepfool(model, x, labels, *, max_iter, overshoot, num_classes, batch_size, **_):
+def deepfool(model, x, labels, *, max_iter, overshoot, num_classes, batch_size):
     from art.attacks.evasion import DeepFool
 
     attack = DeepFool(classifier(model, x.shape[1:], num_classes), max_iter=max_iter, epsilon=overshoot,
@@ -86,7 +86,7 @@ def deepfool(model, x, labels, *, max_iter, overshoot, num_classes, batch_size, 
     return _generate(attack, x, labels, num_classes, False), max_iter
 
 
-def jsma(model, x, labels, *, targeted, theta, gamma, saliency, num_classes, batch_size, **_):
+def jsma(model, x, labels, *, targeted, theta, gamma, saliency, num_classes, batch_size):
     from art.attacks.evasion import SaliencyMapMethod
 
     if saliency != "target_top2":
@@ -98,7 +98,7 @@ def jsma(model, x, labels, *, targeted, theta, gamma, saliency, num_classes, bat
 
 
 def ead(model, x, labels, *, targeted, confidence, learning_rate, max_iter, binary_search_steps, initial_const,
-        beta, decision_rule, num_classes, batch_size, **_):
+        beta, decision_rule, num_classes, batch_size):
     from art.attacks.evasion import ElasticNet
 
     attack = ElasticNet(classifier(model, x.shape[1:], num_classes), confidence=confidence, targeted=targeted,
@@ -108,8 +108,7 @@ def ead(model, x, labels, *, targeted, confidence, learning_rate, max_iter, bina
     return _generate(attack, x, labels, num_classes, targeted), binary_search_steps * max_iter
 
 
-def uap(model, x, labels, *, eps, fooling_rate, max_passes, deepfool_iter, overshoot, num_classes, batch_size,
-        **_):
+def uap(model, x, labels, *, eps, fooling_rate, max_passes, deepfool_iter, overshoot, num_classes, batch_size):
     from art.attacks.evasion import UniversalPerturbation
 
     attack = UniversalPerturbation(classifier(model, x.shape[1:], num_classes), attacker="deepfool",

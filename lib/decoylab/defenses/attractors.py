@@ -1,6 +1,6 @@
-"""Injected Attractors (Zhang, Chang, Lee; shared/papers/001): a QIM watermark decoder W summed into
-the classifier C, so that an attacker following the combined model's gradients walks toward a
-watermarked point (an *attractor*) the forensic analyser can see.
+"""Injected Attractors (J. Zhang, E.-C. Chang, H. K. Lee, "Detection and Recovery of Adversarial Attacks with
+Injected Attractors"): a QIM watermark decoder W summed into the classifier C, so that an attacker following
+the combined model's gradients walks toward a watermarked point (an *attractor*) the forensic analyser can see.
 
 - ``QIMDecoder`` — §V-E as a differentiable module: pixels on [0, 255], one interval size δᵢ per
   pixel (drawn from ``intervals``), codewords of bit 0 at 0.5δ, 2.5δ, … and of bit 1 at 1.5δ,
@@ -10,17 +10,15 @@ watermarked point (an *attractor*) the forensic analyser can see.
 - ``Attractors`` — the shared defense interface: ``attacked_model`` is M, ``score`` folds the
   detector F_d's conditions C1 (max w > U), C2 (min w < L), C3 (stdev w > σ₀) of §V-C into one
   number, ``calibrate`` sets U, L, σ₀ at a chosen FPR, ``recover`` is F_r = argmin W (§V-D),
-  ``integrated_model`` is M_(d,r) of §III-B.
-- ``TrapdoorConstruction`` — the counter-example of §IV-C, eq. 1: D·W_ω + (1 − D)·C with an
-  additive-watermark decoder W_ω and trapdoor detector D, built analytically.
-- ``nearest_attractor``, ``attractor_cosines``, ``local_density_cosines``, ``branch_gradients`` —
-  the measurements of Figs. 5–7.
+  ``integrated_model`` is M_(d,r) of §III-B; ``control()`` is F_d on examples crafted on C alone.
+
+The paper's tables and the measurements of Figs. 5–7 are in ``decoylab.experiments.attractors`` and
+``decoylab.experiments.attractor_gradients``.
 """
 from __future__ import annotations
 
 import math
 import secrets
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,56 +26,34 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from decoylab import metrics, paper_values, params, train
-from decoylab.defenses.base import NotFittedError, TrainedDefense
+from decoylab import config, models, params, train
+from decoylab.defenses.base import AdaptiveAttack, Defense, NotFittedError, TrainedDefense
+from decoylab.specs import attractors as spec
+from decoylab.specs.attractors import CODEWORDS, MAX_INTERVAL, PIXEL_LEVELS  # noqa: F401 (part of this API)
+from decoylab.specs.common import FPR
 
-PIXEL_LEVELS = 255.0  # §VI-B: "we represent the pixel as values from [0, 255]"
 # The kit's choices where §V-E gives none (written out in notebook 20):
 DEFAULT_INTERVALS = (3.0, 128.0)  # §VI-B
 DEFAULT_WEIGHTS = (1.0, 3.0)  # "more weightage on larger interval size" (§VI-F5): 3:1
 DEFAULT_A0, DEFAULT_A1 = 1.0, 0.5  # closeness 0.5 (a random image) maps to 0, closeness 1 to tanh(1)
 DEFAULT_STRENGTH = 0.5  # A2: large enough for W's gradient to dominate C's, small enough for accuracy
-# Both codewords of a pixel must lie in [0, 255]: 1.5·δ ≤ 255.
-MAX_INTERVAL = PIXEL_LEVELS / 1.5
-CODEWORDS = ("lattice", "in_range")
 
 
-
-def check_settings(*, intervals: Any = None, weights: Any = None, strength: Any = None, a0: Any = None,
-                   a1: Any = None, fpr: Any = None, codewords: Any = None) -> None:
-    """Raise one ValueError naming every bad setting and what is allowed (before any computation)."""
-    def number(v):
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-    problems = []
-    if intervals is not None:
-        if not isinstance(intervals, (list, tuple)) or not intervals or \
-                not all(number(d) and 0 < d <= MAX_INTERVAL for d in intervals):
-            problems.append(f"intervals={intervals!r} is not allowed; give one or more interval sizes δ in "
-                            f"(0, {MAX_INTERVAL:g}] on the [0, 255] pixel scale (both codewords must fit)")
-    if weights is not None:
-        if not isinstance(weights, (list, tuple)) or not all(number(a) and a >= 0 for a in weights) or \
-                not sum(weights) > 0:
-            problems.append(f"weights={weights!r} is not allowed; the weights α must be numbers >= 0 with a "
-                            f"positive sum")
-        elif intervals is not None and isinstance(intervals, (list, tuple)) and len(weights) != len(intervals):
-            problems.append(f"weights={weights!r} is not allowed; give one weight per interval size "
-                            f"({len(intervals)})")
-    if strength is not None and not (number(strength) and strength > 0):
-        problems.append(f"strength={strength!r} is not allowed; the attractor strength A2 must be > 0")
-    if a0 is not None and not (number(a0) and a0 > 0):
-        problems.append(f"a0={a0!r} is not allowed; A0 must be > 0")
-    if a1 is not None and not (number(a1) and a1 >= 0):
-        problems.append(f"a1={a1!r} is not allowed; A1 must be >= 0")
-    if number(a0) and number(a1) and a0 >= 1 + a1:
-        problems.append(f"a0={a0!r}, a1={a1!r} are not allowed; eq. 3's denominator 1 + A1 − A0·r must stay "
-                        f"positive for closeness r in [0, 1], so A0 < 1 + A1")
-    if codewords is not None and codewords not in CODEWORDS:
-        problems.append(f"codewords={codewords!r} is not allowed; allowed: {', '.join(CODEWORDS)}")
-    if fpr is not None and not (number(fpr) and 0 < fpr < 1):
-        problems.append(f"fpr={fpr!r} is not allowed; the false-positive rate must be in (0, 1)")
-    if problems:
-        raise ValueError("; ".join(problems))
+def check_decoder_settings(intervals, weights, strength, a0, a1, codewords) -> None:
+    """W's settings against ``decoylab.specs.attractors``, and the two rules that tie them together;
+    a ``params.ParameterError`` names the first bad one before anything is built."""
+    params.check("intervals", intervals, spec.INTERVALS)
+    params.check("weights", weights, spec.INTERVAL_WEIGHTS)
+    params.check("strength", strength, spec.STRENGTH)
+    params.check("a0", a0, spec.A0)
+    params.check("a1", a1, spec.A1)
+    params.check("codewords", codewords, spec.CODEWORD_SET)
+    if len(weights) != len(intervals):
+        raise params.ParameterError(f"weights={weights!r} is not allowed; give one weight per interval size "
+                                    f"({len(intervals)})")
+    if a0 >= 1 + a1:
+        raise params.ParameterError(f"a0={a0!r}, a1={a1!r} are not allowed; eq. 3's denominator 1 + A1 − A0·r "
+                                    f"must stay positive for closeness r in [0, 1], so A0 < 1 + A1")
 
 
 class QIMDecoder(nn.Module):
@@ -86,14 +62,13 @@ class QIMDecoder(nn.Module):
     ``interval_of_pixel`` picks δᵢ per pixel from ``intervals`` (equal shares, seeded); αᵢ is the
     weight of that interval size. Distances are measured in units of δᵢ (see ``bit_distances``)
     and Q(x, m) = Σ αᵢ qᵢ / Σ αᵢ; the closeness r = 1 − Q is 1 on an exactly watermarked image and
-    about 0.5 on a random one; wₖ = S(r) = A2·tanh((A0·r − A1) / (1 + A1 − A0·r)) (eq. 3)."""
+    about 0.5 on a random one; wₖ = S(r) = A2·tanh((A0·r − A1) / (1 + A1 − A0·r)) (eq. 3).
+    The settings are checked where they enter (``generate``, ``Attractors``), not here."""
 
     def __init__(self, messages: torch.Tensor, interval_of_pixel: torch.Tensor, intervals: Sequence[float],
                  weights: Sequence[float], strength: float = DEFAULT_STRENGTH, a0: float = DEFAULT_A0,
                  a1: float = DEFAULT_A1, codewords: str = "lattice"):
         super().__init__()
-        check_settings(intervals=list(intervals), weights=list(weights), strength=strength, a0=a0, a1=a1,
-                       codewords=codewords)
         self.codewords = codewords
         self.register_buffer("messages", messages.float())  # (n, ℓ) bits
         self.register_buffer("interval_of_pixel", interval_of_pixel.long())  # (ℓ,) index into intervals
@@ -115,8 +90,11 @@ class QIMDecoder(nn.Module):
                  a0: float = DEFAULT_A0, a1: float = DEFAULT_A1, codewords: str = "lattice",
                  seed: int | None = None) -> "QIMDecoder":
         """n random ℓ-bit messages and a random interval per pixel, from ``seed`` or the OS CSPRNG."""
-        check_settings(intervals=list(intervals), weights=list(weights), strength=strength, a0=a0, a1=a1,
-                       codewords=codewords)
+        check_decoder_settings(intervals, weights, strength, a0, a1, codewords)
+        return cls._draw(num_classes, num_pixels, intervals, weights, strength, a0, a1, codewords, seed)
+
+    @classmethod
+    def _draw(cls, num_classes, num_pixels, intervals, weights, strength, a0, a1, codewords, seed) -> "QIMDecoder":
         g = torch.Generator().manual_seed(secrets.randbits(63) if seed is None else seed)
         messages = torch.randint(0, 2, (num_classes, num_pixels), generator=g)
         share = torch.arange(num_pixels) % len(intervals)
@@ -218,13 +196,14 @@ class Attractors(TrainedDefense):
     inputs by ``calibrate``; flagging ``score > t`` is exactly F_d with U = μ₁ + t·s₁,
     L = μ₂ − t·s₂, σ₀ = μ₃ + t·s₃, so one threshold at a chosen FPR sets all three."""
     name = "attractors"
+    control_description = "F_d on examples crafted on C alone (gradients never pass through W)"
 
     def __init__(self, *, intervals: Sequence[float] = DEFAULT_INTERVALS, weights: Sequence[float] = DEFAULT_WEIGHTS,
                  strength: float = DEFAULT_STRENGTH, a0: float = DEFAULT_A0, a1: float = DEFAULT_A1,
                  codewords: str = "lattice", key_seed: int | None = None, model_name: str = "deepsec_mnist",
                  **kwargs):
-        check_settings(intervals=list(intervals), weights=list(weights), strength=strength, a0=a0, a1=a1,
-                       codewords=codewords)
+        check_decoder_settings(intervals, weights, strength, a0, a1, codewords)
+        params.check("key_seed", key_seed, spec.KEY_SEED)
         super().__init__(model_name=model_name, **kwargs)
         self.codewords = codewords
         self.intervals, self.weights = tuple(intervals), tuple(weights)
@@ -232,6 +211,8 @@ class Attractors(TrainedDefense):
         self.classifier: nn.Module | None = None
         self.decoder: QIMDecoder | None = None
         self.reference: torch.Tensor | None = None  # (2, 3): mean and spread of the three statistics
+        self.input_shape: tuple[int, ...] | None = None
+        self.num_classes: int | None = None
 
     def fit(self, train_set) -> "Attractors":
         """Train C on ``train_set`` (or load it from the cache) and wrap it with a new W."""
@@ -243,9 +224,9 @@ class Attractors(TrainedDefense):
     def protect(self, classifier: nn.Module, input_shape: tuple[int, ...], num_classes: int) -> "Attractors":
         """Wrap an already trained C — no retraining (§I: "no re-training is required")."""
         self.classifier = classifier.eval()
-        self.decoder = QIMDecoder.generate(num_classes, math.prod(input_shape), intervals=self.intervals,
-                                           weights=self.weights, strength=self.strength, a0=self.a0, a1=self.a1,
-                                           codewords=self.codewords, seed=self.key_seed)
+        self.input_shape, self.num_classes = tuple(int(s) for s in input_shape), int(num_classes)
+        self.decoder = QIMDecoder._draw(num_classes, math.prod(input_shape), self.intervals, self.weights,
+                                        self.strength, self.a0, self.a1, self.codewords, self.key_seed)
         device = next(classifier.parameters()).device
         self.model = CombinedModel(self.classifier, self.decoder.to(device)).eval()
         return self
@@ -294,7 +275,7 @@ class Attractors(TrainedDefense):
     def calibrate(self, x_clean: torch.Tensor, fpr: float) -> float:
         """Measure the clean statistics on ``x_clean``, then set one threshold so that a fraction ``fpr``
         of them is flagged; returns it (``thresholds`` gives U, L, σ₀)."""
-        check_settings(fpr=fpr)
+        params.check("fpr", fpr, FPR)
         stats = self.statistics(self.correlations(x_clean))
         self.reference = torch.stack([stats.mean(0), stats.std(0).clamp_min(1e-12)])
         return super().calibrate(x_clean, fpr)
@@ -338,372 +319,86 @@ class Attractors(TrainedDefense):
 
         return BPDA(self._require(), quantise_8bit)
 
+    def control(self) -> "ClassifierOnlyControl":
+        """F_d scoring examples crafted on C alone: the attacker's gradients never pass through W, so
+        whatever F_d still flags there it flags without any attractor to follow."""
+        return ClassifierOnlyControl(self)
+
+    def adaptive_attacks(self, *, x_shadow: torch.Tensor, y_shadow: torch.Tensor, attack: tuple[str, dict[str, Any]],
+                         seed: int = 0, cache=None) -> list[AdaptiveAttack]:
+        """Level 1 keeps the detector and recovery inside the model (M_(d,r) behind 8-bit input, BPDA);
+        levels 2 and 3 know the decomposition (§VII-A) and attack C alone, level 3 also keeps F_d's
+        statistics clean through ``adaptive_loss``. Needs ``calibrate`` (M_(d,r) and the loss use it)."""
+        from decoylab.attacks import BPDA
+        from decoylab.cache import model_identity
+
+        served = BPDA(self.integrated_model(), quantise_8bit)
+        return [self.oblivious_attack(),
+                AdaptiveAttack("1 · BPDA on the integrated model M_(d,r) behind 8-bit input", served,
+                               success_model=served, note="success judged on M_(d,r) (recovery included)"),
+                AdaptiveAttack("2 · knows the decomposition: attacks C alone", self.classifier),
+                AdaptiveAttack("3 · attacks C and keeps W's statistics clean", self.classifier,
+                               loss_for=self.adaptive_loss,
+                               loss_key_for=self.term_key("attractors_detector_score",
+                                                          combined=model_identity(self.model),
+                                                          reference=self.reference))]
+
     def save(self, path) -> Path:
-        """C's weights, the secret messages and interval map, and the detector's reference, atomically."""
-        decoder = self._require().decoder
-        self.model = self.classifier  # TrainedDefense._save stores attacked_model's weights: C's here
-        try:
-            return self._save(path, {"messages": decoder.messages.cpu(), "interval_of_pixel":
-                                     decoder.interval_of_pixel.cpu(), "intervals": decoder.intervals,
-                                     "weights": decoder.weights, "strength": decoder.strength, "a0": decoder.a0,
-                                     "a1": decoder.a1, "codewords": decoder.codewords, "reference": self.reference, "threshold": self.threshold,
-                                     "calibrated_fpr": self.calibrated_fpr})
-        finally:
-            self.model = CombinedModel(self.classifier, decoder).eval()
+        """M's weights (C's and W's buffers: the secret messages and interval map), W's settings, the input
+        shape, the number of classes and the calibration, in one file written atomically."""
+        self._require()
+        settings = {"intervals": list(self.intervals), "weights": list(self.weights), "strength": float(self.strength),
+                    "a0": float(self.a0), "a1": float(self.a1), "codewords": self.codewords,
+                    "input_shape": list(self.input_shape), "num_classes": self.num_classes}
+        if self.reference is not None:
+            settings["reference"] = self.reference.cpu()
+        if self.threshold is not None:
+            settings.update(threshold=float(self.threshold), calibrated_fpr=float(self.calibrated_fpr))
+        return self._save(path, settings)
 
     @classmethod
-    def load(cls, path, input_shape: tuple[int, ...], num_classes: int, **kwargs) -> "Attractors":
+    def load(cls, path, *, cache=None, device=None, log=print) -> "Attractors":
         """The defense ``save`` wrote: same C, same secret, same thresholds."""
-        stored = torch.load(Path(path), map_location="cpu", weights_only=False)
+        stored = torch.load(Path(path), map_location="cpu", weights_only=True)
         defense = cls(intervals=stored["intervals"], weights=stored["weights"], strength=stored["strength"],
-                      a0=stored["a0"], a1=stored["a1"], codewords=stored["codewords"],
-                      model_name=stored["model_name"], seed=stored["seed"],
-                      **kwargs)
-        defense._restore_model(stored, input_shape, num_classes)
-        defense.classifier = defense.model
-        defense.decoder = QIMDecoder(stored["messages"], stored["interval_of_pixel"], stored["intervals"],
-                                     stored["weights"], stored["strength"], stored["a0"], stored["a1"],
-                                     stored["codewords"])
-        defense.model = CombinedModel(defense.classifier, defense.decoder).eval()
-        defense.reference, defense.threshold = stored["reference"], stored["threshold"]
-        defense.calibrated_fpr = stored["calibrated_fpr"]
+                      a0=stored["a0"], a1=stored["a1"], codewords=stored["codewords"], model_name=stored["model_name"],
+                      seed=stored["seed"], cache=cache, device=device, log=log)
+        shape, num_classes = tuple(stored["input_shape"]), int(stored["num_classes"])
+        state = stored["state_dict"]
+        defense.classifier = models.build(stored["model_name"], shape, num_classes, seed=stored["seed"])
+        defense.decoder = QIMDecoder(state["decoder.messages"], state["decoder.interval_of_pixel"], defense.intervals,
+                                     defense.weights, defense.strength, defense.a0, defense.a1, defense.codewords)
+        defense.model = CombinedModel(defense.classifier, defense.decoder)
+        defense.model.load_state_dict(state)
+        defense.model.to(config.device(device)).eval()
+        defense.input_shape, defense.num_classes = shape, num_classes
+        defense.reference = stored.get("reference")
+        defense.threshold, defense.calibrated_fpr = stored.get("threshold"), stored.get("calibrated_fpr")
         return defense
 
 
-# ----- §IV-C: a trapdoored model that meets the training goals but does not steer gradients -----
+class ClassifierOnlyControl(Defense):
+    """The Attractors' control: the defense's F_d scores, but the attacker differentiates C alone, so its
+    gradients never pass through W. Built by ``Attractors.control()``; it follows the defense (the same C,
+    W and calibration), so ``fit`` has nothing to do."""
+    name = "F_d, crafted on C"
+    control_description = "none: this is the Attractors' control"
 
-class TrapdoorConstruction(nn.Module):
-    """Eq. 1: M̃(x) = D_κ(x)·W_ω(x) + (1 − D_κ(x))·C_π(x), all three analytic but C.
-
-    W_ω decodes an *additive* watermark: trapdoor k adds ``amplitude`` on the pixels where a secret
-    ±1 pattern ωₖ is +1; the correlation cₖ(x) = ⟨ωₖ, x⟩/ℓ, W_ω = softmax(gain·c). D_κ =
-    sigmoid(gain·(max c − threshold)) says whether a trapdoor is present (``calibrate`` sets the threshold). The output is a
-    probability vector; ``forward`` returns its log, so the attack engine's cross-entropy is M̃'s
-    negative log-likelihood."""
-
-    def __init__(self, classifier: nn.Module, num_classes: int, input_shape: tuple[int, ...], *,
-                 amplitude: float = 0.3, gain: float = 400.0, seed: int = 0):
+    def __init__(self, defense: Attractors):
         super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        self.classifier, self.amplitude, self.gain = classifier.eval(), float(amplitude), float(gain)
-        patterns = torch.randint(0, 2, (num_classes, math.prod(input_shape)), generator=g).float() * 2 - 1
-        self.register_buffer("patterns", patterns)
-        self.input_shape = tuple(input_shape)
-        self.threshold = self.amplitude / 4  # until ``calibrate`` places it between clean and trapdoored inputs
+        self.defense = defense
 
-    @torch.no_grad()
-    def calibrate(self, x_clean: torch.Tensor, seed: int = 0) -> float:
-        """Place D's threshold midway between clean inputs (99th percentile of max correlation) and
-        trapdoored ones (their 1st percentile) — the "accurate detector" eq. 1 assumes; small images
-        have noisy correlations, so a fixed threshold would fire on clean ones."""
-        device = self.patterns.device
-        x_clean = x_clean.to(device)
-        labels = torch.randint(0, self.patterns.shape[0], (len(x_clean),),
-                               generator=torch.Generator().manual_seed(seed)).to(device)
-        clean = self.correlation(x_clean).amax(1)
-        marked = self.correlation(self.trapdoored(x_clean, labels)).amax(1)
-        self.threshold = float((clean.quantile(0.99) + marked.quantile(0.01)) / 2)
-        return self.threshold
+    def fit(self, train_set) -> "ClassifierOnlyControl":
+        return self
 
-    def extra_repr(self) -> str:
-        # Part of the attack cache's key (see QIMDecoder.extra_repr): the calibrated threshold moves D.
-        return f"amplitude={self.amplitude!r}, gain={self.gain!r}, threshold={self.threshold!r}"
+    @property
+    def attacked_model(self) -> nn.Module:
+        if self.defense.classifier is None:
+            raise NotFittedError("Attractors: call fit(train_set) or protect(classifier, ...) first")
+        return self.defense.classifier
 
-    def correlation(self, x: torch.Tensor) -> torch.Tensor:
-        return x.flatten(1) @ self.patterns.T / self.patterns.shape[1]
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        return self.defense.score(x)
 
-    def trapdoored(self, x: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        """x + Δ_t: the trapdoor of class ``label`` (one per row) added and clipped."""
-        delta = self.amplitude * (self.patterns[label] > 0).float()
-        return (x + delta.view(-1, *self.input_shape)).clamp(0, 1)
-
-    def parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(D, W_ω, C_π) at x."""
-        correlation = self.correlation(x)
-        detector = torch.sigmoid(self.gain * (correlation.amax(1) - self.threshold))
-        return detector, F.softmax(self.gain * correlation, 1), F.softmax(self.classifier(x), 1)
-
-    def branches(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """N1 = D·W_ω and N2 = (1 − D)·C_π (Fig. 6)."""
-        detector, watermark, soft = self.parts(x)
-        return detector[:, None] * watermark, (1 - detector[:, None]) * soft
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n1, n2 = self.branches(x)
-        return torch.log((n1 + n2).clamp_min(1e-12))
-
-
-# ----- Figs. 5-7: which branch drives the gradient, and does it point to an attractor? -----
-
-def _loss_gradient(model_output, x: torch.Tensor, y: torch.Tensor, retain_graph: bool = False) -> torch.Tensor:
-    (grad,) = torch.autograd.grad(F.cross_entropy(model_output, y, reduction="sum"), x, retain_graph=retain_graph)
-    return grad
-
-
-def branch_gradients(model: CombinedModel | TrapdoorConstruction, x: torch.Tensor, y: torch.Tensor,
-                     batch_size: int = 256) -> dict[str, torch.Tensor]:
-    """Per input: the 1-norms of the two summed signals and of the loss gradient that flows through
-    each (the other held constant) — Fig. 5 (W vs C) and Fig. 6 (N1 = D·W_ω vs N2 = (1 − D)·C_π).
-    By the chain rule the two gradients add up to the whole model's."""
-    out: dict[str, list] = {k: [] for k in ("signal_1", "signal_2", "gradient_1", "gradient_2")}
-    device = next(model.parameters()).device
-    for xb, yb in zip(x.split(batch_size), y.split(batch_size)):
-        xb, yb = xb.to(device).requires_grad_(True), yb.to(device)
-        if isinstance(model, CombinedModel):
-            first, second = model.decoder(xb), F.softmax(model.classifier(xb), 1)
-            through_first = model.combine(second.detach(), first)
-            through_second = model.combine(second, first.detach())
-        else:
-            first, second = model.branches(xb)
-            through_first = torch.log((first + second.detach()).clamp_min(1e-12))
-            through_second = torch.log((first.detach() + second).clamp_min(1e-12))
-        out["signal_1"].append(first.detach().abs().sum(1).cpu())
-        out["signal_2"].append(second.detach().abs().sum(1).cpu())
-        for key, output in (("gradient_1", through_first), ("gradient_2", through_second)):
-            grad = _loss_gradient(output, xb, yb, retain_graph=key == "gradient_1")  # both share the forward pass
-            out[key].append(grad.flatten(1).abs().sum(1).cpu())
-    return {k: torch.cat(v) for k, v in out.items()}
-
-
-def nearest_attractor(decoder: QIMDecoder, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """For each input, the nearest point (L2) whose decoding is *exactly* one of the messages (Q = 0),
-    and that message's class t: per message, every pixel moves to its bit's nearest codeword in
-    [0, 255]; the message whose watermarked image is closest wins."""
-    best, best_dist, label = x.clone(), torch.full((len(x),), float("inf"), device=x.device), \
-        torch.zeros(len(x), dtype=torch.long, device=x.device)
-    for t in range(decoder.messages.shape[0]):
-        candidate = decoder.watermarked(x, torch.full((len(x),), t, dtype=torch.long, device=x.device))
-        dist = (candidate - x).flatten(1).norm(dim=1)
-        closer = dist < best_dist
-        best[closer], best_dist[closer], label[closer] = candidate[closer], dist[closer], t
-    return best, label
-
-
-def attractor_cosines(model: nn.Module, decoder: QIMDecoder, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Fig. 7a: cos(x_w − x, −∇ₓ J(x, y_t)) with x_w the nearest attractor and t its message, for
-    ``model`` (C's logits or M): does a step that raises class t move toward t's attractor?"""
-    device = next(model.parameters()).device
-    out = []
-    for xb in x.split(batch_size):
-        xb = xb.to(device)
-        target, t = nearest_attractor(decoder, xb)
-        xb = xb.clone().requires_grad_(True)
-        descent = -_loss_gradient(model(xb), xb, t)
-        out.append(metrics.cosine(target - xb.detach(), descent).cpu())
-    return torch.cat(out)
-
-
-def cosines_by_interval(model: nn.Module, decoder: QIMDecoder, x: torch.Tensor,
-                        batch_size: int = 256) -> dict[str, dict[str, torch.Tensor]]:
-    """Fig. 7a taken apart: the cosine between x_w − x (the exact nearest attractor, message t) and
-    (a) ``model``'s descent direction −∇ₓ J(x, t), as in ``attractor_cosines``, and (b) W's own pull
-    toward message t, −∇ₓ Q(x, m_t), each over all pixels and over the pixels of each interval size
-    alone. The intervals move pixels by very different amounts (δ = 3 vs 128 on [0, 255]) while Q's
-    gradient is largest where δ is smallest, so a direction can agree within every interval size and
-    still have a small cosine over all pixels."""
-    device = next(model.parameters()).device
-    groups = {"all pixels": None, **{f"δ = {d:g} pixels": decoder.interval_of_pixel == i
-                                     for i, d in enumerate(decoder.intervals)}}
-    out = {kind: {g: [] for g in groups} for kind in ("model loss gradient", "W alone (−∇Q)")}
-    for xb in x.split(batch_size):
-        xb = xb.to(device)
-        target, t = nearest_attractor(decoder, xb)
-        toward = (target - xb).flatten(1)
-        xg = xb.clone().requires_grad_(True)
-        descent = -_loss_gradient(model(xg), xg, t).flatten(1)
-        xq = xb.clone().requires_grad_(True)
-        (pull,) = torch.autograd.grad(-decoder.distance(xq).gather(1, t[:, None]).sum(), xq)
-        for kind, direction in (("model loss gradient", descent), ("W alone (−∇Q)", pull.flatten(1))):
-            for name, mask in groups.items():
-                a, b = (toward, direction) if mask is None else (toward[:, mask], direction[:, mask])
-                out[kind][name].append(metrics.cosine(a, b).detach().cpu())
-    return {kind: {g: torch.cat(v) for g, v in by_group.items()} for kind, by_group in out.items()}
-
-
-@torch.no_grad()
-def local_density_cosines(model: nn.Module, decoder: QIMDecoder, x: torch.Tensor, *, radius: float,
-                          samples: int, seed: int = 0, cache=None) -> torch.Tensor:
-    """Fig. 7b: cos(x_w − x, ∇ₓ H_δ(x, y_t)) with H_δ the fraction of points on the sphere of radius
-    δ around x classified t (§IV-B b). Its gradient is estimated from the same ``samples`` sphere
-    points: ∇H ≈ (d/δ)·mean((1[pred = t] − H)·u) — the gradient of the ball-smoothed indicator, the
-    baseline H subtracted to cut variance; the factor d/δ does not change the cosine. Where every
-    sample has the same class the estimate is 0 and so is the cosine.
-
-    It costs ``samples`` forward passes per image, so with a ``decoylab.cache.Cache`` the result is
-    stored, keyed by the model, the decoder, the images and the settings."""
-    if cache is not None:
-        from decoylab.cache import code_version, model_identity
-
-        parts = {"measure": "local_density_cosines", "code": code_version(sys.modules[__name__]), **model_identity(model),
-                 "decoder": model_identity(decoder), "x": x, "radius": radius, "samples": samples, "seed": seed}
-        return cache.get_or_build("measurements", parts, lambda: local_density_cosines(
-            model, decoder, x, radius=radius, samples=samples, seed=seed))
-    g = torch.Generator().manual_seed(seed)
-    device = next(model.parameters()).device
-    out = []
-    for xb in x.split(max(1, 4096 // samples)):
-        xb = xb.to(device)
-        target, t = nearest_attractor(decoder, xb)
-        u = torch.randn(len(xb), samples, xb[0].numel(), generator=g).to(device)
-        u = u / u.norm(dim=2, keepdim=True)
-        probes = (xb.flatten(1)[:, None] + radius * u).clamp(0, 1).view(-1, *xb.shape[1:])
-        # In the default batches, not all probes at once: on a CPU that is about twice as fast.
-        hit = (train.predict(model, probes).argmax(1).to(device).view(len(xb), samples) == t[:, None]).float()
-        gradient = ((hit - hit.mean(1, keepdim=True))[:, :, None] * u).mean(1)
-        out.append(metrics.cosine(target - xb, gradient).cpu())
-    return torch.cat(out)
-
-
-# ----- Tables I and III-VI: every attack on C, on M and on M_(d,r), with F_d, F_r and the FS baseline -----
-
-# Attack key -> (the paper's row label, UA/TA, the attack engine's name, target).
-TABLE_I_ATTACKS = {
-    "fgsm": ("FGSM", "UA", "fgsm", None), "rfgsm": ("RFGSM", "UA", "rfgsm", None), "bim": ("BIM", "UA", "bim", None),
-    "pgd": ("PGD", "UA", "pgd", None), "umifgsm": ("UMIFGSM", "UA", "mim", None), "uap": ("UAP", "UA", "uap", None),
-    "deepfool": ("DeepFool", "UA", "deepfool", None), "optmargin": ("OM", "UA", "optmargin", None),
-    "bpda": ("BPDA", "UA", "pgd", None), "spsa": ("SPSA", "UA", "spsa", None),
-    "llc": ("LLC", "TA", "llc", None), "rllc": ("RLLC", "TA", "rllc", None), "illc": ("ILLC", "TA", "illc", None),
-    "tmifgsm": ("TMIFGSM", "TA", "tmifgsm", "random"), "jsma": ("JSMA", "TA", "jsma", "random"),
-    "blb": ("BLB", "TA", "blb", "random"), "cw2": ("CW2", "TA", "cw2", "random"), "ead": ("EAD", "TA", "ead", "random")}
-_ITERATION_KEYS = ("steps", "max_iter")
-
-
-def paper_dataset(name: str) -> str | None:
-    """The paper's data set a kit data set stands for (mnist5k, fashion and digits are MNIST-like)."""
-    if name in ("mnist", "cifar10"):
-        return name
-    return "mnist" if name in ("mnist5k", "fashion_mnist", "fashion", "digits") else None
-
-
-def attack_settings(key: str, dataset: str, *, iteration_cap: int | None = None,
-                    binary_steps_cap: int | None = None, samples_cap: int | None = None,
-                    initial_const: float | None = None) -> tuple[str, dict[str, Any], str]:
-    """(engine attack, ``attacks.run`` keyword arguments, which settings) for one Table I attack:
-    Table VII's DEEPSEC settings (BPDA and SPSA: Table VIII's). CPU presets cap iterations,
-    binary-search steps and samples (SPSA's probes, OptMargin's noise copies), and may start the
-    C&W family (CW2, EAD, OM) at a larger constant c, since a capped search never grows c from
-    Table VII's 0.001 — the third item then says "capped" instead of "Table VII" / "Table VIII"."""
-    from decoylab.attacks import core
-
-    if key not in TABLE_I_ATTACKS:
-        raise ValueError(f"attack={key!r} is not one of Table I's; allowed: {', '.join(TABLE_I_ATTACKS)}")
-    _, kind, engine, target = TABLE_I_ATTACKS[key]
-    preset = "trapdoor" if key in ("bpda", "spsa") else f"deepsec_{paper_dataset(dataset) or 'mnist'}"
-    entry = core.REGISTRY[engine]
-    settings = {**entry.defaults, **entry.presets.get(preset, {})}
-    capped = False
-    for name in _ITERATION_KEYS:
-        if iteration_cap is not None and name in settings and settings[name] > iteration_cap:
-            settings[name], capped = iteration_cap, True
-    if binary_steps_cap is not None and settings.get("binary_search_steps", 0) > binary_steps_cap:
-        settings["binary_search_steps"], capped = binary_steps_cap, True
-    for name in ("samples", "noise_count"):
-        if samples_cap is not None and settings.get(name, 0) > samples_cap:
-            # SPSA evaluates antithetic pairs: keep its sample count even.
-            settings[name], capped = samples_cap - (samples_cap % 2 if name == "samples" else 0), True
-    if initial_const is not None and engine in ("cw2", "ead", "optmargin"):
-        settings["initial_const"], capped = initial_const, True
-    kwargs: dict[str, Any] = dict(settings)
-    if target is not None:
-        kwargs.update(targeted=True, target=target)
-    source = "capped" if capped else ("Table VIII" if preset == "trapdoor" else "Table VII")
-    return engine, kwargs, source
-
-
-def _mean(values: torch.Tensor) -> float:
-    return float(values.float().mean()) if len(values) else float("nan")
-
-
-def evaluate_attacks(defense: Attractors, baseline, keys: Sequence[str], x: torch.Tensor, y: torch.Tensor, *,
-                     x_calibration: torch.Tensor, x_clean: torch.Tensor, dataset: str, fprs: Sequence[float] = (0.05,
-                     0.005), iteration_cap: int | None = None, binary_steps_cap: int | None = None,
-                     samples_cap: int | None = None, initial_const: float | None = None,
-                     integrated: bool = True, seed: int = 0, cache=None, log=print):
-    """One row per attack of Table I: success on C and on M, F_d's detection rate (TPR) on M's
-    successful examples at each FPR (thresholds set on ``x_calibration``), F_r's recovery rate on
-    the detected ones, overall success = success × (1 − detection), AUC against ``x_clean``; the
-    control — the same F_d on C's successful examples, which never saw W; the
-    feature-squeezing ``baseline`` on C's successful examples (Table III's FS columns, measured);
-    with ``integrated``, the attack's success on M_(d,r) (Table V) and mean L2 of successful
-    examples on C, M and M_(d,r) (Table VI)."""
-    import pandas as pd
-
-    from decoylab import attacks
-
-    fprs = list(fprs)
-    for fpr in fprs:
-        check_settings(fpr=fpr)
-    settings = {key: attack_settings(key, dataset, iteration_cap=iteration_cap, binary_steps_cap=binary_steps_cap,
-                                     samples_cap=samples_cap, initial_const=initial_const)
-                for key in keys}  # every name checked before any attack runs
-    defense.calibrate(x_calibration, fprs[0])
-    calibration = defense.score(x_calibration)
-    clean = defense.score(x_clean)
-    cuts = [metrics.threshold_at_fpr(calibration, fpr) for fpr in fprs]
-    fs_calibration, fs_clean = baseline.score(x_calibration), baseline.score(x_clean)
-    fs_cut = metrics.threshold_at_fpr(fs_calibration, fprs[0])
-    combined, served = defense.attacked_model, defense.served_model()
-    merged = defense.integrated_model() if integrated else None
-    rows = []
-    for key in keys:
-        engine, kwargs, source = settings[key]
-        label, kind = TABLE_I_ATTACKS[key][:2]
-        if log:
-            log(f"{label}: {engine} {source}")
-        on_c = attacks.run(engine, defense.classifier, x, y, seed=seed, cache=cache, **kwargs)
-        on_m = attacks.run(engine, served if key == "bpda" else combined, x, y, seed=seed, cache=cache, **kwargs)
-        hit = on_m.success
-        scores = defense.score(on_m.x_adv[hit]) if hit.any() else torch.zeros(0)
-        detected = scores > cuts[0]
-        recovered = defense.recover(on_m.x_adv[hit][detected]) == y[hit][detected] if detected.any() \
-            else torch.zeros(0, dtype=torch.bool)
-        fs_scores = baseline.score(on_c.x_adv[on_c.success]) if on_c.success.any() else torch.zeros(0)
-        truth = torch.cat([torch.zeros(len(clean)), torch.ones(len(scores))])
-        fs_truth = torch.cat([torch.zeros(len(fs_clean)), torch.ones(len(fs_scores))])
-        row = {"attack": label, "kind": kind, "settings": source, "success_C": on_c.success_rate,
-               "success_M": on_m.success_rate, "detection": _mean(detected), "recovery": _mean(recovered),
-               "overall": on_m.success_rate * (1 - _mean(detected)) if hit.any() else 0.0,
-               "auc": metrics.auc(truth, torch.cat([clean, scores])),
-               "fs_tpr": _mean(fs_scores > fs_cut), "fs_auc": metrics.auc(fs_truth, torch.cat([fs_clean, fs_scores])),
-               "fs_overall": on_c.success_rate * (1 - _mean(fs_scores > fs_cut)) if on_c.success.any() else 0.0,
-               "l2_C": _mean(on_c.l2[on_c.success]), "l2_M": _mean(on_m.l2[hit])}
-        # The control: the same F_d on examples crafted on C alone (no attractors to follow).
-        control = defense.score(on_c.x_adv[on_c.success]) if on_c.success.any() else torch.zeros(0)
-        row["control_detection"] = _mean(control > cuts[0])
-        row["control_auc"] = metrics.auc(torch.cat([torch.zeros(len(clean)), torch.ones(len(control))]),
-                                         torch.cat([clean, control]))
-        for fpr, cut in zip(fprs, cuts):
-            flagged = _mean(scores > cut)
-            row[f"tpr@{fpr:g}"] = flagged
-            row[f"overall@{fpr:g}"] = on_m.success_rate * (1 - flagged) if hit.any() else 0.0
-        if merged is not None:
-            from decoylab.attacks import BPDA
-
-            target = BPDA(merged, quantise_8bit) if key == "bpda" else merged
-            on_dr = attacks.run(engine, target, x, y, seed=seed, cache=cache, **kwargs)
-            row.update(success_integrated=on_dr.success_rate, l2_integrated=_mean(on_dr.l2[on_dr.success]))
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    table.attrs["fpr_measured"] = {f"{fpr:g}": _mean(clean > cut) for fpr, cut in zip(fprs, cuts)}
-    table.attrs["fs_fpr_measured"] = _mean(fs_clean > fs_cut)
-    table.attrs["thresholds"] = defense.thresholds
-    return table
-
-
-# ----- The paper's numbers, quoted (shared/papers/001); fractions, None where the paper has none -----
-
-# Table I: (success on C, success on M, detection by F_d, recovery by F_r, overall success); None = no adversarial found
-PAPER_TABLE_I = paper_values.values("attractors", "table_1")
-
-# Table III: (TPR, FPR, AUC, overall success) per detector (LID, FS, MagNet quoted from DEEPSEC by the paper)
-PAPER_TABLE_III = paper_values.values("attractors", "table_3")
-
-# Table IV: (TPR at 5 % FPR, overall at 5 %, TPR at 0.5 % FPR, overall at 0.5 %)
-PAPER_TABLE_IV = paper_values.values("attractors", "table_4")
-
-# Table V: (success on C, success on the integrated M_(d,r))
-PAPER_TABLE_V = paper_values.values("attractors", "table_5")
-
-# Table II: clean accuracy of C and of M; Table VI: mean L2 of successful unbounded attacks on CIFAR-10.
-PAPER_TABLE_II = paper_values.values("attractors", "table_2")
-PAPER_TABLE_VI = paper_values.values("attractors", "table_6")
+    def control(self) -> None:
+        return None

@@ -1,25 +1,30 @@
-"""Neural Fingerprinting (Dathathri et al., shared/papers/004): secret input directions Δxⁱ and the
-change in normalised logits Δy^{i,j} the network is trained to show along them (§2, Algorithm 1).
+"""Neural Fingerprinting (Dathathri, Zheng, Murray, Yue, "Detecting Adversarial Examples via Neural
+Fingerprinting", 2018): secret input directions Δxⁱ and the change in normalised logits Δy^{i,j} the
+network is trained to show along them (§2, Algorithm 1).
 
 - ``Fingerprints`` — §2.3 and §3.1 (and §3.3's random signs): N input directions, one output
-  fingerprint per direction and class; the variants of the authors' code are options
-  (shared/REFERENCE-NOTES.md): Δx positive-only or symmetric, the code's or the text's signs.
+  fingerprint per direction and class; the variants of the authors' released code are options:
+  Δx positive-only (its MNIST script) or symmetric (the text, its CIFAR-10 script), the code's or the text's signs.
 - ``fingerprint_loss`` — eq. 13 (as printed) added to cross-entropy (eq. 14) through
   the shared training loop.
 - ``distances`` — eq. 9–11 for every class at once: D(x, f, ξ^{·,j}) for j = 1..K from one
   batched forward pass over the (N + 1)·B inputs x, x + Δx¹, …, x + Δxᴺ.
 - ``NeuralFingerprinting`` — the shared defense interface: ``score(x) = min_j D_j`` (Algorithm 1
-  rejects when it exceeds τ), ``calibrate`` sets τ on clean inputs at a chosen FPR.
+  rejects when it exceeds τ), ``calibrate`` sets τ on clean inputs at a chosen FPR; its ``control()``
+  is the same net trained without fingerprints; ``adaptive_attacks`` are §3.4's and the kit's.
 
 The paper's inputs lie on [-0.5, 0.5], the kit's on [0, 1]: the same width, so ε and attack
 budgets carry over unchanged. Fingerprinted probes x + Δx are not clipped to the data range
 (the authors' code does not clip either); they are the defender's queries, not images.
+
+Table 1, the sweeps of Figs. 3–4 and the adaptive-attack harness are in ``decoylab.experiments.fingerprints``.
 """
 from __future__ import annotations
 
+import copy
 import math
 import secrets
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,39 +32,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from decoylab import metrics, paper_values, params, train
-from decoylab.defenses.base import TrainedDefense
+from decoylab import params, train
+from decoylab.defenses.base import AdaptiveAttack, TrainedDefense
+from decoylab.specs import fingerprints as specs
 
-DX_MODES = ("positive", "symmetric")
-DY_SIGNS = ("code", "paper")
+DX_MODES, DY_SIGNS = specs.DX_MODES, specs.DY_SIGNS
 # The authors' MNIST values: off-class entries 1/(3·√2) ≈ 0.2357 and the true class 0.7, so that
 # ‖Δy‖₂ ≈ 1 for 10 classes. For K classes the off-class value is scaled to keep that norm.
 TRUE_CLASS_VALUE = 0.7
 OFF_CLASS_VALUE_10 = 1 / (3 * math.sqrt(2))
 
-
-
-def check_settings(*, n: Any = None, eps: Any = None, tau: Any = None, dx_mode: Any = None, dy_sign: Any = None,
-                   weight: Any = None) -> None:
-    """Raise one ValueError naming every bad setting and what is allowed (before any training)."""
-    def number(v):
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-    problems = []
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-        problems.append(f"n={n!r} is not allowed; the number of fingerprints N must be an integer >= 1")
-    if eps is not None and not (number(eps) and 0 < eps <= 1):
-        problems.append(f"eps={eps!r} is not allowed; the fingerprint scale ε must be in (0, 1] (pixels on [0, 1])")
-    if tau is not None and not (number(tau) and tau >= 0):
-        problems.append(f"tau={tau!r} is not allowed; the threshold τ must be a number >= 0")
-    if dx_mode is not None and dx_mode not in DX_MODES:
-        problems.append(f"dx_mode={dx_mode!r} is not allowed; allowed: {', '.join(DX_MODES)}")
-    if dy_sign is not None and dy_sign not in DY_SIGNS:
-        problems.append(f"dy_sign={dy_sign!r} is not allowed; allowed: {', '.join(DY_SIGNS)}")
-    if weight is not None and not (number(weight) and weight > 0):
-        problems.append(f"weight={weight!r} is not allowed; the fingerprint-loss weight α must be > 0")
-    if problems:
-        raise ValueError("; ".join(problems))
 
 
 @dataclass
@@ -87,7 +69,10 @@ class Fingerprints:
         -0.7 on the true class and +0.2357 elsewhere (the final code), "paper" the opposite (the
         text, §3.1). ``random_sign`` multiplies Δy^{·,i} by a fair ±1 per direction (eq. 28).
         Without ``seed`` the draw comes from the operating system's CSPRNG."""
-        check_settings(n=n, eps=eps, dx_mode=dx_mode, dy_sign=dy_sign)
+        params.check("n", n, specs.N_FINGERPRINTS)
+        params.check("eps", eps, specs.FP_EPS)
+        params.check("dx_mode", dx_mode, specs.DX_MODE)
+        params.check("dy_sign", dy_sign, specs.DY_SIGN)
         if num_classes < 2:
             raise ValueError(f"num_classes={num_classes} is not allowed; fingerprints need at least 2 classes")
         g = torch.Generator().manual_seed(seed if seed is not None else secrets.randbits(63))
@@ -180,14 +165,15 @@ def all_distances(model: nn.Module, fp: Fingerprints, x: torch.Tensor, batch_siz
 class NeuralFingerprinting(TrainedDefense):
     """A classifier trained with fingerprints (eq. 14) and its detector (Algorithm 1).
 
-    ``NeuralFingerprinting.create(..., weight=...)``; ``plain_twin()`` is the same net trained
-    without fingerprints — the control whose fingerprint distances the detector also reads."""
-    name = "neural_fingerprinting"
+    ``NeuralFingerprinting.create(..., weight=...)``; ``control()`` is the same net trained without
+    fingerprints, whose fingerprint distances the detector also reads."""
+    name = "fingerprints"
+    control_description = "the same probes on the net trained without fingerprints"
 
     def __init__(self, fingerprints: Fingerprints, *, weight: float = 1.0, model_name: str = "nfp_mnist",
                  train_config: train.TrainConfig | None = None, seed: int = 0, cache=None, device: str | None = None,
                  trained_with_fingerprints: bool = True, log: Callable[[str], None] | None = print):
-        check_settings(weight=weight)
+        params.check("weight", weight, specs.WEIGHT)
         super().__init__(model_name=model_name, train_config=train_config, seed=seed, cache=cache, device=device,
                          log=log)
         self.fingerprints = fingerprints
@@ -198,17 +184,18 @@ class NeuralFingerprinting(TrainedDefense):
     def create(cls, shape: tuple[int, ...], num_classes: int, *, n: int, eps: float, dx_mode: str = "positive",
                dy_sign: str = "code", random_sign: bool = False, fingerprint_seed: int | None = None,
                weight: float = 1.0, **kwargs) -> "NeuralFingerprinting":
-        """Check every setting, then draw the fingerprints (CSPRNG unless ``fingerprint_seed``)."""
-        check_settings(n=n, eps=eps, dx_mode=dx_mode, dy_sign=dy_sign, weight=weight)
+        """Draw the fingerprints (CSPRNG unless ``fingerprint_seed``) and make the (unfitted) defense;
+        ``Fingerprints.generate`` checks N, ε and the variants, the constructor the weight, before any training."""
         fp = Fingerprints.generate(shape, num_classes, n, eps, dx_mode=dx_mode, dy_sign=dy_sign,
                                    random_sign=random_sign, seed=fingerprint_seed)
         return cls(fp, weight=weight, **kwargs)
 
-    def plain_twin(self) -> "NeuralFingerprinting":
-        """The control: same architecture, training, seed and fingerprints, trained on cross-entropy alone."""
-        return NeuralFingerprinting(self.fingerprints, weight=self.weight, model_name=self.model_name,
-                                    train_config=self.train_config, seed=self.seed, cache=self.cache,
-                                    device=self.device, trained_with_fingerprints=False, log=self.log)
+    def control(self) -> "NeuralFingerprinting":
+        """The same architecture, training, seed and fingerprints, trained on cross-entropy alone; unfitted."""
+        twin = copy.copy(self)  # the settings were checked when this defense was made
+        twin.trained_with_fingerprints = False
+        twin.model = twin.threshold = twin.calibrated_fpr = None
+        return twin
 
     def fit(self, train_set) -> "NeuralFingerprinting":
         shape = tuple(train_set.x.shape[1:])
@@ -242,7 +229,7 @@ class NeuralFingerprinting(TrainedDefense):
 
     def detect_at(self, x: torch.Tensor, tau: float) -> torch.Tensor:
         """Algorithm 1 with an explicit τ: reject (True) when no class has D_j ≤ τ."""
-        check_settings(tau=tau)
+        params.check("tau", tau, specs.TAU)
         return self.score(x) > tau
 
     def adaptive_loss(self, kind: str = "min_class", weight: float = 1.0) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -259,163 +246,39 @@ class NeuralFingerprinting(TrainedDefense):
             return lambda adv, labels: weight * distances(model, fp, adv).amin(1)
         raise ValueError(f"kind={kind!r} is not allowed; allowed: attack_labels, min_class")
 
+    def adaptive_attacks(self, *, x_shadow: torch.Tensor, y_shadow: torch.Tensor, attack: tuple[str, dict[str, Any]],
+                         seed: int = 0, cache=None) -> list[AdaptiveAttack]:
+        """Beyond the oblivious attacker, two who know the fingerprints and the weights (§3.4): the paper's
+        Adaptive-CW-L2 term (L_fp of the true labels, eq. 29) and the kit's, min_j D_j, the score itself.
+        Neither needs the shadow data: the fingerprints are all the secret there is."""
+        fingerprints = {"dx": self.fingerprints.dx, "dy": self.fingerprints.dy}
+        return [self.oblivious_attack(),
+                AdaptiveAttack("1 · the paper's adaptive term (L_fp of the true labels)", self.attacked_model,
+                               loss_for=lambda w: self.adaptive_loss("attack_labels", w),
+                               loss_key_for=self.term_key("fingerprints_attack_labels", **fingerprints)),
+                AdaptiveAttack("2 · minimises min over classes of D", self.attacked_model,
+                               loss_for=lambda w: self.adaptive_loss("min_class", w),
+                               loss_key_for=self.term_key("fingerprints_min_class", **fingerprints))]
+
     def save(self, path: str | Path) -> Path:
-        """Weights, fingerprints and settings in one file, written to a temporary file and renamed."""
-        return self._save(path, {"fingerprints": self.fingerprints.to_dict(), "weight": self.weight,
+        """Weights, fingerprints, shapes and settings in one file, written to a temporary file and renamed."""
+        fp = self.fingerprints
+        return self._save(path, {"fingerprints": fp.to_dict(), "input_shape": list(fp.dx.shape[1:]),
+                                 "num_classes": fp.num_classes, "weight": self.weight,
                                  "trained_with_fingerprints": self.trained_with_fingerprints,
-                                 "threshold": self.threshold, "calibrated_fpr": self.calibrated_fpr})
+                                 "train_config": asdict(self.train_config), "threshold": self.threshold,
+                                 "calibrated_fpr": self.calibrated_fpr})
 
     @classmethod
-    def load(cls, path: str | Path, **kwargs) -> "NeuralFingerprinting":
-        stored = torch.load(path, weights_only=True, map_location="cpu")
-        fp = Fingerprints.from_dict(stored["fingerprints"])
-        nfp = cls(fp, weight=stored["weight"], model_name=stored["model_name"], seed=stored["seed"],
-                  trained_with_fingerprints=stored["trained_with_fingerprints"], **kwargs)
-        nfp._restore_model(stored, tuple(fp.dx.shape[1:]), fp.num_classes)
+    def load(cls, path: str | Path, *, cache=None, device: str | None = None,
+             log: Callable[[str], None] | None = print) -> "NeuralFingerprinting":
+        """The defense ``save`` wrote, ready to score and attack (no training)."""
+        stored = torch.load(Path(path), weights_only=True, map_location="cpu")
+        config = stored["train_config"]
+        nfp = cls(Fingerprints.from_dict(stored["fingerprints"]), weight=stored["weight"],
+                  model_name=stored["model_name"], seed=stored["seed"],
+                  train_config=train.TrainConfig(**{**config, "milestones": tuple(config["milestones"])}),
+                  trained_with_fingerprints=stored["trained_with_fingerprints"], cache=cache, device=device, log=log)
+        nfp._restore_model(stored, tuple(stored["input_shape"]), stored["num_classes"])
         nfp.threshold, nfp.calibrated_fpr = stored["threshold"], stored["calibrated_fpr"]
         return nfp
-
-
-# Table 1's five attacks by the kit's registry names, each run with the `nfp_mnist` preset
-# (shared/REFERENCE-NOTES.md: eps 0.4 and BIM step 0.01 on MNIST; JSMA θ 1, γ 0.1, random targets).
-PAPER_ATTACKS = {"FGM": ("fgsm", {}), "JSMA": ("jsma", {"targeted": True, "target": "random"}),
-                 "BIM-a": ("bim_a", {}), "BIM-b": ("bim", {}), "CW-L2": ("cw2", {})}
-
-# Table 1 (NeuralFP, blackbox-attack, AUC-ROC, 1328 pre-test points each), quoted as printed, as
-# fractions; and the LID baseline rows the paper quotes (not re-measured by the kit).
-PAPER_TABLE_1 = paper_values.values("fingerprints", "table_1")
-PAPER_TABLE_1_LID_BLACKBOX = paper_values.values("fingerprints", "table_1_lid_blackbox")
-PAPER_TABLE_1_SETTINGS = paper_values.settings("fingerprints", "table_1")
-# §3.4: AUC-ROC against Adaptive-CW-L2 on CIFAR-10 with N = 30, ε = 0.006 (1024 pre-test points).
-PAPER_ADAPTIVE_AUC = paper_values.values("fingerprints", "adaptive_auc")
-# §3.1: test accuracy with fingerprints, as fractions.
-PAPER_ACCURACY = paper_values.values("fingerprints", "accuracy")
-
-
-def paper_dataset(dataset: str) -> str:
-    """The dataset whose Table 1 row a kit run is shown beside: itself, or MNIST for MNIST-like
-    stand-ins (mnist5k, fashion_mnist, digits)."""
-    return dataset if dataset in PAPER_TABLE_1 else "mnist"
-
-
-def attack_preset(dataset: str) -> str:
-    """The attack presets of the authors' code for a dataset: ``nfp_cifar10`` (ε 0.05, BIM step 0.005)
-    for CIFAR-10 and SVHN-like colour images, ``nfp_mnist`` (ε 0.4, BIM step 0.01) otherwise."""
-    return "nfp_cifar10" if dataset in ("cifar10", "svhn") else "nfp_mnist"
-
-
-def run_paper_attacks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, attack_names=None, seed: int = 0,
-                      cache=None, overrides: dict[str, dict[str, Any]] | None = None,
-                      preset: str = "nfp_mnist") -> dict[str, Any]:
-    """Table 1's attacks (``PAPER_ATTACKS``, or the subset ``attack_names``) with ``preset``
-    (``attack_preset(dataset)``); ``overrides`` maps an attack label to settings that replace the
-    preset's (quick runs)."""
-    from decoylab import attacks
-
-    overrides = overrides or {}
-    names = list(PAPER_ATTACKS) if attack_names is None else list(attack_names)
-    unknown = [n for n in names if n not in PAPER_ATTACKS]
-    if unknown:
-        raise ValueError(f"attacks {unknown} are not Table 1's; allowed: {', '.join(PAPER_ATTACKS)}")
-    out = {}
-    for label in names:
-        name, kw = PAPER_ATTACKS[label]
-        out[label] = attacks.run(name, model, x, y, preset=preset, seed=seed, cache=cache,
-                                 **kw, **overrides.get(label, {}))
-    return out
-
-
-def auc_row(clean_scores: torch.Tensor, adversarial_scores: torch.Tensor, *, correct: torch.Tensor,
-            success: torch.Tensor, fpr: float = 0.05) -> dict[str, float]:
-    """The detection numbers of one attack, from scores of the pre-test points and their adversarial
-    versions (aligned): AUC over all points (the code's raw AUC), over correctly classified clean points
-    only (what §3 describes: misclassified pre-test points discarded), over successful adversarial
-    examples only, and the TPR at ``fpr`` with τ calibrated on the clean scores."""
-    def area(keep_clean, keep_adv):
-        c, a = clean_scores[keep_clean], adversarial_scores[keep_adv]
-        return metrics.auc([0] * len(c) + [1] * len(a), torch.cat([c, a]))
-
-    everyone = torch.ones_like(correct, dtype=torch.bool)
-    return {"success": float(success[correct].float().mean()) if correct.any() else float("nan"),
-            "auc_all": area(everyone, everyone), "auc_correct": area(correct, correct),
-            "auc_successful": area(correct, correct & success),
-            f"tpr_at_{fpr:g}": metrics.tpr_at_fpr(clean_scores[correct], adversarial_scores[correct], fpr)}
-
-
-
-
-def sweep_point(train_set, test_set, *, n: int, eps: float, fingerprint_seed: int | None = 0,
-                dx_mode: str = "positive", dy_sign: str = "code", random_sign: bool = False, weight: float = 1.0,
-                model_name: str = "nfp_mnist", train_config: train.TrainConfig | None = None, seed: int = 0,
-                n_pretest: int = 100, attack_names=tuple(PAPER_ATTACKS), overrides: dict | None = None,
-                preset: str = "nfp_mnist", cache=None) -> dict[str, float]:
-    """One point of Fig. 3 / Fig. 4: train (or load) the fingerprinted net for (N, ε, fingerprint set),
-    then its test accuracy and, per attack, the success rate and the AUC on correctly classified
-    pre-test points. The point itself is cached (its key holds the code), so a sweep resumes."""
-    import sys
-
-    from decoylab import models
-    from decoylab.attacks import fast
-    from decoylab.cache import Cache, code_version
-    from decoylab.data import stratified_indices
-
-    check_settings(n=n, eps=eps, dx_mode=dx_mode, dy_sign=dy_sign, weight=weight)
-    cache = cache or Cache()
-    parts = {"code": code_version(sys.modules[__name__], train, models, fast), "n": n, "eps": eps,
-             "fingerprint_seed": fingerprint_seed, "dx_mode": dx_mode, "dy_sign": dy_sign, "random_sign": random_sign,
-             "weight": weight, "model": model_name, "train": train_config or train.TrainConfig(), "seed": seed,
-             "n_pretest": n_pretest, "attacks": list(attack_names), "overrides": overrides or {}, "preset": preset,
-             "x": train_set.x, "y": train_set.y, "test_x": test_set.x}
-
-    def build() -> dict[str, float]:
-        nfp = NeuralFingerprinting.create(tuple(train_set.x.shape[1:]), train_set.info.num_classes, n=n, eps=eps,
-                                          dx_mode=dx_mode, dy_sign=dy_sign, random_sign=random_sign,
-                                          fingerprint_seed=fingerprint_seed, weight=weight, model_name=model_name,
-                                          train_config=train_config, seed=seed, cache=cache, log=None).fit(train_set)
-        pretest = torch.from_numpy(stratified_indices(test_set.y, min(n_pretest, len(test_set.y)), seed))
-        x, y = test_set.x[pretest], test_set.y[pretest]
-        correct = train.predict(nfp.model, x).argmax(1) == y
-        clean = nfp.score(x)
-        point = {"accuracy": train.accuracy(nfp.model, test_set.x, test_set.y)}
-        for label, r in run_paper_attacks(nfp.model, x, y, attack_names=attack_names, seed=seed, cache=cache,
-                                          overrides=overrides, preset=preset).items():
-            row = auc_row(clean, nfp.score(r.x_adv), correct=correct, success=r.success)
-            point[f"{label}_success"], point[f"{label}_auc"] = row["success"], row["auc_correct"]
-        return point
-
-    return cache.get_or_build("fingerprints_sweep", parts, build)
-
-
-def run_adaptive_attacks(nfp: NeuralFingerprinting, x: torch.Tensor, y: torch.Tensor, *, weight: float,
-                         cw_settings: dict[str, Any] | None = None, preset: str = "nfp_mnist", seed: int = 0,
-                         cache=None) -> dict[str, Any]:
-    """§3.4 side by side, all CW-L2 (``preset``, ``cw_settings`` override it) on the same images:
-    without an extra term, the paper's Adaptive-CW-L2 (L_fp of the true labels, weight 1, eq. 29) and the
-    kit's attack (``weight`` × min_j D_j). With a ``cache`` the three results are stored under the
-    fingerprints, the weights, the images and the code, so a re-run does not re-attack."""
-    import sys
-
-    from decoylab import attacks
-    from decoylab.attacks import fast
-    from decoylab.cache import code_version
-
-    check_settings(weight=weight)
-    cw_settings = dict(cw_settings or {})
-    runs = {"cw": None, "paper_adaptive": ("attack_labels", 1.0), "kit_adaptive": ("min_class", float(weight))}
-
-    def build() -> dict[str, dict[str, Any]]:
-        out = {}
-        for label, hook in runs.items():
-            extra = nfp.adaptive_loss(*hook) if hook else None
-            out[label] = vars(attacks.run("cw2", nfp.attacked_model, x, y, preset=preset, seed=seed,
-                                          extra_loss=extra, **cw_settings))
-        return out
-
-    if cache is None:
-        stored = build()
-    else:
-        parts = {"code": code_version(sys.modules[__name__], fast), "fingerprints": nfp.fingerprints.to_dict(),
-                 "weights": nfp.attacked_model.state_dict(), "architecture": repr(nfp.attacked_model), "x": x, "y": y,
-                 "runs": runs, "cw_settings": cw_settings, "preset": preset, "seed": seed}
-        stored = cache.get_or_build("adversarial_adaptive", parts, build)
-    return {label: attacks.core.AttackResult(**r) for label, r in stored.items()}

@@ -1,5 +1,6 @@
-"""HoneyModels (Abdou et al., shared/papers/000, §III-C): a model self-poisoned with a secret
-watermark, so that gradient attacks write the watermark onto their adversarial examples.
+"""HoneyModels (Abdou, Sheatsley, Beugin, Shipp, McDaniel, "HoneyModels: Machine Learning Honeypots",
+MILCOM 2021, §III-C): a model self-poisoned with a secret watermark, so that gradient attacks write the
+watermark onto their adversarial examples.
 
 - ``WatermarkKey`` — §III-C-1: which features (a fraction ``watermark_size`` of them) and how
   (``amplitude``, with a secret sign per feature); from a CSPRNG unless a seed is given.
@@ -7,17 +8,19 @@ watermark, so that gradient attacks write the watermark onto their adversarial e
   label flipped uniformly to another class.
 - ``reconstruction`` — §III-C-3: cosine similarity between the watermark W and what the attack
   wrote on the key's features (Ŵ).
-- ``HoneyModel.fit_detector`` — §III-C-4 and §IV-B (Table I): logistic regression on the key's
-  features, clean vs adversarial, per attack and overall.
+- ``train_detector`` / ``HoneyModel.fit_detector`` — §III-C-4 and §IV-B (Table I): logistic regression
+  on the key's features, clean vs adversarial, per attack and overall; ``score`` uses the overall one.
+- ``HoneyModel`` — the shared defense interface; ``control()`` is the benign model (same key, no
+  poisoning); ``adaptive_attacks`` adds a key-estimating and a key-knowing attacker (``FrozenFeatures``).
 
 The paper has no public code; every reading below is a choice, listed in notebook 10's
-"Choices the paper leaves open".
+"Choices the paper leaves open". The paper's tables and experiments are in ``decoylab.experiments.honeymodels``.
 """
 from __future__ import annotations
 
 import secrets
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,27 +28,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from decoylab import metrics, paper_values, params, train
-from decoylab.defenses.base import NotFittedError, TrainedDefense
+from decoylab import metrics, params, train
+from decoylab.defenses.base import AdaptiveAttack, NotFittedError, TrainedDefense
+from decoylab.specs import honeymodels as spec
 
-READINGS = ("perturbation", "raw")
-SAMPLES = ("successful", "all")
-
-
-
-def check_settings(*, watermark_size: float | None = None, amplitude: float | None = None,
-                   poison_percent: float | None = None) -> None:
-    """Raise a ValueError naming each bad setting and what is allowed (before any training)."""
-    problems = []
-    if watermark_size is not None and not (isinstance(watermark_size, (int, float)) and 0 < watermark_size <= 1):
-        problems.append(f"watermark_size={watermark_size!r} is not allowed; it is a fraction of the features in (0, 1]")
-    if amplitude is not None and not (isinstance(amplitude, (int, float)) and 0 < amplitude <= 1):
-        problems.append(f"amplitude={amplitude!r} is not allowed; it must lie in the data range (0, 1] "
-                        f"(pixels are on [0, 1])")
-    if poison_percent is not None and not (isinstance(poison_percent, (int, float)) and 0 <= poison_percent < 100):
-        problems.append(f"poison_percent={poison_percent!r} is not allowed; it must be in [0, 100)")
-    if problems:
-        raise ValueError("; ".join(problems))
+READINGS = spec.READINGS
+SAMPLES = spec.SAMPLES
 
 
 @dataclass(frozen=True)
@@ -64,7 +52,8 @@ class WatermarkKey:
     def generate(cls, shape: tuple[int, ...], watermark_size: float, amplitude: float = 1.0,
                  seed: int | None = None) -> "WatermarkKey":
         """A new key; from the OS CSPRNG (``secrets``) unless ``seed`` is given for a reproducible study."""
-        check_settings(watermark_size=watermark_size, amplitude=amplitude)
+        params.check("watermark_size", watermark_size, spec.WATERMARK_SIZE)
+        params.check("amplitude", amplitude, spec.AMPLITUDE)
         n_features = int(np.prod(shape))
         count = max(1, int(round(watermark_size * n_features)))
         rng = np.random.default_rng(seed if seed is not None else secrets.randbits(128))
@@ -109,9 +98,9 @@ class PoisonedSet:
 
 def poison(x: torch.Tensor, y: torch.Tensor, key: WatermarkKey, poison_percent: float, num_classes: int,
            seed: int = 0) -> PoisonedSet:
-    """§III-C-2: watermark ``poison_percent`` % of the images *of every class* (so each class is
-    poisoned equally) and flip each poisoned label to a uniformly drawn other class."""
-    check_settings(poison_percent=poison_percent)
+    """§III-C-2: watermark ``poison_percent`` % (in [0, 100), checked by ``HoneyModel``) of the images
+    *of every class* (so each class is poisoned equally) and flip each poisoned label to a uniformly
+    drawn other class."""
     g = torch.Generator().manual_seed(seed)
     chosen = torch.zeros(len(y), dtype=torch.bool)
     for k in range(num_classes):
@@ -134,8 +123,7 @@ def reconstruction(key: WatermarkKey, x_adv: torch.Tensor, x: torch.Tensor,
     ``reading="raw"``: W = the watermarked input's values, Ŵ = the adversarial input's raw values;
     this is high even for a clean input (both are mostly image content), so it needs its clean control.
     """
-    if reading not in READINGS:
-        raise ValueError(f"reading={reading!r} is not allowed; allowed: {', '.join(READINGS)}")
+    params.check("reading", reading, spec.READING)
     if x_adv.shape != x.shape:
         raise ValueError(f"x_adv {tuple(x_adv.shape)} and x {tuple(x.shape)} must have the same shape")
     watermarked = key.features(key.apply(x))
@@ -167,6 +155,24 @@ def _detector(seed: int):
                                                               random_state=seed))
 
 
+def _detector_state(detector) -> list[dict[str, Any]]:
+    """The fitted numbers of each pipeline step (arrays as tensors, ints, floats): enough to predict, and
+    loadable with ``weights_only=True``; the cross-validation bookkeeping (dicts, object arrays) is left out."""
+    def plain(v):
+        return (isinstance(v, np.ndarray) and v.dtype != object) or isinstance(v, (int, float))
+
+    return [{k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in vars(step).items()
+             if k.endswith("_") and plain(v)} for _, step in detector.steps]
+
+
+def _detector_from_state(state: list[dict[str, Any]]):
+    detector = _detector(0)  # the seed only matters for fitting
+    for (_, step), fitted in zip(detector.steps, state):
+        for k, v in fitted.items():
+            setattr(step, k, v.numpy() if isinstance(v, torch.Tensor) else v)
+    return detector
+
+
 def train_detector(key: WatermarkKey, x_clean: torch.Tensor, adversarial: dict[str, tuple[torch.Tensor, torch.Tensor]],
                    *, test_fraction: float = 0.2, seed: int = 0, samples: str = "successful"
                    ) -> tuple[Any, DetectorReport]:
@@ -180,10 +186,8 @@ def train_detector(key: WatermarkKey, x_clean: torch.Tensor, adversarial: dict[s
     per attack (clean vs that attack) and one "overall" (clean vs all attacks); the overall one
     is returned for ``score``.
     """
-    if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction={test_fraction!r} is not allowed; it must be in (0, 1)")
-    if samples not in SAMPLES:
-        raise ValueError(f"samples={samples!r} is not allowed; allowed: {', '.join(SAMPLES)}")
+    params.check("test_fraction", test_fraction, spec.TEST_FRACTION)
+    params.check("samples", samples, spec.SAMPLE_KIND)
     n = len(x_clean)
     for name, (x_adv, success) in adversarial.items():
         if len(x_adv) != n or len(success) != n:
@@ -225,17 +229,49 @@ def train_detector(key: WatermarkKey, x_clean: torch.Tensor, adversarial: dict[s
     return overall, DetectorReport(rows)
 
 
+class FrozenFeatures(nn.Module):
+    """``model`` with the gradient on some input features held at zero (a key-avoiding attacker):
+    the forward pass is unchanged; sign-gradient and Adam attacks then never move those features."""
+
+    def __init__(self, model: nn.Module, feature_indices: torch.Tensor):
+        super().__init__()
+        self.model = model
+        self.register_buffer("feature_indices", feature_indices.long().clone())  # part of the state (cache keys)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mask = torch.zeros(x[0].numel(), device=x.device)
+        mask[self.feature_indices] = 1.0
+        mask = mask.view_as(x[0])
+        return self.model(x * (1 - mask) + x.detach() * mask)
+
+
+def estimate_watermark_key(model: nn.Module, x_shadow: torch.Tensor, y_shadow: torch.Tensor, size: int,
+                           attack: tuple[str, dict[str, Any]], *, seed: int = 0, cache=None) -> torch.Tensor:
+    """The averaging attack against an additive watermark (Zhang, Chang, Lee, "Detection and Recovery of
+    Adversarial Attacks with Injected Attractors", §IV-C, applied to HoneyModels): attack the attacker's
+    own images, average the perturbations of the successful ones, and take the ``size`` features with the
+    largest mean |δ| as the estimated key. Returns flat indices."""
+    from decoylab import attacks
+
+    name, settings = attack
+    r = attacks.run(name, model, x_shadow, y_shadow, seed=seed, cache=cache, **settings)
+    keep = r.success if r.success.any() else torch.ones_like(r.success)
+    mean_delta = (r.x_adv[keep] - x_shadow[keep].cpu()).flatten(1).mean(0)
+    return mean_delta.abs().topk(size).indices.sort().values
+
+
 class HoneyModel(TrainedDefense):
     """A model trained on data self-poisoned with a secret watermark (§III-C), plus its detector.
 
     ``poison_percent=0`` gives the benign model with the same key: the control for every result.
     """
     name = "honeymodels"
+    control_description = "the same detector pipeline on the benign model (same key, no poisoning)"
 
     def __init__(self, key: WatermarkKey, poison_percent: float, *, model_name: str = "honey_small_conv",
                  train_config: train.TrainConfig | None = None, seed: int = 0, cache=None, device: str | None = None,
                  log: Callable[[str], None] | None = print):
-        check_settings(poison_percent=poison_percent)
+        params.check("poison_percent", poison_percent, spec.POISON_PERCENT)
         super().__init__(model_name=model_name, train_config=train_config, seed=seed, cache=cache, device=device,
                          log=log)
         self.key = key
@@ -248,12 +284,12 @@ class HoneyModel(TrainedDefense):
     @classmethod
     def create(cls, shape: tuple[int, ...], *, watermark_size: float, amplitude: float = 1.0, poison_percent: float,
                key_seed: int | None = None, **kwargs) -> "HoneyModel":
-        """Check every setting, then draw the key (CSPRNG unless ``key_seed``)."""
-        check_settings(watermark_size=watermark_size, amplitude=amplitude, poison_percent=poison_percent)
+        """Draw the key (CSPRNG unless ``key_seed``) and build the defense; every setting is checked
+        before any training (the key's by ``WatermarkKey.generate``, the poison's by the constructor)."""
         return cls(WatermarkKey.generate(shape, watermark_size, amplitude, key_seed), poison_percent, **kwargs)
 
-    def benign_twin(self) -> "HoneyModel":
-        """The control: same key, architecture, training and seed, but no poisoning."""
+    def control(self) -> "HoneyModel":
+        """The benign model: same key, architecture, training and seed, but no poisoning (unfitted)."""
         return HoneyModel(self.key, 0.0, model_name=self.model_name, train_config=self.train_config, seed=self.seed,
                           cache=self.cache, device=self.device, log=self.log)
 
@@ -283,116 +319,44 @@ class HoneyModel(TrainedDefense):
             raise NotFittedError("HoneyModel: call fit_detector(x_clean, adversarial) before score(x)")
         return torch.from_numpy(self.detector.predict_proba(self.key.features(x.cpu()).numpy())[:, 1]).float()
 
+    def adaptive_attacks(self, *, x_shadow: torch.Tensor, y_shadow: torch.Tensor, attack: tuple[str, dict[str, Any]],
+                         seed: int = 0, cache=None) -> list[AdaptiveAttack]:
+        """Level 1 estimates the key from its own attacks' mean perturbation (``estimate_watermark_key``) and
+        leaves those features alone; level 2 knows the key and leaves its features alone (``FrozenFeatures``)."""
+        model = self.attacked_model
+        estimate = estimate_watermark_key(model, x_shadow, y_shadow, len(self.key.indices), attack, seed=seed,
+                                          cache=cache)
+        overlap = len(set(estimate.tolist()) & set(self.key.indices.tolist())) / len(self.key.indices)
+        return [self.oblivious_attack(),
+                AdaptiveAttack("1 · estimates the key by averaging perturbations", FrozenFeatures(model, estimate),
+                               note=f"estimated key overlaps the true key on {100 * overlap:.0f} % of its features "
+                                    f"(chance {100 * len(estimate) / x_shadow[0].numel():.0f} %)"),
+                AdaptiveAttack("2 · knows the key, leaves its features alone", FrozenFeatures(model, self.key.indices))]
+
     def save(self, path: str | Path) -> Path:
-        """Weights, key and settings in one file, written to a temporary file and renamed."""
-        return self._save(path, {"key": self.key.to_dict(), "poison_percent": self.poison_percent,
-                                 "num_classes": self.num_classes})
+        """Weights, key, settings, training configuration, the fitted detector and the threshold in one file,
+        written to a temporary file and renamed."""
+        if self.num_classes is None:
+            raise NotFittedError("HoneyModel: call fit(train_set) before save(path)")
+        config = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self.train_config).items()}
+        payload = {"key": self.key.to_dict(), "poison_percent": self.poison_percent, "num_classes": self.num_classes,
+                   "train_config": config, "threshold": self.threshold, "calibrated_fpr": self.calibrated_fpr}
+        if self.detector is not None:
+            payload["detector"] = _detector_state(self.detector)
+        return self._save(path, payload)
 
     @classmethod
-    def load(cls, path: str | Path, **kwargs) -> "HoneyModel":
-        stored = torch.load(path, weights_only=True, map_location="cpu")
+    def load(cls, path: str | Path, *, cache=None, device: str | None = None,
+             log: Callable[[str], None] | None = print) -> "HoneyModel":
+        """The defense ``save`` wrote, ready to attack and score (no training)."""
+        stored = torch.load(Path(path), weights_only=True, map_location="cpu")
         key = WatermarkKey.from_dict(stored["key"])
-        honey = cls(key, stored["poison_percent"], model_name=stored["model_name"], seed=stored["seed"], **kwargs)
+        config = {k: tuple(v) if isinstance(v, list) else v for k, v in stored["train_config"].items()}
+        honey = cls(key, stored["poison_percent"], model_name=stored["model_name"], seed=stored["seed"],
+                    train_config=train.TrainConfig(**config), cache=cache, device=device, log=log)
         honey.num_classes = stored["num_classes"]
         honey._restore_model(stored, key.shape, honey.num_classes)
+        if "detector" in stored:
+            honey.detector = _detector_from_state(stored["detector"])
+        honey.threshold, honey.calibrated_fpr = stored["threshold"], stored["calibrated_fpr"]
         return honey
-
-
-# The three attacks of §IV, by the kit's registry names, each with the `honeymodels` preset
-# (appendix C, Tables II-IV: ART, targeted, random targets, ART defaults elsewhere).
-PAPER_ATTACKS = {"cw": "cw2", "pgd": "pgd", "jsma": "jsma"}
-
-# Table I of the paper, quoted as printed (watermark size 10 %, poison 30 %, 500 adversarial
-# examples per attack). Fractions, not percentages. The rows are not internally consistent
-# (e.g. MNIST CW: ACC 45.0 % beside FPR 56.5 % and TPR 97.5 %), which the notebook points out.
-PAPER_TABLE_I = paper_values.values("honeymodels", "table_1")
-PAPER_TABLE_I_SETTINGS = paper_values.settings("honeymodels", "table_1")
-
-
-def paper_dataset(dataset: str) -> str:
-    """The dataset whose Table I row a kit run is shown beside: itself, or MNIST for MNIST-like
-    stand-ins such as mnist5k."""
-    return dataset if dataset in PAPER_TABLE_I else "mnist"
-
-
-def matches_table_one(*, dataset: str, watermark_size: float, poison_percent: float, amplitude: float,
-                      n_attack: int, full_training_set: bool, epochs: int, jsma_gamma: float) -> bool:
-    """Whether a run's settings are Table I's (appendix B training: 1 epoch MNIST, 25 CIFAR-10)."""
-    s = PAPER_TABLE_I_SETTINGS
-    return (dataset in PAPER_TABLE_I and watermark_size == s["watermark_size"] and amplitude == s["amplitude"]
-            and poison_percent == s["poison_percent"] and n_attack >= s["n_per_attack"] and full_training_set
-            and jsma_gamma == 1.0 and epochs == {"mnist": 1, "cifar10": 25}[dataset])
-
-
-def run_paper_attacks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, backend: str = "fast", seed: int = 0,
-                      cache=None, jsma_gamma: float = 1.0) -> dict[str, Any]:
-    """The paper's CW-L2, PGD-L∞ and JSMA with their `honeymodels` presets, targeted at random classes.
-
-    ``jsma_gamma`` (the largest fraction of features JSMA may change) is ART's default 1.0 in the
-    paper; with θ = 0.3 a failing image then runs until every feature is saturated (about 1500
-    iterations on MNIST), so quick runs may lower it."""
-    from decoylab import attacks
-
-    extra = {"jsma": {"gamma": jsma_gamma}}
-    return {label: attacks.run(name, model, x, y, targeted=True, target="random", preset="honeymodels",
-                               backend=backend, seed=seed, cache=cache, **extra.get(label, {}))
-            for label, name in PAPER_ATTACKS.items()}
-
-
-def table_one(report: DetectorReport, control: DetectorReport, dataset: str, settings_match: bool):
-    """Table I beside the paper: the HoneyModel's detector, the same pipeline on the benign model
-    (the control), and the paper's value for the same cell with the dataset it was measured on."""
-    import pandas as pd
-
-    paper_ds = paper_dataset(dataset)
-    paper = PAPER_TABLE_I[paper_ds]
-    rows = []
-    for attack, row in report.rows.items():
-        for metric in ("acc", "fpr", "tpr", "auc"):
-            rows.append({"attack": attack, "metric": metric.upper(), "HoneyModel": row[metric],
-                         "benign model (control)": control.rows.get(attack, {}).get(metric, float("nan")),
-                         "paper": paper.get(attack, {}).get(metric, float("nan")),
-                         "paper source": f"Table I, {paper_ds}" if metric != "auc" else "not reported",
-                         "settings match": settings_match and metric != "auc"})
-    return pd.DataFrame(rows)
-
-
-def sweep_point(train_set, test_set, *, watermark_size: float, poison_percent: float, amplitude: float = 1.0,
-                key_seed: int | None = 0, model_name: str = "honey_small_conv",
-                train_config: train.TrainConfig | None = None, seed: int = 0, n_attack: int = 100,
-                backend: str = "fast", reading: str = "perturbation", jsma_gamma: float = 1.0,
-                cache=None) -> dict[str, float]:
-    """One point of Fig. 4: train (or load) the HoneyModel, then its test accuracy and, per paper
-    attack, the success rate and the mean reconstruction over successful examples. The model and
-    every adversarial set are cached, and so is the point itself: a re-run or an interrupted sweep
-    resumes where it stopped."""
-    import sys
-
-    from decoylab import models
-    from decoylab.attacks import art_backend, fast
-    from decoylab.cache import Cache, code_version
-
-    check_settings(watermark_size=watermark_size, amplitude=amplitude, poison_percent=poison_percent)
-    cache = cache or Cache()
-    # The code that produces a point is part of its key, as for models and adversarial sets.
-    parts = {"code": code_version(sys.modules[__name__], train, models, fast, art_backend),"watermark_size": watermark_size, "poison_percent": poison_percent, "amplitude": amplitude,
-             "key_seed": key_seed, "model": model_name, "train": train_config or train.TrainConfig(), "seed": seed,
-             "n_attack": n_attack, "backend": backend, "reading": reading, "jsma_gamma": jsma_gamma,
-             "x": train_set.x, "y": train_set.y,
-             "test_x": test_set.x}
-
-    def build() -> dict[str, float]:
-        honey = HoneyModel.create(tuple(train_set.x.shape[1:]), watermark_size=watermark_size, amplitude=amplitude,
-                                  poison_percent=poison_percent, key_seed=key_seed, model_name=model_name,
-                                  train_config=train_config, seed=seed, cache=cache, log=None).fit(train_set)
-        idx = train.correct_subset(honey.model, test_set.x, test_set.y, n_attack, seed=seed)
-        x, y = test_set.x[idx], test_set.y[idx]
-        point = {"accuracy": train.accuracy(honey.model, test_set.x, test_set.y)}
-        for label, r in run_paper_attacks(honey.model, x, y, backend=backend, seed=seed, cache=cache,
-                                          jsma_gamma=jsma_gamma).items():
-            sim = honey.reconstruction(r.x_adv[r.success], x[r.success], reading)
-            point[f"{label}_success"] = r.success_rate
-            point[f"{label}_reconstruction"] = float(sim.mean()) if len(sim) else float("nan")
-        return point
-
-    return cache.get_or_build("honeymodels_sweep", parts, build)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
-from decoylab.params import Spec, choice, problems
+from decoylab.specs.base import Spec, choice, problems
 from decoylab.specs import attractors, common, compare, fingerprints, honeymodels, luring
 
 TOUR = {**common.SHARED, **common.TRAINING, "ATTACK": choice(common.ATTACKS),
@@ -19,7 +19,7 @@ NOTEBOOKS: dict[str, dict[str, Spec]] = {
     "TEMPLATE": {k: common.SHARED[k] for k in ("DATASET", "N_TRAIN", "SEED", "INTERACTIVE")},
     **honeymodels.NOTEBOOKS, **attractors.NOTEBOOKS, **luring.NOTEBOOKS, **fingerprints.NOTEBOOKS, **compare.NOTEBOOKS,
 }
-RULES: dict[str, list[Callable[[Mapping[str, Any]], list[str]]]] = {**compare.RULES}
+RULES: dict[str, list[Callable[[Mapping[str, Any]], list[str]]]] = {**compare.RULES, **attractors.RULES}
 
 
 def for_notebook(name: str) -> dict[str, Spec]:

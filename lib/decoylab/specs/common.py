@@ -5,14 +5,14 @@ The name tuples mirror the registries in ``decoylab.data``, ``decoylab.models`` 
 checked without importing those modules."""
 from __future__ import annotations
 
-from decoylab.params import boolean, choice, integer, list_of, number, text
+from decoylab.specs.base import boolean, choice, integer, list_of, number, text
 
 DATASETS = ("mnist5k", "digits", "mnist", "fashion_mnist", "cifar10", "svhn")
 MODELS = ("honey_small_conv", "resnet20", "deepsec_mnist", "nfp_mnist", "nfp_cifar10", "luring_mnist", "luring_vgg",
           "luring_vgg_wide", "mlp")
 COMPONENTS = ("luring_p_mnist", "luring_p_svhn", "luring_p_cifar10")
-ATTACKS = ("fgsm", "rfgsm", "bim", "bim_a", "pgd", "mim", "dim", "mim_ti", "dim_ti", "mim_l2", "spsa", "eco", "llc",
-           "rllc", "illc", "tmifgsm", "cw2", "deepfool", "jsma", "ead", "optmargin", "blb", "uap")
+ATTACKS = ("fgsm", "rfgsm", "bim", "bim_a", "pgd", "mim", "dim", "mim_ti", "dim_ti", "mim_l2", "llc", "rllc", "illc",
+           "tmifgsm", "cw2", "ead", "optmargin", "blb", "deepfool", "uap", "jsma", "spsa", "eco")
 ATTACK_BACKENDS = ("fast", "art")
 DEVICES = ("auto", "cpu", "cuda")
 

@@ -1,7 +1,7 @@
 """The comparison's parameters (notebook 90, and notebook 41's overlay of every defense), as data."""
 from __future__ import annotations
 
-from decoylab.params import boolean, choice, integer, list_of, number
+from decoylab.specs.base import boolean, choice, integer, list_of, number
 from decoylab.specs import fingerprints, honeymodels, luring
 from decoylab.specs.common import COUNT, DATA_ROOT, DATASET, FPR_LIST, MODEL, RATE, SEED, TRAINING
 
@@ -10,10 +10,17 @@ DEFENSES = ("undefended", "feature_squeezing", "honeymodels", "attractors", "lur
 ATTACKS = ("fgsm", "pgd", "cw2", "deepfool")
 LINF_ATTACKS = ("fgsm", "pgd")
 IMAGES = integer(10)  # fewer images give no usable threshold or ROC curve
+#: The feature-squeezing baseline's squeezers (Xu, Evans, Qi, NDSS 2018): colour depth in bits, median window.
+SQUEEZE_BIT_DEPTH = integer(1, 8)
+MEDIAN_WINDOW = integer(2)
 
 DEFENSE_LIST = list_of(choice(DEFENSES), extra=lambda v: "undefended" in v,
                        extra_allowed="including 'undefended' (every cost is measured against it)")
 ATTACK_LIST = list_of(choice(ATTACKS))
+#: The adaptive attacks' L∞ budget when it differs from the attack's own (data range (0, 1]), and the weights
+#: of a defense-aware term the attacker tries.
+ADAPTIVE_EPS = number(0.0, 1.0, low_open=True, optional=True)
+ADAPTIVE_WEIGHTS = list_of(RATE)
 
 #: The defenses' own settings in the comparison (same names in notebooks 41 and 90).
 DEFENSE_SETTINGS = {"WATERMARK_SIZE": honeymodels.WATERMARK_SIZE, "POISON_PERCENT": honeymodels.POISON_PERCENT,
@@ -25,8 +32,8 @@ NOTEBOOK_90 = {"DATASET": DATASET, "DATA_ROOT": DATA_ROOT, "N_TRAIN": integer(1,
                "N_CALIBRATION": IMAGES, "N_DETECTOR_FIT": IMAGES, "PGD_STEPS": COUNT, "CW_MAX_ITER": COUNT,
                "CW_BINARY_STEPS": COUNT, **DEFENSE_SETTINGS, "FP_N": fingerprints.N_FINGERPRINTS,
                "FP_EPS": fingerprints.FP_EPS, "ADAPTIVE_ATTACK": choice(ATTACKS),
-               "ADAPTIVE_EPS": number(0.0, 1.0, low_open=True, optional=True), "ADAPTIVE_RANDOM_START": boolean(),
-               "ADAPTIVE_WEIGHTS": list_of(RATE), "SEED": SEED, "INTERACTIVE": boolean()}
+               "ADAPTIVE_EPS": ADAPTIVE_EPS, "ADAPTIVE_RANDOM_START": boolean(),
+               "ADAPTIVE_WEIGHTS": ADAPTIVE_WEIGHTS, "SEED": SEED, "INTERACTIVE": boolean()}
 
 OVERLAY = {"OVERLAY_MODEL": MODEL, "OVERLAY_EPOCHS": COUNT, "OVERLAY_ATTACKS": ATTACK_LIST, "OVERLAY_N_ATTACK": IMAGES,
            "OVERLAY_N_CALIBRATION": IMAGES, "OVERLAY_N_DETECTOR_FIT": IMAGES, "OVERLAY_PGD_STEPS": COUNT,
@@ -34,7 +41,8 @@ OVERLAY = {"OVERLAY_MODEL": MODEL, "OVERLAY_EPOCHS": COUNT, "OVERLAY_ATTACKS": A
            **DEFENSE_SETTINGS}
 
 
-def _adaptive_rules(values) -> list[str]:
+def adaptive_rules(values) -> list[str]:
+    """ADAPTIVE_ATTACK is one of ATTACKS; ADAPTIVE_EPS only with an L∞ attack."""
     found = []
     attacks, adaptive = values.get("ATTACKS", []), values.get("ADAPTIVE_ATTACK")
     if adaptive is not None and adaptive not in attacks:
@@ -53,4 +61,4 @@ NOTEBOOKS = {
 }
 #: Rules that tie several parameters of one notebook together (checked on the notebook's defaults with the
 #: preset's values on top).
-RULES = {"90_defense_comparison": [_adaptive_rules]}
+RULES = {"90_defense_comparison": [adaptive_rules]}

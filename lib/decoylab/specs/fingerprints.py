@@ -2,7 +2,7 @@
 Fingerprinting", 2018) and those of notebook 40 and of notebook 41's sweeps, as data."""
 from __future__ import annotations
 
-from decoylab.params import boolean, choice, integer, list_of, number
+from decoylab.specs.base import boolean, choice, integer, list_of, number
 from decoylab.specs.common import COUNT, FPR, RATE, SHARED, TRAINING, UNIT
 from decoylab.specs.honeymodels import JSMA_GAMMA
 
@@ -10,6 +10,7 @@ DX_MODES = ("positive", "symmetric")
 DY_SIGNS = ("code", "paper")
 #: Table 1's attacks, by the paper's names.
 PAPER_ATTACKS = ("FGM", "JSMA", "BIM-a", "BIM-b", "CW-L2")
+ATTACK_LABELS = list_of(choice(PAPER_ATTACKS))
 
 N_FINGERPRINTS = COUNT
 FP_EPS = UNIT
@@ -32,4 +33,4 @@ NOTEBOOKS = {
 #: Notebook 41's fingerprint sweeps (its overlay's parameters are in ``specs.compare``).
 SWEEPS = {"DX_MODE": DX_MODE, "DY_SIGN": DY_SIGN, "FP_WEIGHT": WEIGHT, "N_GRID": list_of(integer(1)),
           "EPS_GRID": list_of(UNIT), "N_FINGERPRINTS": N_FINGERPRINTS, "FP_EPS": FP_EPS,
-          "N_FINGERPRINT_SETS": COUNT, "SWEEP_ATTACKS": list_of(choice(PAPER_ATTACKS)), **PAPER_ATTACK_SETTINGS}
+          "N_FINGERPRINT_SETS": COUNT, "SWEEP_ATTACKS": ATTACK_LABELS, **PAPER_ATTACK_SETTINGS}

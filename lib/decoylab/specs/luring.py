@@ -1,8 +1,8 @@
-"""Luring's parameters (Bernard et al., "Luring of transferable adversarial perturbations in the
-black-box paradigm", 2021) and those of notebook 30, as data."""
+"""Luring's parameters (Bernhard, Moellic, Dutertre, "Luring of Transferable Adversarial Perturbations in
+the Black-Box Paradigm", 2021) and those of notebook 30, as data."""
 from __future__ import annotations
 
-from decoylab.params import choice, integer, list_of, number
+from decoylab.specs.base import choice, integer, list_of, number
 from decoylab.specs.common import COMPONENTS, COUNT, FPR, MODEL, OPTIONAL_COUNT, RATE, SHARED, UNIT
 
 APPROACHES = ("stack", "auto", "ce", "luring")
@@ -10,9 +10,12 @@ SCORE_KINDS = ("margin", "kl")
 COMPONENT_INITS = ("random", "auto")
 CHARACTERISATION_ATTACKS = ("fgsm", "pgd", "mim", "mim_l2")
 
-WEIGHT = number(0.0, low_open=True)
+APPROACH = choice(APPROACHES)
+SCORE_KIND = choice(SCORE_KINDS)
+WEIGHT = number(0.0, low_open=True)  # λ of eq. 2
+EPS = UNIT  # an L∞ budget on [0, 1] images: the data range bounds it
 VALIDATION_FRACTION = number(0.0, 0.5, low_open=True)
-EPS_LIST = list_of(UNIT)
+EPS_LIST = list_of(EPS)
 COMPONENT = choice(COMPONENTS)
 COMPONENT_INIT = choice(COMPONENT_INITS)
 LR_DROPS = list_of(integer(1), non_empty=False)
@@ -21,10 +24,10 @@ NOTEBOOKS = {
     "30_luring": {**SHARED, "TARGET_MODEL": MODEL, "COMPONENT": COMPONENT, "TARGET_EPOCHS": COUNT,
                   "TARGET_BATCH_SIZE": COUNT, "TARGET_LR": RATE, "COMPONENT_EPOCHS": COUNT,
                   "COMPONENT_BATCH_SIZE": COUNT, "COMPONENT_LR": RATE, "COMPONENT_LR_DROPS": LR_DROPS,
-                  "STACK_EPOCHS": COUNT, "LURING_WEIGHT": WEIGHT, "APPROACHES": list_of(choice(APPROACHES)),
+                  "STACK_EPOCHS": COUNT, "LURING_WEIGHT": WEIGHT, "APPROACHES": list_of(APPROACH),
                   "COMPONENT_INIT": COMPONENT_INIT, "VALIDATION_FRACTION": VALIDATION_FRACTION,
-                  "SCORE_KIND": choice(SCORE_KINDS), "N_ATTACK": COUNT, "N_DEFENSE_POINTS": OPTIONAL_COUNT,
-                  "LURING_EPS": EPS_LIST, "DEFENSE_EPS": list_of(UNIT, optional=True),
+                  "SCORE_KIND": SCORE_KIND, "N_ATTACK": COUNT, "N_DEFENSE_POINTS": OPTIONAL_COUNT,
+                  "LURING_EPS": EPS_LIST, "DEFENSE_EPS": list_of(EPS, optional=True),
                   "CHARACTERISATION_ATTACKS": list_of(choice(CHARACTERISATION_ATTACKS)),
                   "ITER_STEPS": OPTIONAL_COUNT, "ITER_STEP_SIZE": number(0, 1, low_open=True, optional=True),
                   "MIM_L2_STEP_SIZE": number(0, low_open=True, optional=True), "SPSA_STEPS": OPTIONAL_COUNT,

@@ -101,7 +101,7 @@ def attacks_main(n: int = 500, names: list[str] | None = None, json_path: str | 
     import torch.nn.functional as F
 
     from decoylab import attacks, config, data, train
-    from decoylab.attacks.core import REGISTRY, checked_settings
+    from decoylab.attacks.registry import REGISTRY, checked_settings
     from decoylab.cache import Cache
     from decoylab.fileio import atomic_write_text
 
@@ -282,13 +282,13 @@ JSMA_PAIR_MODELS = {
 
 def jsma_pairs_main(n: int = 50, model_name: str = "deepsec_mnist") -> int:
     """JSMA with the paper's pairwise saliency (the Attractors and NeuralFP presets), on ``n`` correctly
-    classified mnist5k test images: the pruned pair search of ``attacks.fast._best_pair`` against
+    classified mnist5k test images: the pruned pair search of ``attacks.jsma._best_pair`` against
     scoring all F×F pairs, timed on the same images; the adversarial examples must be identical.
     How much is pruned depends on how concentrated the net's input gradients are."""
     import torch
 
     from decoylab import attacks, data, train
-    from decoylab.attacks import fast
+    from decoylab.attacks import jsma
     from decoylab.cache import Cache
 
     if model_name not in JSMA_PAIR_MODELS:
@@ -300,19 +300,19 @@ def jsma_pairs_main(n: int = 50, model_name: str = "deepsec_mnist") -> int:
     idx = train.correct_subset(model, te.x, te.y, n, seed=0)
     x, y = te.x[idx], te.y[idx]
 
-    pruned, full_matrix, out = fast._best_pair, fast._best_pair_full, {}
+    pruned, full_matrix, out = jsma._best_pair, jsma._best_pair_full, {}
     print(f"JSMA pair search: {n} mnist5k test images, {model_name}, preset deepsec_mnist (θ 1, γ 0.1, "
           f"pairwise saliency), {torch.get_num_threads()} threads")
     print(f"{'pair search':<14}{'seconds':>9}{'success':>9}{'mean L0':>9}")
     try:
         for label, search in (("all F x F", full_matrix), ("pruned", pruned)):
-            fast._best_pair = search
+            jsma._best_pair = search
             start = time.perf_counter()
             r = attacks.run("jsma", model, x, y, targeted=True, target="random", preset="deepsec_mnist", seed=0)
             out[label] = (time.perf_counter() - start, r)
             print(f"{label:<14}{out[label][0]:>9.2f}{r.success_rate:>9.2f}{float(r.l0.float().mean()):>9.1f}", flush=True)
     finally:
-        fast._best_pair = pruned
+        jsma._best_pair = pruned
     same = torch.equal(out["all F x F"][1].x_adv, out["pruned"][1].x_adv)
     print(f"speed-up {out['all F x F'][0] / out['pruned'][0]:.1f}x; identical adversarial examples: {same}")
     return 0 if same else 1

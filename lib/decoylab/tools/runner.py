@@ -7,7 +7,7 @@ For each selected notebook ``notebooks/<nb>.ipynb`` and preset ``params/<preset>
    (``decoylab.params``); any problem stops the run before a notebook starts or a file
    under ``runs/`` is touched;
 2. each notebook runs in its own process (or, with ``executor="ray"``, a Ray task: see
-   ``decoylab.executor``) into ``runs/<preset>/<nb>/<nb>.ipynb`` with its
+   ``decoylab.tools.executor``) into ``runs/<preset>/<nb>/<nb>.ipynb`` with its
    figures and ``results.json``; one that already completed with the same parameters and
    the same notebook source is skipped unless ``force``;
 3. ``runs/<preset>/summary.json``, ``report.md`` and ``report.html`` gather every run.
@@ -116,6 +116,9 @@ def check_params(name: str, params_file: Path, values: dict[str, Any], declared:
             found.append(f"{params_file}: {problem}")
     if found:
         return found
+    if name not in specs.NOTEBOOKS:
+        return [f"{params_file}: notebook {name!r} declares no parameter specs; add its parameters to "
+                f"decoylab.specs (NOTEBOOKS)"]
     known = {k: v for k, v in values.items() if k in declared}
     return [f"{params_file}: {p}" for p in specs.notebook_problems(name, known, {**_defaults(declared), **known})]
 
@@ -218,7 +221,7 @@ def run(preset: str = "quick", notebooks: list[str] | None = None, jobs: int = 1
     """Run the preset; return the exit code (0 all ok, 1 a notebook failed, 2 bad input).
 
     ``executor="local"`` runs ``jobs`` notebooks at a time in local processes; ``"ray"`` sends each to
-    a Ray task (``decoylab.executor``) on the cluster at ``ray_address`` (None: a local Ray instance)."""
+    a Ray task (``decoylab.tools.executor``) on the cluster at ``ray_address`` (None: a local Ray instance)."""
     from decoylab.tools import executor as executors
 
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
