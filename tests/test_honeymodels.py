@@ -152,6 +152,26 @@ def test_adaptive_attacks_avoid_the_estimated_and_the_true_key(fitted_honey):
     assert (grad[:, honey.key.indices] == 0).all() and grad.abs().sum() > 0  # no gradient on the key's features
 
 
+def test_sweep_point_is_cached_and_checks_its_settings_first(tmp_path):
+    tr, te = data.load("digits", "train", n=300), data.load("digits", "test", n=100)
+    settings = hx.SweepSettings(model_name="mlp", train_config=train.TrainConfig(epochs=1, lr=3e-3), n_attack=5,
+                                jsma_gamma=0.1)
+    cache = Cache(tmp_path)
+    with pytest.raises(params.ParameterError, match="poison_percent=100"):
+        hx.sweep_point(tr, te, settings, watermark_size=0.25, poison_percent=100, cache=cache)
+    assert cache.misses == 0  # nothing built
+    rows = hx.sweep(tr, te, settings, poison_grid=[0], poison_sweep_size=0.25, size_grid=[0.1], size_sweep_poison=40.0,
+                    cache=cache)
+    assert [(r["sweep"], r["poison_percent"], r["watermark_size"]) for r in rows] == [("poison", 0, 0.25),
+                                                                                      ("size", 40.0, 0.1)]
+    assert {"accuracy", "pgd_success", "pgd_reconstruction", "cw_reconstruction"} <= set(rows[0])
+    misses = cache.misses
+    expected = {k: v for k, v in rows[0].items() if k not in ("sweep", "poison_percent", "watermark_size")}
+    again = hx.sweep_point(tr, te, settings, watermark_size=0.25, poison_percent=0, cache=cache)
+    assert again == pytest.approx(expected, nan_ok=True)  # an attack with no success has no reconstruction (nan)
+    assert cache.misses == misses  # read, not rebuilt
+
+
 def _result(x_adv, success):
     return SimpleNamespace(x_adv=x_adv, success=success)
 

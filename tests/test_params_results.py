@@ -78,8 +78,7 @@ def test_settings_match_labels():
 
 def test_paper_values_are_one_data_file_behind_every_paper_constant():
     from decoylab import paper_values
-    from decoylab.defenses import fingerprints
-    from decoylab.experiments import attractors, honeymodels, luring
+    from decoylab.experiments import attractors, fingerprints, honeymodels, luring
 
     papers = paper_values.load()
     assert set(papers) == {"honeymodels", "attractors", "luring", "fingerprints"}

@@ -48,3 +48,21 @@ def settings(paper: str, name: str) -> dict[str, Any]:
 
 def source(paper: str, name: str) -> Any:
     return entry(paper, name)["source"]
+
+
+def value_at(paper: str, path) -> Any:
+    """One printed number: ``path`` is [entry, key, ...] into the entry's values (a row's column by index)."""
+    found = entry(paper, path[0])["values"]
+    for step in path[1:]:
+        try:
+            found = found[step]
+        except (KeyError, IndexError, TypeError):
+            raise KeyError(f"{paper}: {list(path)} names no value (no {step!r} there)") from None
+    return _frozen(found)
+
+
+def claims(paper: str) -> list[dict[str, Any]]:
+    """The claims declared for ``paper`` (its ``claims:`` list; ``decoylab.claims.declared`` builds the checks)."""
+    if paper not in load():
+        raise KeyError(f"paper={paper!r} is not known; allowed: {', '.join(load())}")
+    return [dict(c) for c in load()[paper].get("claims") or []]

@@ -18,8 +18,11 @@ from typing import Any
 from decoylab.fileio import atomic_write_bytes, atomic_write_text
 
 PARTIAL_FILE = "results.partial.json"
+CLAIMS_PARTIAL_FILE = "claims.partial.json"  # beside it: the runner puts it under results.json's "claims"
 FIGURES_DIR = "figures"
 _RESULTS: dict[str, dict[str, Any]] = {}
+_CLAIMS: dict[str, dict[str, Any]] = {}
+_VERDICTS: dict[str, Any] = {}
 
 
 def run_dir() -> Path | None:
@@ -81,8 +84,31 @@ def recorded() -> dict[str, dict[str, Any]]:
     return {k: dict(v) for k, v in _RESULTS.items()}
 
 
+def record_claim(claim, measurement):
+    """Judge ``claim`` (a ``decoylab.claims.Claim``) on ``measurement`` and record the verdict under the run's
+    separate ``claims`` key (``claims.partial.json`` in a headless run); return the ``Verdict``."""
+    verdict = claim.judge(measurement)
+    _CLAIMS[claim.id] = _plain(verdict.as_dict(), claim.id)
+    _VERDICTS[claim.id] = verdict
+    folder = run_dir()
+    if folder is not None:
+        atomic_write_text(folder / CLAIMS_PARTIAL_FILE, json.dumps(_CLAIMS, indent=1))
+    return verdict
+
+
+def recorded_claims() -> dict[str, dict[str, Any]]:
+    return {k: dict(v) for k, v in _CLAIMS.items()}
+
+
+def verdicts() -> list:
+    """The ``Verdict`` of every claim recorded so far (for ``claims.summary_markdown``), in recording order."""
+    return list(_VERDICTS.values())
+
+
 def clear() -> None:
     _RESULTS.clear()
+    _CLAIMS.clear()
+    _VERDICTS.clear()
 
 
 def table():

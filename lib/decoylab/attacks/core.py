@@ -12,6 +12,7 @@ from torch import nn
 
 from decoylab import config
 from decoylab.attacks import art_backend
+from decoylab.attacks.primitives import ExtraLoss
 from decoylab.attacks.registry import FAST_MODULES, REGISTRY, AttackEntry, checked_settings, lookup
 
 BACKENDS = ("fast", "art")
@@ -59,7 +60,7 @@ def _resolve_target(model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: 
 
 def run(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, targeted: bool = False,
         target: Any = None, backend: str = "fast", preset: str | None = None, seed: int = 0,
-        batch_size: int | None = None, num_classes: int | None = None, cache=None, extra_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        batch_size: int | None = None, num_classes: int | None = None, cache=None, extra_loss: ExtraLoss = None,
         extra_loss_key: dict[str, Any] | None = None, **params: Any) -> AttackResult:
     """Run attack ``name`` on ``model`` (any ``nn.Module`` returning logits) for inputs in [0, 1].
 

@@ -93,7 +93,8 @@ def uap(model, x, labels, *, eps, fooling_rate, max_passes, deepfool_iter=10, ov
 
 # ----- registry entries: the Attractors paper's Table VII (DEEPSEC) settings -----
 ENTRIES = [
-    AttackEntry("deepfool", "l2", "never", {"max_iter": 50, "overshoot": 0.02}, {"max_iter": COUNT, "overshoot": NONNEG},
+    AttackEntry("deepfool", "l2", "never", {"max_iter": 50, "overshoot": 0.02},
+                {"max_iter": COUNT, "overshoot": NONNEG},
                 {"fast": deepfool, "art": art_backend.deepfool},
                 {"deepsec_mnist": {"max_iter": 50, "overshoot": 0.02},
                  "deepsec_cifar10": {"max_iter": 50, "overshoot": 0.02}}, uses_gradient_loss=False),

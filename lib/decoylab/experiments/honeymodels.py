@@ -6,13 +6,15 @@ Learning Honeypots", MILCOM 2021) on the defense of ``decoylab.defenses.honeymod
 - ``reconstruction_table`` and ``reconstruction_samples`` — §III-C-3's Sim(W, Ŵ) in both readings, beside
   the clean control;
 - ``table_one`` — Table I beside the paper and the control (the benign model's detector);
-- ``sweep_point`` and ``sweep`` — Fig. 4's poison and watermark-size sweeps, every point cached;
+- ``sweep_point`` and ``sweep`` — Fig. 4's poison and watermark-size sweeps (``SweepSettings``), every
+  point cached;
 - ``mmd_analysis`` — Fig. 5's MMD bootstrap as numbers (overlap accuracy, permutation tests);
 - ``record_results``, ``record_sweep``, ``record_mmd`` — notebooks 10, 11 and 12's named results.
 """
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
@@ -154,10 +156,21 @@ def record_results(accuracy: dict[str, tuple[float, float]], adversarial: dict[s
         results.record(f"control_{attack}_auc", control.rows[attack]["auc"], note="same detector pipeline on the benign model")
 
 
-def sweep_point(train_set, test_set, *, watermark_size: float, poison_percent: float, amplitude: float = 1.0,
-                key_seed: int | None = 0, model_name: str = "honey_small_conv",
-                train_config: train.TrainConfig | None = None, seed: int = 0, n_attack: int = 100,
-                backend: str = "fast", reading: str = "perturbation", jsma_gamma: float = 1.0,
+@dataclass
+class SweepSettings:
+    """Everything a point of Fig. 4 depends on besides the watermark size and the poison percentage."""
+    amplitude: float = 1.0
+    key_seed: int | None = 0
+    model_name: str = "honey_small_conv"
+    train_config: train.TrainConfig = field(default_factory=train.TrainConfig)
+    seed: int = 0
+    n_attack: int = 100
+    backend: str = "fast"
+    reading: str = "perturbation"
+    jsma_gamma: float = 1.0
+
+
+def sweep_point(train_set, test_set, settings: SweepSettings, *, watermark_size: float, poison_percent: float,
                 cache=None) -> dict[str, float]:
     """One point of Fig. 4: train (or load) the HoneyModel, then its test accuracy and, per paper
     attack, the success rate and the mean reconstruction over successful examples. The model and
@@ -168,47 +181,47 @@ def sweep_point(train_set, test_set, *, watermark_size: float, poison_percent: f
     from decoylab.attacks import art_backend
     from decoylab.experiments.sweeps import cached_point
 
+    s = settings
     # Made before the cache is read, so that a bad setting fails before any compute.
-    honey = HoneyModel.create(tuple(train_set.x.shape[1:]), watermark_size=watermark_size, amplitude=amplitude,
-                              poison_percent=poison_percent, key_seed=key_seed, model_name=model_name,
-                              train_config=train_config, seed=seed, cache=cache, log=None)
-    settings = {"watermark_size": watermark_size, "poison_percent": poison_percent, "amplitude": amplitude,
-                "key_seed": key_seed, "model": model_name, "train": train_config or train.TrainConfig(), "seed": seed,
-                "n_attack": n_attack, "backend": backend, "reading": reading, "jsma_gamma": jsma_gamma}
+    honey = HoneyModel.create(tuple(train_set.x.shape[1:]), watermark_size=watermark_size, amplitude=s.amplitude,
+                              poison_percent=poison_percent, key_seed=s.key_seed, model_name=s.model_name,
+                              train_config=s.train_config, seed=s.seed, cache=cache, log=None)
+    key_parts = {"watermark_size": watermark_size, "poison_percent": poison_percent, "amplitude": s.amplitude,
+                 "key_seed": s.key_seed, "model": s.model_name, "train": s.train_config, "seed": s.seed,
+                 "n_attack": s.n_attack, "backend": s.backend, "reading": s.reading, "jsma_gamma": s.jsma_gamma}
 
     def build(cache) -> dict[str, float]:
         honey.cache = cache
         honey.fit(train_set)
-        x, y, adversarial = attack_set(honey.model, test_set, n_attack, backend=backend, seed=seed, cache=cache,
-                                       jsma_gamma=jsma_gamma)
+        x, y, adversarial = attack_set(honey.model, test_set, s.n_attack, backend=s.backend, seed=s.seed, cache=cache,
+                                       jsma_gamma=s.jsma_gamma)
         point = {"accuracy": train.accuracy(honey.model, test_set.x, test_set.y)}
         for label, r in adversarial.items():
-            sim = honey.reconstruction(r.x_adv[r.success], x[r.success], reading)
+            sim = honey.reconstruction(r.x_adv[r.success], x[r.success], s.reading)
             point[f"{label}_success"] = r.success_rate
             point[f"{label}_reconstruction"] = float(sim.mean()) if len(sim) else float("nan")
         return point
 
-    return cached_point("honeymodels_sweep", settings, build, train_set=train_set, test_set=test_set,
+    return cached_point("honeymodels_sweep", key_parts, build, train_set=train_set, test_set=test_set,
                         code=(sys.modules[__name__], sys.modules[HoneyModel.__module__], art_backend), cache=cache)
 
 
-def _sweep_row(train_set, test_set, settings: dict[str, Any], grid_point: tuple[str, float, float]) -> dict[str, Any]:
+def _sweep_row(train_set, test_set, settings: SweepSettings, cache, grid_point: tuple[str, float, float]) -> dict[str, Any]:
     kind, size, poison = grid_point
     return {"sweep": kind, "poison_percent": poison, "watermark_size": size,
-            **sweep_point(train_set, test_set, watermark_size=size, poison_percent=poison, **settings)}
+            **sweep_point(train_set, test_set, settings, watermark_size=size, poison_percent=poison, cache=cache)}
 
 
-def sweep(train_set, test_set, *, poison_grid, poison_sweep_size: float, size_grid, size_sweep_poison: float,
-          **settings) -> list[dict[str, Any]]:
+def sweep(train_set, test_set, settings: SweepSettings, *, poison_grid, poison_sweep_size: float, size_grid,
+          size_sweep_poison: float, cache=None) -> list[dict[str, Any]]:
     """Fig. 4's two sweeps, one row per point: the poison percentages of ``poison_grid`` at watermark size
     ``poison_sweep_size`` (Fig. 4a, 4c), then the sizes of ``size_grid`` at ``size_sweep_poison`` % poison
-    (Fig. 4b, 4d); ``settings`` go to every ``sweep_point``. Under ``decoylab run --executor ray`` each point
-    is a Ray task (``parallel.map_points``)."""
+    (Fig. 4b, 4d). Under ``decoylab run --executor ray`` each point is a Ray task (``parallel.map_points``)."""
     from decoylab import parallel
 
     grid = [("poison", poison_sweep_size, poison) for poison in poison_grid] + \
            [("size", size, size_sweep_poison) for size in size_grid]
-    return parallel.map_points(functools.partial(_sweep_row, train_set, test_set, settings), grid)
+    return parallel.map_points(functools.partial(_sweep_row, train_set, test_set, settings, cache), grid)
 
 
 def record_sweep(sweep_frame: "pd.DataFrame", *, where: str, size_sweep_poison: float, dataset: str,

@@ -13,7 +13,7 @@ from typing import Any
 
 import decoylab
 from decoylab.fileio import atomic_write_text
-from decoylab.results import PARTIAL_FILE
+from decoylab.results import CLAIMS_PARTIAL_FILE, PARTIAL_FILE
 
 RESULTS_FILE = "results.json"
 
@@ -66,8 +66,9 @@ def execute(task: Task, preset: str, env: dict[str, Any]) -> dict[str, Any]:
     os.environ["DECOYLAB_BATCH"] = "1"
     os.environ["DECOYLAB_RUN_DIR"] = str(task.out_dir)
     task.out_dir.mkdir(parents=True, exist_ok=True)
-    partial = task.out_dir / PARTIAL_FILE
+    partial, claims_partial = task.out_dir / PARTIAL_FILE, task.out_dir / CLAIMS_PARTIAL_FILE
     partial.unlink(missing_ok=True)
+    claims_partial.unlink(missing_ok=True)
     running = task.out_dir / f".{task.name}.running.ipynb"
     # The kernel inherits this worker's stderr: send its warnings to a log beside the notebook
     # so the runner's own output stays one line per notebook.
@@ -88,9 +89,12 @@ def execute(task: Task, preset: str, env: dict[str, Any]) -> dict[str, Any]:
     if running.exists():  # replace the previous executed notebook only once this one is complete
         os.replace(running, task.out_dir / f"{task.name}.ipynb")
     results = json.loads(partial.read_text()) if partial.exists() else {}
+    claims = json.loads(claims_partial.read_text()) if claims_partial.exists() else {}
     doc = {"notebook": task.name, "preset": preset, "status": status, "seconds": round(seconds, 2),
            "params": task.effective, "preset_params": task.params, "params_file": str(task.params_file),
-           "params_hash": task.params_hash, "environment": {**env, "seed": task.effective.get("SEED")}, "error": error, "results": results}
+           "params_hash": task.params_hash, "environment": {**env, "seed": task.effective.get("SEED")}, "error": error, "results": results,
+           "claims": claims}
     atomic_write_text(task.out_dir / RESULTS_FILE, json.dumps(doc, indent=1))
     partial.unlink(missing_ok=True)
+    claims_partial.unlink(missing_ok=True)
     return doc

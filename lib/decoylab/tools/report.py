@@ -17,6 +17,8 @@ from decoylab.fileio import atomic_write_text
 from decoylab.results import MATCH_LABELS
 
 RESULT_COLUMNS = ("result", "value", "paper", "difference", "settings", "source", "note")
+CLAIM_COLUMNS = ("notebook", "claim", "source", "paper value", "kit value [95 % interval]", "verdict", "evidence",
+                 "settings differences", "reason")
 
 
 def _fmt(value: Any) -> str:
@@ -55,6 +57,24 @@ def scorecard_counts(docs: list[dict[str, Any]]) -> dict[str, int]:
                 counts[_settings(r)] += 1
     counts["total"] = sum(counts.values())
     return counts
+
+
+def claim_sections(docs: list[dict[str, Any]]) -> tuple[dict[str, dict[str, int]], list[list[str]]]:
+    """({paper: verdict counts}, one row per claim (``CLAIM_COLUMNS``)) from the documents' ``claims``."""
+    from decoylab.claims import rows as claim_rows  # imported on use: planning a run needs no numpy
+    from decoylab.claims import tally
+
+    outcomes: dict[str, list[str]] = {}
+    listed = []
+    for doc in docs:
+        stored = doc.get("claims") or {}
+        for row, d in zip(claim_rows(stored), stored.values()):
+            outcomes.setdefault(d.get("paper") or "?", []).append(d.get("verdict"))
+            claim, source, paper_value, value, interval, n, successes, verdict, reason, note = row
+            evidence = f"n={n}" + (f", {successes} successful adversarial examples" if successes is not None else "")
+            listed.append([doc.get("notebook", "?"), claim, source, _fmt(paper_value),
+                           f"{_fmt(value)} {interval}".strip(), verdict, evidence, note, reason])
+    return {paper: tally(found) for paper, found in outcomes.items()}, listed
 
 
 def load_runs(preset_dir: Path) -> list[dict[str, Any]]:
@@ -115,6 +135,8 @@ def write(preset_dir: Path) -> dict[str, Path]:
     summary = {"preset": preset, "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                "notebooks": {d.get("notebook", "?"): {"status": d.get("status"), "seconds": d.get("seconds")}
                              for d in docs}}
+    claim_counts, claim_list = claim_sections(docs)
+    summary["claims"] = claim_counts
     paths = {"summary": preset_dir / "summary.json", "markdown": preset_dir / "report.md",
              "html": preset_dir / "report.html"}
     atomic_write_text(paths["summary"], json.dumps(summary, indent=1))
@@ -130,8 +152,18 @@ def write(preset_dir: Path) -> dict[str, Path]:
     tally = (f"Scorecard: {counts['total']} beside a paper value: "
              + ", ".join(f"{counts[label]} {label}" for label in MATCH_LABELS)
              + (f", {counts['not stated']} not stated" if counts["not stated"] else "") + ".")
-    md = [f"# {title}", "", intro, "", tally, "",
-          _md_table(("notebook", "status", "seconds", "executed notebook"), overview)]
+    from decoylab.claims import OUTCOMES, tally_line
+
+    all_counts = {o: sum(c[o] for c in claim_counts.values()) for o in OUTCOMES}
+    claims_intro = (f"Claims: {tally_line(all_counts)}. A claim is reproduced when the whole 95 % interval of the "
+                    "kit's value passes its test, not reproduced when the whole interval fails it, inconclusive when "
+                    "the interval straddles the test or the evidence is below the claim's minimum.")
+    tally_rows = [[paper, str(sum(c.values())), *(str(c[o]) for o in OUTCOMES)] for paper, c in claim_counts.items()]
+    md = [f"# {title}", "", intro, "", "## Claims", "", claims_intro, ""]
+    if claim_list:
+        md += [_md_table(("paper", "claims", *OUTCOMES), tally_rows), "", _md_table(CLAIM_COLUMNS, claim_list), ""]
+    md += ["## Recorded numbers", "", tally, "", _md_table(("notebook", "status", "seconds", "executed notebook"),
+                                                             overview)]
     for name, link, rows in per_notebook:
         md += ["", f"## {name}", "", f"Executed notebook: [{link}]({link})", ""]
         md.append(_md_table(RESULT_COLUMNS, rows) if rows else "_No results recorded._")
@@ -141,7 +173,11 @@ def write(preset_dir: Path) -> dict[str, Path]:
              "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}th{background:#f3f3f3}")
     page = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head><body>", f"<h1>{html.escape(title.replace('`', ''))}</h1>",
-            f"<p>{html.escape(intro.replace('*', ''))}</p>", f"<p><b>{html.escape(tally)}</b></p>",
+            f"<p>{html.escape(intro.replace('*', ''))}</p>", "<h2>Claims</h2>",
+            f"<p><b>{html.escape(claims_intro)}</b></p>"]
+    if claim_list:
+        page += [_html_table(("paper", "claims", *OUTCOMES), tally_rows), _html_table(CLAIM_COLUMNS, claim_list)]
+    page += ["<h2>Recorded numbers</h2>", f"<p><b>{html.escape(tally)}</b></p>",
             _html_table(("notebook", "status", "seconds", "executed notebook"), overview, link_column=3)]
     for name, link, rows in per_notebook:
         page.append(f"<h2>{html.escape(name)}</h2><p>Executed notebook: "

@@ -1,0 +1,449 @@
+"""Each headline claim of the four papers as a check with a verdict, its evidence and its 95 % interval.
+
+A ``Claim`` quotes one statement of a paper (table, figure or section, and its printed number) and holds a
+test (``AtLeast``, ``AtMost``, ``Within``, ``GreaterThan``, ``Ordering``). ``Claim.judge(measurement)`` gives
+a ``Verdict``: *inconclusive* when the evidence is below the claim's minimum (``min_n`` images,
+``min_successes`` successful adversarial examples: 30 for a detection rate) or the 95 % interval straddles
+the test's threshold; *reproduced* when the whole interval satisfies the test; *not reproduced* when the
+whole interval violates it. Intervals: ``wilson`` (a proportion), percentile bootstraps (an AUC, differences
+of AUCs or means) and ``percentile_interval`` (draws that already are a bootstrap sample, e.g. those of
+``stats.bootstrap_mmd``). Claims and tolerances are declared in ``paper_values.yaml`` (``declared``).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from decoylab import paper_values
+
+REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
+OUTCOMES = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE)
+#: A detection rate resting on fewer successful adversarial examples says little (Wilson 95 % interval of
+#: 30/30 is [0.886, 1]); below this a detection claim stays inconclusive.
+DETECTION_MIN_SUCCESSES = 30
+Z95 = 1.959963984540054  # the standard normal's 97.5 % quantile
+
+
+def fmt(x: float | None) -> str:
+    return "—" if x is None else f"{x:.4g}"
+
+
+def _span(interval: tuple[float, float]) -> str:
+    return f"[{fmt(interval[0])}, {fmt(interval[1])}]"
+
+
+def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval (Wilson 1927) for ``k`` successes in ``n`` trials; n = 0 gives [0, 1]."""
+    if n < 0 or not 0 <= k <= n:
+        raise ValueError(f"k={k}, n={n}: need 0 <= k <= n")
+    if n == 0:
+        return 0.0, 1.0
+    p, z2 = k / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return (0.0 if k == 0 else max(0.0, centre - half)), (1.0 if k == n else min(1.0, centre + half))
+
+
+def percentile_interval(draws, level: float = 0.95) -> tuple[float, float]:
+    """The central ``level`` percentile interval of bootstrap draws (non-finite draws left out). The draws
+    of ``stats.bootstrap_mmd`` are such a sample: ``percentile_interval(boot.benign_honey)``."""
+    finite = np.asarray(draws, dtype=float).ravel()
+    finite = finite[np.isfinite(finite)]
+    if not len(finite):
+        raise ValueError("no finite bootstrap draw")
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(finite, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def _auc_rows(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """AUC of each row (Mann–Whitney U / (n₁n₀), ties counted half), positives scoring higher."""
+    from scipy.stats import rankdata
+
+    n1, n0 = pos.shape[1], neg.shape[1]
+    ranks = rankdata(np.concatenate([pos, neg], axis=1), axis=1)
+    return (ranks[:, :n1].sum(axis=1) - n1 * (n1 + 1) / 2) / (n1 * n0)
+
+
+def _split(labels, scores) -> tuple[np.ndarray, np.ndarray]:
+    labels, scores = np.asarray(labels).astype(bool).ravel(), np.asarray(scores, dtype=float).ravel()
+    if labels.shape != scores.shape or labels.all() or not labels.any():
+        raise ValueError("an AUC needs labels and scores of one length, with both classes present")
+    return scores[labels], scores[~labels]
+
+
+def _chunks(draws: int, width: int) -> Iterable[int]:
+    """Draw counts per batch so that one batch holds about two million numbers."""
+    size = max(1, 2_000_000 // max(width, 1))
+    return [min(size, draws - start) for start in range(0, draws, size)]
+
+
+def bootstrap_auc(labels, scores, *, draws: int = 1000, seed: int = 0,
+                  level: float = 0.95) -> tuple[float, tuple[float, float]]:
+    """(AUC, percentile-bootstrap interval) of ``scores`` (higher = more adversarial) against ``labels``
+    (1 = adversarial). Resampled within each class, so every draw keeps both classes at their sizes."""
+    pos, neg = _split(labels, scores)
+    rng = np.random.default_rng(seed)
+    boot = [_auc_rows(pos[rng.integers(0, len(pos), (d, len(pos)))], neg[rng.integers(0, len(neg), (d, len(neg)))])
+            for d in _chunks(draws, len(pos) + len(neg))]
+    return float(_auc_rows(pos[None], neg[None])[0]), percentile_interval(np.concatenate(boot), level)
+
+
+def bootstrap_auc_difference(labels, scores, control_scores, *, control_labels=None, draws: int = 1000,
+                             seed: int = 0, level: float = 0.95) -> tuple[float, tuple[float, float]]:
+    """(AUC(scores) − AUC(control_scores), percentile-bootstrap interval). Without ``control_labels`` both
+    score the same examples and each draw resamples the same examples for both (paired); with them the
+    two samples are independent and resampled separately."""
+    pos, neg = _split(labels, scores)
+    paired = control_labels is None
+    cpos, cneg = _split(labels if paired else control_labels, control_scores)
+    rng = np.random.default_rng(seed)
+    boot = []
+    for d in _chunks(draws, 2 * (len(pos) + len(neg))):
+        ip, ineg = rng.integers(0, len(pos), (d, len(pos))), rng.integers(0, len(neg), (d, len(neg)))
+        icp, icneg = (ip, ineg) if paired else (rng.integers(0, len(cpos), (d, len(cpos))),
+                                                rng.integers(0, len(cneg), (d, len(cneg))))
+        boot.append(_auc_rows(pos[ip], neg[ineg]) - _auc_rows(cpos[icp], cneg[icneg]))
+    value = _auc_rows(pos[None], neg[None])[0] - _auc_rows(cpos[None], cneg[None])[0]
+    return float(value), percentile_interval(np.concatenate(boot), level)
+
+
+def bootstrap_mean_difference(a, b, *, paired: bool = False, draws: int = 1000, seed: int = 0,
+                              level: float = 0.95) -> tuple[float, tuple[float, float]]:
+    """(mean(a) − mean(b), percentile-bootstrap interval); ``paired``: a[i] and b[i] belong together."""
+    a, b = np.asarray(a, dtype=float).ravel(), np.asarray(b, dtype=float).ravel()
+    if not len(a) or not len(b) or (paired and len(a) != len(b)):
+        raise ValueError(f"samples of {len(a)} and {len(b)}: need both non-empty (and equal when paired)")
+    rng = np.random.default_rng(seed)
+    boot = []
+    for d in _chunks(draws, len(a) + len(b)):
+        ia = rng.integers(0, len(a), (d, len(a)))
+        ib = ia if paired else rng.integers(0, len(b), (d, len(b)))
+        boot.append(a[ia].mean(axis=1) - b[ib].mean(axis=1))
+    return float(a.mean() - b.mean()), percentile_interval(np.concatenate(boot), level)
+
+
+def tolerance_rule(paper_value: float, decimals: int, paper_n: int | None = None, spread: float = 0.0,
+                   step: float = 0.005) -> float:
+    """The tolerance rule of ``paper_values.yaml``: half a unit in the paper's last printed digit
+    (``decimals`` as a fraction), plus the larger distance from the paper's value to its own Wilson 95 %
+    interval when the paper states its sample size, plus ``spread`` (2σ of a variation the paper itself
+    reports, e.g. over random fingerprint sets); the sum rounded up to the next ``step``."""
+    total = 0.5 * 10.0 ** -decimals + spread
+    if paper_n:
+        low, high = wilson(round(paper_value * paper_n), paper_n)
+        total += max(paper_value - low, high - paper_value)
+    return round(math.ceil(total / step - 1e-9) * step, 10)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What the kit measured for a claim: ``value`` with its 95 % ``interval``, on ``n`` images, resting on
+    ``n_successful`` successful adversarial examples (None where that does not apply), with the ``seeds``
+    used; ``note`` lists every way the settings differ from the paper's. ``parts`` holds the measured values
+    behind a difference or an ordering; ``differences`` optional intervals of ``parts[a] − parts[b]``
+    (e.g. from a paired bootstrap), keyed ``(a, b)``."""
+    value: float | None
+    interval: tuple[float, float] | None
+    n: int
+    n_successful: int | None = None
+    seeds: tuple[int, ...] = ()
+    note: str = ""
+    parts: Mapping[str, Measurement] = field(default_factory=dict)
+    differences: Mapping[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
+
+    def difference_interval(self, a: str, b: str) -> tuple[float, float]:
+        """95 % interval of parts[a] − parts[b]: the one in ``differences``, else MOVER (Zou & Donner 2008;
+        Newcombe's method for two Wilson intervals) from the parts' own intervals, taken as independent."""
+        if (a, b) in self.differences:
+            return tuple(self.differences[(a, b)])
+        if (b, a) in self.differences:
+            low, high = self.differences[(b, a)]
+            return -high, -low
+        return _mover(self.parts[a], self.parts[b])
+
+
+def _mover(a: Measurement, b: Measurement) -> tuple[float, float]:
+    (la, ua), (lb, ub), d = a.interval, b.interval, a.value - b.value
+    return d - math.hypot(a.value - la, ub - b.value), d + math.hypot(ua - a.value, b.value - lb)
+
+
+def proportion(k: int, n: int, *, images: int | None = None, n_successful: int | None = None,
+               seeds: Iterable[int] = (), note: str = "") -> Measurement:
+    """``k`` of ``n`` (e.g. flagged of the successful adversarial examples) with its Wilson interval;
+    ``images``: how many images the run used (default ``n``)."""
+    return Measurement(k / n if n else float("nan"), wilson(k, n), images if images is not None else n,
+                       n_successful, tuple(seeds), note)
+
+
+def difference(measured: Measurement, control: Measurement, *, labels: tuple[str, str] = ("defense", "control"),
+               interval: tuple[float, float] | None = None, note: str | None = None) -> Measurement:
+    """``measured − control`` for ``GreaterThan``: the interval given (a paired bootstrap, best) or MOVER."""
+    return combined({labels[0]: measured, labels[1]: control}, note=note,
+                    value=measured.value - control.value,
+                    interval=interval or _mover(measured, control))
+
+
+def combined(parts: Mapping[str, Measurement], *, differences=None, note: str | None = None,
+             value: float | None = None, interval: tuple[float, float] | None = None) -> Measurement:
+    """Several measured values as one measurement (for ``Ordering``): its evidence is the weakest part's."""
+    seeds = tuple(sorted({s for m in parts.values() for s in m.seeds}))
+    notes = note if note is not None else "; ".join(dict.fromkeys(m.note for m in parts.values() if m.note))
+    successes = [m.n_successful for m in parts.values() if m.n_successful is not None]
+    return Measurement(value, interval, min(m.n for m in parts.values()), min(successes) if successes else None,
+                       seeds, notes, dict(parts), dict(differences or {}))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    outcome: str  # one of OUTCOMES
+    reason: str
+    claim: Claim | None = None
+    measurement: Measurement | None = None
+
+    def __post_init__(self):
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"outcome={self.outcome!r} is not allowed; allowed: {', '.join(OUTCOMES)}")
+
+    def as_dict(self) -> dict[str, Any]:
+        """What ``results.record_claim`` stores (plain JSON) and the report reads."""
+        c, m = self.claim, self.measurement
+        out: dict[str, Any] = {"verdict": self.outcome, "reason": self.reason}
+        if c is not None:
+            out.update(id=c.id, paper=c.paper, source=c.source, statement=c.statement, paper_value=c.paper_value,
+                       test=c.test.describe(), min_n=c.min_n, min_successes=c.min_successes)
+        if m is not None:
+            out.update(value=m.value, interval=list(m.interval) if m.interval else None, n=m.n,
+                       n_successful=m.n_successful, seeds=list(m.seeds), note=m.note,
+                       parts={k: {"value": p.value, "interval": list(p.interval) if p.interval else None, "n": p.n,
+                                  "n_successful": p.n_successful} for k, p in m.parts.items()})
+        return out
+
+
+def _bounds(m: Measurement, satisfied: bool, violated: bool, test: str) -> Verdict:
+    where = f"the 95 % interval {_span(m.interval)}"
+    if satisfied:
+        return Verdict(REPRODUCED, f"the whole of {where} is {test}", measurement=m)
+    if violated:
+        return Verdict(NOT_REPRODUCED, f"none of {where} is {test}", measurement=m)
+    return Verdict(INCONCLUSIVE, f"{where} straddles the threshold: part of it is {test}, part is not", measurement=m)
+
+
+@dataclass(frozen=True)
+class AtLeast:
+    threshold: float
+
+    def describe(self) -> str:
+        return f"at least {fmt(self.threshold)}"
+
+    def judge(self, m: Measurement) -> Verdict:
+        return _bounds(m, m.interval[0] >= self.threshold, m.interval[1] < self.threshold, self.describe())
+
+
+@dataclass(frozen=True)
+class AtMost:
+    threshold: float
+
+    def describe(self) -> str:
+        return f"at most {fmt(self.threshold)}"
+
+    def judge(self, m: Measurement) -> Verdict:
+        return _bounds(m, m.interval[1] <= self.threshold, m.interval[0] > self.threshold, self.describe())
+
+
+@dataclass(frozen=True)
+class Within:
+    target: float
+    tolerance: float
+
+    def describe(self) -> str:
+        return f"within {fmt(self.target)} ± {fmt(self.tolerance)}"
+
+    def judge(self, m: Measurement) -> Verdict:
+        low, high = m.interval
+        lo_edge, hi_edge = self.target - self.tolerance, self.target + self.tolerance
+        return _bounds(m, lo_edge <= low and high <= hi_edge, high < lo_edge or low > hi_edge, self.describe())
+
+
+@dataclass(frozen=True)
+class GreaterThan:
+    """The measured value minus ``other`` (the measurement is that difference) is above 0."""
+    other: str = "control"
+
+    def describe(self) -> str:
+        return f"above the {self.other} (difference > 0)"
+
+    def judge(self, m: Measurement) -> Verdict:
+        return _bounds(m, m.interval[0] > 0, m.interval[1] <= 0, f"above 0 (kit minus {self.other})")
+
+
+@dataclass(frozen=True)
+class Ordering:
+    """``labels`` (keys of the measurement's ``parts``) from the largest value to the smallest (``increasing``:
+    from the smallest). Reproduced when every consecutive difference's 95 % interval lies above 0; not
+    reproduced when some consecutive pair is reversed with its interval entirely below 0; else inconclusive."""
+    labels: tuple[str, ...]
+    increasing: bool = False
+
+    def describe(self) -> str:
+        return (" < " if self.increasing else " > ").join(self.labels)
+
+    def judge(self, m: Measurement) -> Verdict:
+        missing = [label for label in self.labels if label not in m.parts]
+        if missing or len(self.labels) < 2:
+            raise ValueError(f"ordering {self.describe()}: the measurement has no part {missing} (parts: {list(m.parts)})")
+        pairs = list(zip(self.labels, self.labels[1:]))
+        if self.increasing:
+            pairs = [(b, a) for a, b in pairs]
+        spans = {(a, b): m.difference_interval(a, b) for a, b in pairs}
+        text = "; ".join(f"{a} − {b}: {_span(s)}" for (a, b), s in spans.items())
+        if any(math.isnan(x) for s in spans.values() for x in s):
+            return Verdict(INCONCLUSIVE, f"a part is not a number ({text})", measurement=m)
+        reversed_ = ", ".join(f"{b} above {a}" for (a, b), (_, high) in spans.items() if high < 0)
+        if all(low > 0 for low, _ in spans.values()):
+            return Verdict(REPRODUCED, f"every consecutive difference's 95 % interval lies above 0 ({text})", None, m)
+        if reversed_:
+            return Verdict(NOT_REPRODUCED, f"reversed with the whole interval below 0: {reversed_} ({text})", None, m)
+        return Verdict(INCONCLUSIVE, f"some consecutive difference's 95 % interval includes 0 ({text})", None, m)
+
+
+Test = AtLeast | AtMost | Within | GreaterThan | Ordering
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One headline claim: ``id`` (e.g. "honeymodels.table1.mnist.pgd.tpr"), ``paper``, ``source`` (table,
+    figure or section), ``statement`` in words, the printed ``paper_value`` (None if the claim is in words
+    only), the ``test`` and the evidence it needs (``min_n`` images, ``min_successes`` successful adversarial
+    examples; ``DETECTION_MIN_SUCCESSES`` for a detection rate)."""
+    id: str
+    paper: str
+    source: str
+    statement: str
+    test: Test
+    paper_value: float | None = None
+    min_n: int = 1
+    min_successes: int | None = None
+
+    def judge(self, m: Measurement) -> Verdict:
+        if self.min_successes is not None and m.n_successful is None:
+            raise ValueError(f"claim {self.id} needs the number of successful adversarial examples (n_successful)")
+        if m.n < self.min_n:
+            verdict = Verdict(INCONCLUSIVE, f"too little evidence: {m.n} images, the claim needs at least {self.min_n}")
+        elif self.min_successes is not None and m.n_successful < self.min_successes:
+            verdict = Verdict(INCONCLUSIVE, f"too little evidence: {m.n_successful} successful adversarial examples, "
+                                            f"the claim needs at least {self.min_successes}")
+        elif not isinstance(self.test, Ordering) and (m.value is None or m.interval is None or any(
+                math.isnan(x) for x in (m.value, *m.interval))):
+            verdict = Verdict(INCONCLUSIVE, f"nothing was measured (value {m.value}, interval {m.interval})")
+        else:
+            verdict = self.test.judge(m)
+        return replace(verdict, claim=self, measurement=m)
+
+
+def _test(spec: dict[str, Any], paper_value: float | None) -> Test:
+    kind, tolerance = spec["test"], spec.get("tolerance")
+    if kind == "within":
+        return Within(paper_value, tolerance)
+    if kind in ("at_least", "at_most"):
+        sign = -1 if kind == "at_least" else 1
+        threshold = spec["threshold"] if "threshold" in spec else paper_value + sign * tolerance
+        return AtLeast(threshold) if kind == "at_least" else AtMost(threshold)
+    if kind == "greater_than":
+        return GreaterThan(spec.get("other", "control"))
+    if kind == "ordering":
+        return Ordering(tuple(spec["order"]), bool(spec.get("increasing", False)))
+    raise ValueError(f"claim {spec.get('id')}: test={kind!r} is not allowed; allowed: within, at_least, at_most, "
+                     "greater_than, ordering")
+
+
+def declared(paper: str) -> list[Claim]:
+    """The claims ``paper_values.yaml`` declares for ``paper``, each with its paper value and tolerance."""
+    found = []
+    for spec in paper_values.claims(paper):
+        value = paper_values.value_at(paper, spec["value"]) if "value" in spec else None
+        if "minus" in spec:
+            value = round(value - paper_values.value_at(paper, spec["minus"]), 10)
+        source = spec.get("source")
+        if source is None:
+            source = paper_values.source(paper, spec["value"][0])
+            source = source[spec["value"][1]] if isinstance(source, dict) else source
+        evidence = spec["evidence"]
+        if evidence == "detection":
+            evidence = {"min_successes": DETECTION_MIN_SUCCESSES}
+        found.append(Claim(spec["id"], paper, source, spec["statement"], _test(spec, value), value,
+                           evidence.get("min_n", 1), evidence.get("min_successes")))
+    return found
+
+
+COLUMNS = ("claim", "source", "paper value", "kit value", "95 % interval", "n", "successful", "verdict", "reason",
+           "settings differences")
+
+
+def _items(verdicts: Iterable[Verdict] | Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Verdicts, or results.json's ``claims`` mapping (id: stored verdict), as plain dicts."""
+    if isinstance(verdicts, Mapping):
+        return [{"id": k, **v} for k, v in verdicts.items()]
+    return [{"id": "?", **v.as_dict()} for v in verdicts]
+
+
+def rows(verdicts: Iterable[Verdict] | Mapping[str, Mapping[str, Any]]) -> list[list[Any]]:
+    """One row per claim (``COLUMNS``) from Verdicts or from results.json's ``claims`` mapping."""
+    return [[d["id"], d.get("source", ""), d.get("paper_value"), d.get("value"),
+             _span(d["interval"]) if d.get("interval") else "", d.get("n"), d.get("n_successful"), d["verdict"],
+             d["reason"], d.get("note") or ""] for d in _items(verdicts)]
+
+
+def verdict_table(verdicts: Iterable[Verdict]):
+    """The verdicts as a pandas DataFrame indexed by claim (``COLUMNS``)."""
+    import pandas as pd
+
+    return pd.DataFrame(rows(verdicts), columns=list(COLUMNS)).astype({"n": "Int64", "successful": "Int64"}).set_index(
+        "claim")
+
+
+def tally(outcomes: Iterable[str]) -> dict[str, int]:
+    outcomes = list(outcomes)
+    return {o: outcomes.count(o) for o in OUTCOMES}
+
+
+def tally_line(counts: Mapping[str, int]) -> str:
+    total = sum(counts[o] for o in OUTCOMES)
+    return f"{total} claim{'s' if total != 1 else ''} checked: " + ", ".join(f"{counts[o]} {o}" for o in OUTCOMES)
+
+
+def _evidence(d: Mapping[str, Any]) -> str:
+    parts = [f"{d.get('n')} images"]
+    if d.get("n_successful") is not None:
+        parts.append(f"{d['n_successful']} successful adversarial examples")
+    if d.get("seeds"):
+        parts.append("seed" + ("s " if len(d["seeds"]) > 1 else " ") + ", ".join(map(str, d["seeds"])))
+    return ", ".join(parts)
+
+
+def _sentence(d: Mapping[str, Any]) -> str:
+    if d.get("interval"):
+        measured = f"this run measured {fmt(d.get('value'))} (95 % interval {_span(d['interval'])}; {_evidence(d)})"
+    else:  # an ordering: its parts
+        values = ", ".join(f"{k} = {fmt(p['value'])} {_span(p['interval'])}" for k, p in (d.get("parts") or {}).items())
+        measured = f"this run measured {values} ({_evidence(d)})"
+    paper = f"the paper's {fmt(d['paper_value'])}" if d.get("paper_value") is not None else "the paper's statement"
+    lead = f"- **{d['verdict'].capitalize()}** — {d.get('source', '')} (`{d['id']}`): {d.get('statement', '')} "
+    link = {NOT_REPRODUCED: f", against {paper}: ", INCONCLUSIVE: "; inconclusive because "}.get(
+        d["verdict"], f", beside {paper}: ")
+    body = f"For this check ({d.get('test')}), {measured}{link}{d['reason']}."
+    return lead + body + (f" Settings differ from the paper: {d['note']}." if d.get("note") else "")
+
+
+def summary_markdown(verdicts: Iterable[Verdict] | Mapping[str, Mapping[str, Any]], paper_name: str) -> str:
+    """A notebook's Summary, rendered only from this run's verdicts: the tally, then one sentence per claim
+    (what was measured, the verdict and its reason; for *not reproduced* also the paper's value)."""
+    items = _items(verdicts)
+    if not items:
+        return f"**{paper_name}**: no claim was checked in this run."
+    lines = [f"**{paper_name}**: {tally_line(tally(d['verdict'] for d in items))}.", ""]
+    return "\n".join(lines + [_sentence(d) for d in items])
