@@ -1,5 +1,7 @@
 """Injected Attractors (Zhang, Chang, Lee, "Detection and Recovery of Adversarial Attacks with Injected
 Attractors"): the QIM decoder, F_d / F_r, M_(d,r), the control, the adaptive attacks, the eq. 1 construction."""
+import math
+
 import pytest
 import torch
 
@@ -171,6 +173,14 @@ def test_evaluate_attacks_measures_m_and_the_control(setup):
     assert row["attack"] == "FGSM" and row["settings"] == "Table VII" and "success_integrated" not in table
     assert 0 <= row["control_detection"] <= 1 and row["detection"] == row["tpr@0.05"]
     assert set(table.attrs["thresholds"]) == {"U", "L", "sigma0"}
+    # the per-image outcomes the claims are judged on give back the row's rates
+    o = {k: torch.tensor(v) for k, v in table.attrs["outcomes"]["FGSM"].items()}
+    assert len(o["success_M"]) == 20 and float(o["success_M"].float().mean()) == pytest.approx(row["success_M"])
+    assert o["score_M"].isnan().equal(~o["success_M"]) and o["score_control"].isnan().equal(~o["success_C"])
+    flagged = o["score_M"].nan_to_num(float("-inf")) > table.attrs["cuts"]["0.05"]
+    if o["success_M"].any():
+        assert float(flagged.sum() / o["success_M"].sum()) == pytest.approx(row["detection"])
+    assert not (o["recovered"] & ~flagged).any() and "success_integrated" not in o
 
 
 def test_trapdoor_construction_meets_its_goals_but_does_not_steer_gradients(setup):
@@ -237,3 +247,124 @@ def test_attack_cache_tells_apart_models_that_differ_only_in_settings(setup, tmp
     trapdoor.calibrate(x, seed=0)
     assert repr(trapdoor) != before
     assert repr(attacks.BPDA(defense.classifier, at.quantise_8bit)) != repr(attacks.BPDA(defense.classifier, torch.round))
+
+
+# ----- The paper's claims judged on a run (experiments.attractor_claims) -----
+
+def test_paired_difference_is_newcombes_square_and_add_interval():
+    """Fagerland, Lydersen, Laake, ch. 8 (Cavo et al. 2012): 59, 6, 16, 80 gives −0.0621 (−0.1186 to −0.0046)."""
+    from decoylab.experiments import attractor_claims as xc
+
+    first = torch.cat([torch.ones(65), torch.zeros(96)]).bool()
+    second = torch.cat([torch.ones(59), torch.zeros(6), torch.ones(16), torch.zeros(80)]).bool()
+    value, (low, high) = xc.paired_difference(first, second)
+    assert (round(value, 4), round(low, 4), round(high, 4)) == (-0.0621, -0.1186, -0.0046)
+    same = torch.rand(10_000) > 0.02
+    value, (low, high) = xc.paired_difference(same, same)  # identical outcomes: a narrow interval around 0
+    assert value == 0 and -0.001 < low < 0 < high < 0.001
+    assert xc.absolute(-0.01, (-0.03, 0.002)) == (0.01, (0.0, 0.03))
+    assert xc.absolute(-0.01, (-0.03, -0.005)) == (0.01, (0.005, 0.03))
+
+
+class _Lookup(torch.nn.Module):
+    """Predicts the class written in the input's first feature, except on ``wrong`` rows (class + 1)."""
+
+    def __init__(self, wrong: int = 0):
+        super().__init__()
+        self.wrong, self.anchor = wrong, torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        label = x[:, 0].long()
+        label = torch.where(torch.arange(len(x)) < self.wrong, (label + 1) % 10, label)
+        return torch.nn.functional.one_hot(label, 10).float() + 0 * self.anchor
+
+
+def _synthetic_run(*, n=1000, control_flagged=0.0, wrong_m=0):
+    """A run of notebook 20 as ``table_claims`` sees it, with outcomes chosen per attack."""
+    import types
+
+    import pandas as pd
+
+    nan = float("nan")
+
+    def attack(on_c, on_m, *, integrated=0):
+        hit_m = [i < on_m for i in range(n)]
+        return {"success_C": tuple(i < on_c for i in range(n)), "success_M": tuple(hit_m),
+                "score_M": tuple(5.0 if h else nan for h in hit_m),  # flagged at both FPRs
+                "score_control": tuple((5.0 if i < control_flagged * on_c else 0.0) if i < on_c else nan
+                                       for i in range(n)),
+                "recovered": tuple(hit_m), "success_integrated": tuple(i < integrated for i in range(n))}
+
+    outcomes = {"PGD": attack(n, 800), "FGSM": attack(n, 20), "CW2": attack(0, 0)}
+    table = pd.DataFrame({"attack": list(outcomes), "settings": ["Table VII"] * 3})
+    table.attrs.update(outcomes=outcomes, cuts={"0.05": 1.0, "0.005": 2.0}, fpr_measured={"0.05": 0.05, "0.005": 0.005})
+    y = torch.arange(2000) % 10
+    defense = types.SimpleNamespace(classifier=_Lookup(), attacked_model=_Lookup(wrong_m))
+    run = {"DATASET": "mnist", "MODEL": "deepsec_mnist", "EPOCHS": 20, "N_TRAIN": None, "INTERVALS": [3.0, 128.0],
+           "N_CALIBRATION": 1000, "SEED": 0}
+    return defense, table, y[:, None].float(), y, run
+
+
+@pytest.mark.parametrize("control_flagged,wrong_m,expected", [
+    (0.0, 0, {"pgd.detection_vs_control": "reproduced", "accuracy_gap": "reproduced"}),
+    (1.0, 100, {"pgd.detection_vs_control": "not reproduced", "accuracy_gap": "not reproduced"})])
+def test_table_claims_rest_on_the_successful_examples_and_the_control(control_flagged, wrong_m, expected):
+    """800 successful PGD examples, all flagged and recovered: detection, recovery, Table IV and the success drop
+    are reproduced; against a control that flags everything too, the attractors cause nothing. FGSM's 20
+    successes are too few; CW2 never succeeds even on C, so Table V's 0 % is no agreement but inconclusive."""
+    from decoylab import claims, results
+    from decoylab.experiments import attractor_claims as xc
+
+    defense, table, x, y, run = _synthetic_run(control_flagged=control_flagged, wrong_m=wrong_m)
+    comparison = xa.PaperComparison("mnist", "mnist", True, "same data set and settings")
+    try:
+        verdicts = {v.claim.id.split(".", 3)[-1]: v for v in xc.table_claims(defense, table, comparison, x_test=x,
+                                                                              y_test=y, run=run)}
+    finally:
+        results.clear()
+    outcome = {k: v.outcome for k, v in verdicts.items()}
+    for claim, verdict in expected.items():
+        assert outcome[claim] == verdict, (claim, verdicts[claim].reason)
+    for claim in ("pgd.success_drop", "pgd.detection", "pgd.recovery", "pgd.low_fpr_tpr_change",
+                  "pgd.integrated_success"):
+        assert outcome[claim] == "reproduced", (claim, verdicts[claim].reason)
+    pgd = verdicts["pgd.detection"].measurement
+    assert (pgd.value, pgd.n, pgd.n_successful) == (1.0, 1000, 800)
+    assert pgd.interval == pytest.approx(claims.wilson(800, 800))
+    assert verdicts["pgd.success_drop"].measurement.n_successful == 1000  # rests on the successes on C
+    assert verdicts["pgd.detection_vs_control"].measurement.value == pytest.approx(1.0 - control_flagged)
+    fgsm = verdicts["fgsm.detection"]
+    assert fgsm.outcome == "inconclusive" and "20 successful adversarial examples" in fgsm.reason
+    for claim in ("cw2.integrated_success", "cw2.success_drop", "cw2.detection", "cw2.detection_vs_control"):
+        assert outcome[claim] == "inconclusive" and "too weak" in verdicts[claim].measurement.note, claim
+    assert verdicts["cw2.integrated_success"].measurement.value == 0.0  # would pass "at most 0.005" on its own
+    assert outcome["bim.detection"] == "inconclusive" and "not among" in verdicts["bim.detection"].measurement.note
+    declared = {c.id for c in claims.declared("attractors") if c.id.split(".")[1] in xc.TABLE_SOURCES}
+    assert {v.claim.id for v in verdicts.values()} == declared  # a verdict for every declared claim
+
+
+def test_figure_claims_judge_figs_5_to_7():
+    from decoylab import results
+    from decoylab.experiments import attractor_claims as xc
+
+    g = torch.Generator().manual_seed(0)
+    base = torch.rand(300, generator=g) + 0.1
+    fig5 = {"signal_1": 0.1 * base, "signal_2": torch.ones(300), "gradient_1": 20 * base, "gradient_2": base}
+    fig6 = {"signal_1": 0.01 * base, "signal_2": torch.ones(300), "gradient_1": torch.zeros(300), "gradient_2": base}
+    aligned = {"Z1": 0.1 * torch.rand(300, generator=g), "Z2": 0.85 + 0.1 * torch.rand(300, generator=g)}
+    unaligned = {"Z1": aligned["Z1"], "Z2": aligned["Z1"] - 0.05}
+    run = {"DATASET": "digits", "MODEL": "mlp", "EPOCHS": 20, "SEED": 0, "TRAPDOOR_AMPLITUDE": 0.3}
+    try:
+        good = {v.claim.id.split(".")[-1]: v for v in xc.figure_claims(fig5=fig5, fig6=fig6, cosines=aligned, run=run)}
+        bad = {v.claim.id.split(".")[-1]: v for v in xc.figure_claims(fig5=fig5, fig6=fig6, cosines=unaligned, run=run)}
+        few = xc.figure_claims(fig5={k: v[:10] for k, v in fig5.items()}, fig6={k: v[:10] for k, v in fig6.items()},
+                               cosines={k: v[:10] for k, v in aligned.items()}, run=run)
+    finally:
+        results.clear()
+    assert {k: v.outcome for k, v in good.items()} == dict.fromkeys(
+        ("output_C_over_W", "gradient_W_over_C", "gradient_C_over_trapdoor", "cosine_M", "cosine_M_over_C"), "reproduced")
+    assert good["gradient_W_over_C"].measurement.value == pytest.approx(math.log10(20))
+    assert "300 of the 600 norms exactly 0" in good["gradient_C_over_trapdoor"].measurement.note
+    assert "data set digits" in good["cosine_M"].measurement.note
+    assert bad["cosine_M"].outcome == bad["cosine_M_over_C"].outcome == "not reproduced"
+    assert {v.outcome for v in few} == {"inconclusive"}  # 10 images: below the claims' 30

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from decoylab import cache as cache_mod
+from decoylab import fileio
 from decoylab.cache import Cache
 
 
@@ -61,24 +62,24 @@ def test_crash_during_write_leaves_no_partial_file(tmp_path, monkeypatch):
     def crash(fd):
         raise OSError("disk full (simulated)")
 
-    monkeypatch.setattr(cache_mod.os, "fsync", crash)
+    monkeypatch.setattr(fileio.os, "fsync", crash)
     with pytest.raises(OSError, match="simulated"):
         cache.save("models", {"id": 1}, {"w": torch.ones(1000)})
-    monkeypatch.setattr(cache_mod.os, "fsync", real_fsync)
+    monkeypatch.setattr(fileio.os, "fsync", real_fsync)
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
     assert cache.load("models", {"id": 1}) is None
 
 
 def test_atomic_write_keeps_old_file_when_replacement_fails(tmp_path, monkeypatch):
     target = tmp_path / "results.json"
-    cache_mod.atomic_write_text(target, "old")
+    fileio.atomic_write_text(target, "old")
 
     def crash(src, dst):
         raise OSError("killed (simulated)")
 
-    monkeypatch.setattr(cache_mod.os, "replace", crash)
+    monkeypatch.setattr(fileio.os, "replace", crash)
     with pytest.raises(OSError):
-        cache_mod.atomic_write_text(target, "new")
+        fileio.atomic_write_text(target, "new")
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
 

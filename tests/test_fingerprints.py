@@ -1,15 +1,19 @@
 """Neural Fingerprinting: fingerprints, eq. 9-13 against naive loops, training, the defense interface, and the
 experiments (Table 1, the sweeps, the adaptive attacks, what notebook 40 records)."""
 import math
+from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from decoylab import attacks, data, metrics, params, results, train
+from decoylab import attacks, claims, data, metrics, params, results, train
+from decoylab.attacks.core import AttackResult
 from decoylab.cache import Cache
 from decoylab.defenses import fingerprints as nf
 from decoylab.defenses.base import AdaptiveAttack, NotFittedError
+from decoylab.experiments import fingerprint_claims as nfc
 from decoylab.experiments import fingerprints as nfx
 
 
@@ -231,6 +235,12 @@ def test_sweep_point_is_cached(digits, tmp_path):
     by_n = nfx.auc_sweep(tr, te, settings, "N", [2], n=5, eps=0.1, cache=cache, log=None)
     assert by_n.to_dict("records") == [{"N": 2, "attack": "FGM", "AUC": first["FGM_auc"], "accuracy": first["accuracy"]}]
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == stamp  # read from the cache
+    full = nfx.sweep_point(tr, te, settings, n=2, eps=0.1, cache=cache, with_evidence=True)
+    evidence = full.pop("evidence")
+    assert full == first and set(evidence["scores"]) == {"clean", "FGM"} and evidence["correct"].dtype == torch.bool
+    assert nfx.auc_row(evidence["scores"]["clean"], evidence["scores"]["FGM"], correct=evidence["correct"],
+                       success=evidence["success"]["FGM"])["auc_correct"] == first["FGM_auc"]
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == stamp  # the same cache entry
     with pytest.raises(ValueError, match="PGD"):
         nfx.sweep_point(tr, te, nfx.SweepSettings(model_name="mlp", attack_names=["PGD"]), n=2, eps=0.1, cache=cache)
     with pytest.raises(params.ParameterError, match="eps=0"):  # before any training
@@ -287,3 +297,149 @@ def test_attack_presets_per_dataset():
     for name, _ in nfx.PAPER_ATTACKS.values():
         presets = attacks.core.REGISTRY[name].presets
         assert {"nfp_mnist", "nfp_cifar10"} <= set(presets), name
+
+
+# ------------------------------------------------------------------------------------------------------ claims
+def test_each_declared_claim_belongs_to_one_notebook():
+    forty, fortyone = (set(nfc.notebook_claim_ids(nb)) for nb in nfc.NOTEBOOK_CLAIMS)
+    assert forty.isdisjoint(fortyone)
+    assert forty | fortyone == {c.id for c in claims.declared("fingerprints")}
+    assert {f"fingerprints.table1.mnist.{k}.auc" for k in ("fgm", "jsma", "bim_a", "bim_b", "cw_l2")} <= forty
+
+
+def test_run_notes_list_only_the_differences():
+    paper = nfc.RunSettings("mnist", 60000, 1328, 0.1, nfc.CW_DEFAULTS)
+    assert paper.note("CW-L2") == "" and paper.note() == ""
+    tiny = nfc.RunSettings("mnist5k", 1500, 40, 0.05, {"max_iter": 20}, n_fingerprints=2, eps=0.1)
+    assert tiny.note("FGM") == ("data set mnist5k (the paper: mnist); 1500 training images (the paper: the full "
+                                "training split); 40 pre-test points (the paper: 1328); N 2, ε 0.1 (the paper: the "
+                                "best N and ε of a grid search)")
+    assert "JSMA γ 0.05" in tiny.note("JSMA") and "CW-L2 20 iterations × 9" in tiny.note("CW-L2")
+
+
+class _Reads(torch.nn.Module):
+    """Logits that put the class written in pixel (0, 0, ``column``) first: a net with a known prediction."""
+    def __init__(self, column):
+        super().__init__()
+        self.column, self.unused = column, torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return torch.nn.functional.one_hot(x[:, 0, 0, self.column].long(), 10).float() + 0 * self.unused
+
+
+class _StandIn:
+    """A fitted defense's two faces the claims use: its ``model`` and a ``score`` (pixel (0, 0, 0))."""
+    def __init__(self, column):
+        self.model = _Reads(column)
+
+    def score(self, x):
+        return x[:, 0, 0, 0].clone()
+
+
+def _attacked(scores, correct, successes):
+    zeros = torch.zeros(len(correct))
+    adversarial = {a: AttackResult(torch.zeros(len(correct), 1, 1, 3), s, None, zeros, zeros, zeros, 1)
+                   for a, s in successes.items()}
+    return nfx.AttackedSet(adversarial, correct, scores)
+
+
+def test_notebook_40_claims_on_known_scores():
+    rng = np.random.default_rng(0)
+    normal = lambda mean, n=300: torch.from_numpy(rng.normal(mean, 1, n))  # noqa: E731
+    correct = torch.arange(300) < 280  # the last 20 points are misclassified: never evidence
+    everyone = torch.ones(300, dtype=torch.bool)
+    jsma = (torch.arange(300) < 20) | ~correct  # 20 successes on correct points, 20 on misclassified ones
+    shifts = {"FGM": 6.0, "JSMA": 6.0, "BIM-a": 0.3, "BIM-b": 6.0, "CW-L2": 6.0}
+    ours = _attacked({"clean": normal(0), **{a: normal(m) for a, m in shifts.items()}}, correct,
+                     {a: jsma if a == "JSMA" else everyone for a in shifts})
+    control = _attacked({"clean": normal(0), **{a: normal(-1) for a in shifts}}, correct,
+                        {a: everyone for a in shifts})
+    # 1000 test images that both nets classify alike (pixel 1: fingerprinted, pixel 2: control)
+    y = torch.arange(1000) % 10
+    x = torch.zeros(1000, 1, 1, 3)
+    x[:, 0, 0, 1] = x[:, 0, 0, 2] = y.float()
+    x[:7, 0, 0, 1:] = ((y[:7] + 1) % 10).float()[:, None]
+    adaptive_x = torch.zeros(50, 1, 1, 3)
+    adaptive_x[:, 0, 0, 0] = normal(0, 50)
+    x_adv = torch.zeros(50, 1, 1, 3)
+    x_adv[:, 0, 0, 0] = normal(0, 50)  # the adaptive attack hides completely
+    adaptive = AttackResult(x_adv, torch.arange(50) < 40, None, torch.zeros(50), torch.zeros(50), torch.zeros(50), 1)
+    run = nfc.RunSettings("mnist", 60000, 300, 0.1, nfc.CW_DEFAULTS)
+    results.clear()
+    verdicts = nfc.evaluate_claims(ours, control, defense=_StandIn(1), control_defense=_StandIn(2),
+                                   test_set=SimpleNamespace(x=x, y=y), adaptive_x=adaptive_x,
+                                   adaptive_runs={"paper_adaptive": adaptive}, run=run)
+    stored = results.recorded_claims()
+    results.clear()
+    by_id = {v.claim.id: v for v in verdicts}
+    assert list(by_id) == nfc.notebook_claim_ids("40_neural_fingerprinting") == list(stored)
+
+    def outcome(claim_id):
+        return by_id[f"fingerprints.{claim_id}"].outcome
+
+    fgm = by_id["fingerprints.table1.mnist.fgm.auc"].measurement
+    clean, adv = ours.scores["clean"][correct], ours.scores["FGM"][correct]
+    assert fgm.value == pytest.approx(metrics.auc([0] * 280 + [1] * 280, torch.cat([clean, adv])))
+    assert (fgm.n, fgm.n_successful) == (300, 280)
+    assert outcome("table1.mnist.fgm.auc") == claims.REPRODUCED
+    assert outcome("table1.mnist.bim_a.auc") == claims.NOT_REPRODUCED  # AUC ≈ 0.58
+    # JSMA succeeded on 20 correct points (its successes on misclassified points are no evidence): too few
+    jsma_verdict = by_id["fingerprints.table1.mnist.jsma.auc"]
+    assert jsma_verdict.measurement.n_successful == 20 and jsma_verdict.outcome == claims.INCONCLUSIVE
+    assert "20 successful adversarial examples" in jsma_verdict.reason
+    assert outcome("table1.jsma.auc_over_control") == claims.INCONCLUSIVE
+    over = by_id["fingerprints.table1.fgm.auc_over_control"].measurement
+    assert over.value == pytest.approx(over.parts["fingerprinted"].value - over.parts["control"].value)
+    assert outcome("table1.fgm.auc_over_control") == outcome("table1.bim_a.auc_over_control") == claims.REPRODUCED
+    assert outcome("control.fgm.auc_at_most_chance") == claims.REPRODUCED  # the control reads them as cleaner
+    accuracy = by_id["fingerprints.accuracy.mnist.unchanged"]
+    assert accuracy.measurement.value == 0 and accuracy.measurement.n == 1000
+    assert accuracy.measurement.parts["with fingerprints"].value == pytest.approx(0.993)
+    assert accuracy.outcome == claims.REPRODUCED  # the nets err on the same 7 images: the paired difference is 0
+    separation = by_id["fingerprints.fig5.separation"].measurement
+    assert separation.n_successful == 4 * 280 + 20
+    assert separation.interval[0] <= separation.value <= separation.interval[1]
+    assert outcome("fig5.separation") == claims.REPRODUCED
+    adaptive_verdict = by_id["fingerprints.adaptive.cifar10.paper_adaptive.auc"]
+    assert adaptive_verdict.measurement.n_successful == 40 and adaptive_verdict.outcome == claims.NOT_REPRODUCED
+    assert "data set mnist (the paper: cifar10)" in adaptive_verdict.measurement.note
+
+
+def test_notebook_41_claims_read_the_sweep_points(monkeypatch):
+    def fake_point(train_set, test_set, settings, *, n, eps, fingerprint_seed, cache, with_evidence):
+        assert with_evidence
+        rng = np.random.default_rng(int(1000 * n + 100 * eps + fingerprint_seed))
+        normal = lambda mean: torch.from_numpy(rng.normal(mean, 1, 200))  # noqa: E731
+        success = torch.arange(200) < 150
+        # FGM's AUC rises with N; BIM-b's falls with ε
+        return {"evidence": {"scores": {"clean": normal(0), "FGM": normal(n), "BIM-b": normal(3 - 10 * eps)},
+                             "correct": torch.ones(200, dtype=torch.bool),
+                             "success": {"FGM": success, "BIM-b": success}}}
+
+    monkeypatch.setattr(nfc, "sweep_point", fake_point)
+    settings = nfx.SweepSettings(attack_names=("FGM", "BIM-b"), n_pretest=200)
+    run = nfc.RunSettings("mnist5k", 1000, 200, 0.1, nfc.CW_DEFAULTS)
+    results.clear()
+    verdicts = nfc.evaluate_sweep_claims(None, SimpleNamespace(y=torch.zeros(500)), settings, n_grid=[5, 1, 3],
+                                         eps_grid=[0.1, 0.3], n=2, eps=0.1, n_sets=3, run=run)
+    stored = results.recorded_claims()
+    results.clear()
+    by_id = {v.claim.id: v for v in verdicts}
+    assert list(by_id) == nfc.notebook_claim_ids("41_roc_curves") == list(stored)
+    rising = by_id["fingerprints.fig3.n.fgm.auc_does_not_fall"]
+    assert set(rising.measurement.parts) == {"N 5", "N 1"} and rising.measurement.n_successful == 150
+    assert rising.outcome == claims.REPRODUCED
+    assert by_id["fingerprints.fig3.eps.bim_b.auc_does_not_fall"].outcome == claims.NOT_REPRODUCED
+    for unswept in ("fig3.n.cw_l2.auc_does_not_fall", "fig3.eps.cw_l2.auc_falls", "fig4.jsma.auc_std"):
+        verdict = by_id[f"fingerprints.{unswept}"]
+        assert verdict.outcome == claims.INCONCLUSIVE
+        assert verdict.reason.startswith("not measured: ") and "SWEEP_ATTACKS" in verdict.reason
+    per_set = []
+    for seed in range(3):
+        ev = fake_point(None, None, None, n=2, eps=0.1, fingerprint_seed=seed, cache=None,
+                        with_evidence=True)["evidence"]
+        clean, adv = ev["scores"]["clean"], ev["scores"]["FGM"][ev["success"]["FGM"]]
+        per_set.append(metrics.auc([0] * len(clean) + [1] * len(adv), torch.cat([clean, adv])))
+    spread = by_id["fingerprints.fig4.fgm.auc_std"].measurement
+    assert spread.value == pytest.approx(np.std(per_set, ddof=1))
+    assert spread.interval[0] < spread.value < spread.interval[1]

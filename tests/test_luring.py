@@ -183,3 +183,98 @@ def test_component_must_fit_the_images(tmp_path):
     digits = data.load("digits", "train", n=50)
     with pytest.raises(ValueError, match="luring_p_mnist"):
         lu.Luring("luring", cache=Cache(tmp_path), log=None).fit(digits)
+
+
+# ------------------------------------------------------------------------------------------------- claims
+def _bools(n, k, offset=0):
+    """n points, the first k (after rolling by ``offset``) True."""
+    return torch.roll(torch.arange(n) < k, offset)
+
+
+def _claims_run(n=400):
+    from decoylab.experiments import luring_claims as lc
+
+    order = ("luring", "ce", "stack", "auto")
+    fooled_all = torch.zeros(n, dtype=torch.bool)
+    few = _bools(n, 20)  # x' that fool every M∘P at ε 0.4: 20, below the evidence minimum
+    char = []
+    for eps, kept, drs, iars in ((0.3, ~fooled_all, (360, 240, 120, 140), (320, 120, 200, 100)),
+                                 (0.4, few, (20, 10, 5, 5), (20, 10, 5, 5))):
+        for attack in ("pgd", "mim"):
+            for a, k_dr, k_iar in zip(order, drs, iars):
+                mop = fooled_all.clone() if attack == "pgd" else _bools(n, n // 2)  # MIM fails on half of each M∘P
+                char.append({"attack": attack, "eps": eps, "approach": a, "DR": 0.0, "IAR": 0.0, "kept": int(kept.sum()),
+                             "points": {"kept": kept, "mop_correct": mop & ~kept, "disagree": _bools(n, k_dr),
+                                        "target_correct": _bools(n, k_iar, 7)}})
+    table = []
+    dac = {"luring": 300, "ce": 228, "stack": 180, "auto": 170}  # Table 14's MIM-W ε 0.3: 0.75, 0.57, 0.45, 0.45
+    for attack in ("spsa", "mim_w"):
+        for a in order:
+            mop = _bools(n, n // 2) if attack == "spsa" else fooled_all  # SPSA leaves every M∘P at accuracy 0.5
+            table.append({"attack": attack, "eps": 0.3, "approach": a, "points": {
+                "mop_correct": mop, "target_correct": _bools(n, dac[a] - 40), "disagree": _bools(n, 40, -40)}})
+    run = lx.LuringRun(dataset="mnist5k", paper_dataset="mnist", paper_settings=False, attack_preset="luring_mnist",
+                       n_attack=n, n_defense=n, n_cw=0, score_kind="margin", detection_eps=0.3, accuracy=None,
+                       characterisation=char, defense=table, detection=[], distortion=[])
+    parameters = {**{k: v for k, v in zip(("TARGET_EPOCHS", "COMPONENT_EPOCHS", "COMPONENT_BATCH_SIZE", "COMPONENT_LR",
+                                          "COMPONENT_LR_DROPS", "STACK_EPOCHS", "LURING_WEIGHT", "COMPONENT_INIT"),
+                                         (5, 64, 64, 0.001, [45, 58], 5, 1.0, "random"))},
+                  "ITER_STEPS": None, "ITER_STEP_SIZE": None, "MIM_L2_STEP_SIZE": None, "SPSA_STEPS": 5,
+                  "SPSA_SAMPLES": None, "ECO_QUERIES": None}
+    return lc, run, parameters
+
+
+class _Predicting:
+    """A fitted approach's (M∘P, M) predictions on the test set, as ``Luring.predictions`` gives them."""
+    def __init__(self, pred_mop, pred_m):
+        self.pred = pred_mop, pred_m
+
+    def predictions(self, x):
+        return self.pred
+
+
+def test_claims_are_judged_on_the_measured_points_with_their_evidence():
+    from types import SimpleNamespace
+
+    from decoylab import claims, results
+    from decoylab.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
+
+    lc, run, parameters = _claims_run()
+    y = torch.zeros(1000, dtype=torch.long)
+    target_ok, mop_ok = _bools(1000, 950), _bools(1000, 940)  # M∘P wrong on 10 more images than M: a drop of 0.01
+    defenses = {"luring": _Predicting(torch.where(mop_ok, 0, 1), torch.where(target_ok, 0, 1))}
+    results.clear()
+    try:
+        verdicts = {v.claim.id: v for v in lc.evaluate_claims(run, defenses, SimpleNamespace(x=None, y=y), parameters,
+                                                              n_train=60000, draws=300)}
+        assert set(verdicts) == set(results.recorded_claims())  # every claim recorded, declared ones included
+    finally:
+        results.clear()
+    assert {c.id for c in claims.declared("luring")} <= set(verdicts)
+    drop = verdicts["luring.table8.mnist.luring.accuracy_drop"]
+    assert drop.outcome == REPRODUCED and drop.measurement.value == pytest.approx(0.01)
+    assert drop.measurement.n == 1000 and "data set mnist5k (paper: mnist)" in drop.measurement.note
+
+    dr, iar = verdicts["luring.fig2.mnist.pgd.eps0.3.dr"], verdicts["luring.fig2.mnist.pgd.eps0.3.iar"]
+    assert dr.outcome == REPRODUCED and dr.measurement.parts["Luring"].value == pytest.approx(0.9)
+    assert dr.measurement.parts["Stack/Auto (higher)"].value == pytest.approx(140 / 400)  # Auto beats Stack here
+    assert dr.measurement.n_successful == 400
+    assert iar.outcome == NOT_REPRODUCED and "Stack/Auto (higher) above C_E" in iar.reason  # Stack's 200 > C_E's 120
+    thin = verdicts["luring.fig2.mnist.pgd.eps0.4.dr"]
+    assert thin.outcome == INCONCLUSIVE and "20 successful adversarial examples" in thin.reason
+
+    ordering = verdicts["luring.table14.mnist.mim_w_0.3.dac_ordering"]
+    assert ordering.outcome == REPRODUCED and ordering.measurement.parts["C_E"].value == pytest.approx(0.57)
+    dac = verdicts["luring.table14.mnist.mim_w_0.3.luring.dac"]
+    assert dac.measurement.value == pytest.approx(0.75) and dac.measurement.n_successful == 400
+    for approach in ("luring", "ce"):  # SPSA leaves M∘P at 0.5 (the paper: 0.05 and 0): never agreement
+        weak = verdicts[f"luring.table14.mnist.spsa_0.3.{approach}.dac"]
+        assert weak.outcome == INCONCLUSIVE and weak.reason.startswith("attack too weak: SPSA at ε 0.3")
+        assert "SPSA iterations 5 (paper: 100)" in weak.measurement.note
+    missing = verdicts["luring.table14.mnist.spsa_0.2.ac_m_over_ce"]
+    assert missing.outcome == INCONCLUSIVE and missing.reason.startswith("not measured") and "ε run: 0.3" in missing.reason
+    assert verdicts["luring.table14.mnist.eco_0.3.luring.dac"].reason.startswith("not measured")
+
+    pgd, mim = verdicts["luring.sec4_3.mnist.pgd.ac_mop"], verdicts["luring.sec4_3.mnist.mim.ac_mop"]
+    assert pgd.outcome == REPRODUCED and (pgd.measurement.value, pgd.measurement.n_successful) == (0.0, 400)
+    assert mim.outcome == INCONCLUSIVE and "also leaves C_E's M∘P" in mim.reason  # the control resists too

@@ -15,10 +15,10 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from decoylab import specs
-from decoylab.specs.base import (ParameterError, Spec, boolean, check, check_all, choice, integer, list_of,
+from decoylab.specs.base import (ParameterError, Spec, boolean, check, check_all, check_each, choice, integer, list_of,
                                  non_empty_list, notebook_parameters, number, problem, problems, text)
 
-__all__ = ["ParameterError", "Spec", "boolean", "check", "check_all", "choice", "integer", "list_of", "non_empty_list",
+__all__ = ["ParameterError", "Spec", "boolean", "check", "check_all", "check_each", "choice", "integer", "list_of", "non_empty_list",
            "notebook_parameters", "number", "problem", "problems", "text", "validate"]
 
 

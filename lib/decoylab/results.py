@@ -84,10 +84,17 @@ def recorded() -> dict[str, dict[str, Any]]:
     return {k: dict(v) for k, v in _RESULTS.items()}
 
 
-def record_claim(claim, measurement):
+def record_claim(claim, measurement, *, undecided: str | None = None):
     """Judge ``claim`` (a ``decoylab.claims.Claim``) on ``measurement`` and record the verdict under the run's
-    separate ``claims`` key (``claims.partial.json`` in a headless run); return the ``Verdict``."""
-    verdict = claim.judge(measurement)
+    separate ``claims`` key (``claims.partial.json`` in a headless run); return the ``Verdict``.
+    ``undecided``: why this run cannot decide the claim whatever its interval says (e.g. "attack too weak: ...",
+    "not measured: ..."); the verdict is then inconclusive with that reason."""
+    if undecided:
+        from decoylab.claims import INCONCLUSIVE, Verdict
+
+        verdict = Verdict(INCONCLUSIVE, undecided, claim, measurement)
+    else:
+        verdict = claim.judge(measurement)
     _CLAIMS[claim.id] = _plain(verdict.as_dict(), claim.id)
     _VERDICTS[claim.id] = verdict
     folder = run_dir()

@@ -42,12 +42,9 @@ DEFAULT_STRENGTH = 0.5  # A2: large enough for W's gradient to dominate C's, sma
 def check_decoder_settings(intervals, weights, strength, a0, a1, codewords) -> None:
     """W's settings against ``decoylab.specs.attractors``, and the two rules that tie them together;
     a ``params.ParameterError`` names the first bad one before anything is built."""
-    params.check("intervals", intervals, spec.INTERVALS)
-    params.check("weights", weights, spec.INTERVAL_WEIGHTS)
-    params.check("strength", strength, spec.STRENGTH)
-    params.check("a0", a0, spec.A0)
-    params.check("a1", a1, spec.A1)
-    params.check("codewords", codewords, spec.CODEWORD_SET)
+    params.check_each(intervals=(intervals, spec.INTERVALS), weights=(weights, spec.INTERVAL_WEIGHTS),
+                      strength=(strength, spec.STRENGTH), a0=(a0, spec.A0), a1=(a1, spec.A1),
+                      codewords=(codewords, spec.CODEWORD_SET))
     if len(weights) != len(intervals):
         raise params.ParameterError(f"weights={weights!r} is not allowed; give one weight per interval size "
                                     f"({len(intervals)})")

@@ -145,13 +145,10 @@ class Luring(TrainedDefense):
                  train_config: train.TrainConfig | None = None, stack_config: train.TrainConfig | None = None,
                  validation_fraction: float = 0.1, score_kind: str = "margin", component_init: str = "random",
                  seed: int = 0, cache=None, device: str | None = None, log: Callable[[str], None] | None = print):
-        params.check("approach", approach, specs.APPROACH)
-        params.check("weight", weight, specs.WEIGHT)
-        params.check("target_name", target_name, common_specs.MODEL)
-        params.check("component_name", component_name, specs.COMPONENT)
-        params.check("validation_fraction", validation_fraction, specs.VALIDATION_FRACTION)
-        params.check("score_kind", score_kind, specs.SCORE_KIND)
-        params.check("component_init", component_init, specs.COMPONENT_INIT)
+        params.check_each(approach=(approach, specs.APPROACH), weight=(weight, specs.WEIGHT),
+                          target_name=(target_name, common_specs.MODEL), component_name=(component_name, specs.COMPONENT),
+                          validation_fraction=(validation_fraction, specs.VALIDATION_FRACTION),
+                          score_kind=(score_kind, specs.SCORE_KIND), component_init=(component_init, specs.COMPONENT_INIT))
         super().__init__(model_name=target_name, train_config=train_config, seed=seed, cache=cache, device=device,
                          log=log)
         self.approach = approach

@@ -163,7 +163,8 @@ def evaluate_attacks(defense: Attractors, baseline, x: torch.Tensor, y: torch.Te
     control — the same F_d on C's successful examples, which never saw W (``defense.control()``); the
     feature-squeezing ``baseline`` on C's successful examples (Table III's FS columns, measured);
     with ``settings.integrated``, the attack's success on M_(d,r) (Table V) and mean L2 of successful
-    examples on C, M and M_(d,r) (Table VI)."""
+    examples on C, M and M_(d,r) (Table VI). ``attrs`` holds the thresholds (``cuts``, per FPR) and, per attack,
+    every attacked image's outcome (``outcomes``, what ``attractor_claims`` judges the claims on)."""
     import pandas as pd
 
     from decoylab import attacks
@@ -178,7 +179,7 @@ def evaluate_attacks(defense: Attractors, baseline, x: torch.Tensor, y: torch.Te
     combined, served = defense.attacked_model, defense.served_model()
     control = defense.control()
     merged = defense.integrated_model() if settings.integrated else None
-    rows = []
+    rows, outcomes = [], {}
     for key in settings.attacks:
         engine, kwargs, source = settings.for_attack(key)
         label, kind = TABLE_I_ATTACKS[key][:2]
@@ -216,12 +217,32 @@ def evaluate_attacks(defense: Attractors, baseline, x: torch.Tensor, y: torch.Te
             target = BPDA(merged, quantise_8bit) if key == "bpda" else merged
             on_dr = attacks.run(engine, target, x, y, seed=seed, cache=cache, **kwargs)
             row.update(success_integrated=on_dr.success_rate, l2_integrated=_mean(on_dr.l2[on_dr.success]))
+        outcomes[label] = _outcomes(on_c.success, hit, scores, control_scores, detected, recovered,
+                                    on_dr.success if merged is not None else None)
         rows.append(row)
     table = pd.DataFrame(rows)
+    table.attrs["cuts"] = {f"{fpr:g}": float(cut) for fpr, cut in zip(fprs, cuts)}
+    table.attrs["outcomes"] = outcomes
     table.attrs["fpr_measured"] = {f"{fpr:g}": _mean(clean > cut) for fpr, cut in zip(fprs, cuts)}
     table.attrs["fs_fpr_measured"] = _mean(fs_clean > fs_cut)
     table.attrs["thresholds"] = defense.thresholds
     return table
+
+
+def _outcomes(success_c, success_m, scores, control_scores, detected, recovered, success_integrated):
+    """One attack's outcome per attacked image: success on C and on M, F_d's score of M's example and the control's
+    score of C's (NaN where that attack failed), recovered (on F_d's detections at the first FPR) and success on
+    M_(d,r). Tuples, not tensors: pandas compares ``attrs`` with == when it concatenates."""
+    success_c, success_m = success_c.cpu().bool(), success_m.cpu().bool()
+    score_m, score_control = torch.full((len(success_m),), float("nan")), torch.full((len(success_c),), float("nan"))
+    score_m[success_m], score_control[success_c] = scores.float().cpu(), control_scores.float().cpu()
+    recovered_m = torch.zeros(len(success_m), dtype=torch.bool)
+    recovered_m[success_m.nonzero().flatten()[detected.cpu()]] = recovered.cpu().bool()
+    found = {"success_C": success_c, "success_M": success_m, "score_M": score_m, "score_control": score_control,
+             "recovered": recovered_m}
+    if success_integrated is not None:
+        found["success_integrated"] = success_integrated.cpu().bool()
+    return {name: tuple(values.tolist()) for name, values in found.items()}
 
 
 # ----- The paper's tables from ``evaluate_attacks``' rows, each beside the paper's column -----
@@ -292,8 +313,9 @@ def table_five(table, paper_column: str):
 def record_results(table, comparison: PaperComparison, *, accuracy_c: float, accuracy_m: float, n_attacked: int,
                    fpr: float) -> None:
     """Notebook 20's results: Table II's accuracies, F_d's measured FPR at ``fpr`` (the calibration's), and per
-    attack its success on C and M, detection and overall success beside Table I, the control's detection,
-    and the kit's feature squeezing beside the FS TPR the paper quotes from DEEPSEC."""
+    attack its success on C and M, detection, recovery and overall success beside Table I, the control's detection,
+    the kit's feature squeezing beside the FS TPR the paper quotes from DEEPSEC, and (with ``integrated``) the
+    success on M_(d,r) beside Table V."""
     dataset, column, match = comparison.dataset, comparison.paper_column, comparison.match
     settings_note = f"{dataset}, {n_attacked} attacked images, {comparison.label}"
     results.record("attractors.accuracy_C", accuracy_c, paper=PAPER_TABLE_II[column][0], source="Table II",
@@ -303,16 +325,21 @@ def record_results(table, comparison: PaperComparison, *, accuracy_c: float, acc
     results.record("attractors.fpr_measured", table.attrs["fpr_measured"][f"{fpr:g}"], paper=fpr,
                    source="Table III (b)", match=match,
                    note="F_d's FPR on held-out clean images at the calibrated threshold")
-    paper_1, paper_3 = PAPER_TABLE_I[column], PAPER_TABLE_III[column]
+    paper_1, paper_3, paper_5 = PAPER_TABLE_I[column], PAPER_TABLE_III[column], PAPER_TABLE_V[column]
     for row in table.itertuples():
         paper_row = paper_1.get(row.attack, (None,) * 5)
         for field, value, paper_value in (("success_C", row.success_C, paper_row[0]),
                                           ("success_M", row.success_M, paper_row[1]),
                                           ("detection", row.detection, paper_row[2]),
-                                          ("overall", row.overall, paper_row[4])):
+                                          ("overall", row.overall, paper_row[4]),
+                                          ("recovery", row.recovery, paper_row[3])):
             results.record(f"attractors.{row.attack}.{field}", value, paper=paper_value,
                            source=f"Table I ({column})", match=match,
                            note=f"{settings_note}; attack settings: {row.settings}")
+        if "success_integrated" in table:
+            results.record(f"attractors.{row.attack}.success_integrated", row.success_integrated,
+                           paper=paper_5.get(row.attack, (None, None))[1], source=f"Table V ({column})", match=match,
+                           note=f"{settings_note}; attack settings: {row.settings}; success on M_(d,r)")
         results.record(f"attractors.{row.attack}.control_detection", row.control_detection, source="control",
                        note="F_d on examples crafted on C alone")
         results.record(f"attractors.{row.attack}.fs_tpr", row.fs_tpr, paper=paper_3[row.attack]["FS"][0],

@@ -7,6 +7,8 @@ Neural Fingerprinting", 2018) on the defense in ``decoylab.defenses.fingerprints
   ``auc_over_fingerprint_sets``);
 - §3.4: the paper's Adaptive-CW-L2 beside the kit's adaptive attack (``run_adaptive_attacks``, ``adaptive_table``);
 - what notebooks 40 and 41 record (``record_results``, ``record_sweeps``).
+
+The paper's headline claims are measured and judged in ``decoylab.experiments.fingerprint_claims``.
 """
 from __future__ import annotations
 
@@ -183,10 +185,12 @@ class SweepSettings:
 
 
 def sweep_point(train_set, test_set, settings: SweepSettings, *, n: int, eps: float, fingerprint_seed: int | None = 0,
-                cache=None) -> dict[str, float]:
+                cache=None, with_evidence: bool = False) -> dict[str, Any]:
     """One point of Fig. 3 / Fig. 4: train (or load) the fingerprinted net for (N, ε, fingerprint set),
     then its test accuracy and, per attack, the success rate and the AUC on correctly classified
-    pre-test points. The point itself is cached (its key holds the code), so a sweep resumes."""
+    pre-test points. The point itself is cached (its key holds the code), so a sweep resumes.
+    ``with_evidence`` adds ``"evidence"``: the scores, which pre-test points are correct and which attacks
+    succeeded (what the claims' bootstrap intervals resample)."""
     from decoylab.data import stratified_indices
 
     s, cache = settings, cache or Cache()
@@ -196,7 +200,7 @@ def sweep_point(train_set, test_set, settings: SweepSettings, *, n: int, eps: fl
                                       fingerprint_seed=fingerprint_seed, weight=s.weight, model_name=s.model_name,
                                       train_config=s.train_config, seed=s.seed, cache=cache, log=None)
 
-    def build(_cache) -> dict[str, float]:  # the cache resolved above
+    def build(_cache) -> dict[str, Any]:  # the cache resolved above
         nfp.fit(train_set)
         pretest = torch.from_numpy(stratified_indices(test_set.y, min(s.n_pretest, len(test_set.y)), s.seed))
         attacked = attack_pretest(nfp, test_set.x[pretest], test_set.y[pretest], attack_names=s.attack_names,
@@ -206,12 +210,15 @@ def sweep_point(train_set, test_set, settings: SweepSettings, *, n: int, eps: fl
             row = auc_row(attacked.scores["clean"], attacked.scores[label], correct=attacked.correct,
                           success=r.success)
             point[f"{label}_success"], point[f"{label}_auc"] = row["success"], row["auc_correct"]
+        point["evidence"] = {"scores": attacked.scores, "correct": attacked.correct,
+                             "success": {label: r.success for label, r in attacked.adversarial.items()}}
         return point
 
     key = {f.name: getattr(s, f.name) for f in fields(s)}
     key.update(attack_names=list(s.attack_names), n=n, eps=eps, fingerprint_seed=fingerprint_seed)
-    return cached_point("fingerprints_sweep", key, build, train_set=train_set, test_set=test_set,
-                        code=(sys.modules[__name__], defense_module), cache=cache)
+    point = cached_point("fingerprints_sweep", key, build, train_set=train_set, test_set=test_set,
+                         code=(sys.modules[__name__], defense_module), cache=cache)
+    return point if with_evidence else {k: v for k, v in point.items() if k != "evidence"}
 
 
 def auc_sweep(train_set, test_set, settings: SweepSettings, over: str, values, *, n: int, eps: float,

@@ -172,8 +172,9 @@ class SweepSettings:
 
 def sweep_point(train_set, test_set, settings: SweepSettings, *, watermark_size: float, poison_percent: float,
                 cache=None) -> dict[str, float]:
-    """One point of Fig. 4: train (or load) the HoneyModel, then its test accuracy and, per paper
-    attack, the success rate and the mean reconstruction over successful examples. The model and
+    """One point of Fig. 4: train (or load) the HoneyModel, then its test accuracy (on ``n_test`` images) and,
+    per paper attack, the success rate, the number of successful examples and the mean and standard deviation
+    of the reconstruction over them. The model and
     every adversarial set are cached, and so is the point itself (``sweeps.cached_point``): a re-run or
     an interrupted sweep resumes where it stopped."""
     import sys
@@ -195,11 +196,14 @@ def sweep_point(train_set, test_set, settings: SweepSettings, *, watermark_size:
         honey.fit(train_set)
         x, y, adversarial = attack_set(honey.model, test_set, s.n_attack, backend=s.backend, seed=s.seed, cache=cache,
                                        jsma_gamma=s.jsma_gamma)
-        point = {"accuracy": train.accuracy(honey.model, test_set.x, test_set.y)}
+        point = {"accuracy": train.accuracy(honey.model, test_set.x, test_set.y), "n_test": len(test_set.y)}
         for label, r in adversarial.items():
             sim = honey.reconstruction(r.x_adv[r.success], x[r.success], s.reading)
             point[f"{label}_success"] = r.success_rate
             point[f"{label}_reconstruction"] = float(sim.mean()) if len(sim) else float("nan")
+            # what an interval of the mean needs (the claims of notebook 11)
+            point[f"{label}_reconstruction_sd"] = float(sim.double().std()) if len(sim) > 1 else float("nan")
+            point[f"{label}_n_successful"] = int(r.success.sum())
         return point
 
     return cached_point("honeymodels_sweep", key_parts, build, train_set=train_set, test_set=test_set,

@@ -68,6 +68,13 @@ def transfer_metrics(pred_augmented: torch.Tensor, pred_target: torch.Tensor, y:
             "DAC": 1.0 - float(agree_wrong.float().mean()), "n": len(y), "n_fooled": n_fooled}
 
 
+def point_outcomes(pred_augmented: torch.Tensor, pred_target: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per x' (the claims' paired bootstraps resample them): M∘P right, M right, M and M∘P disagree."""
+    pred_augmented, pred_target, y = pred_augmented.cpu(), pred_target.cpu(), y.cpu()
+    return {"mop_correct": pred_augmented == y, "target_correct": pred_target == y,
+            "disagree": pred_augmented != pred_target}
+
+
 def measure_transfer(defense: Luring, x_adv: torch.Tensor, y: torch.Tensor,
                      successful: torch.Tensor | None = None) -> dict[str, float]:
     """``transfer_metrics`` of adversarial inputs ``x_adv`` crafted on the defense's M∘P."""
@@ -103,7 +110,8 @@ def characterise(defenses: dict[str, Luring], x: torch.Tensor, y: torch.Tensor, 
                  preset: str = "luring_mnist", overrides: dict | None = None, cache=None, seed: int = 0,
                  log: Callable[[str], None] | None = None) -> list[dict]:
     """Fig. 2: DR and IAR (eq. 3) per attack, ε and approach, for x' crafted on each M∘P and kept
-    only when it fools all the augmented models (§3.2). One row per (attack, ε, approach)."""
+    only when it fools all the augmented models (§3.2). One row per (attack, ε, approach); its ``points``
+    hold ``point_outcomes`` of every attacked point and ``kept`` (fools every M∘P)."""
     params.check("eps_list", eps_list, specs.EPS_LIST)
     rows = []
     for attack in attack_names:
@@ -112,9 +120,11 @@ def characterise(defenses: dict[str, Luring], x: torch.Tensor, y: torch.Tensor, 
                     for name, d in defenses.items()}
             fools_all = torch.stack([r.success for r in runs.values()]).all(0)
             for name, d in defenses.items():
-                m = measure_transfer(d, runs[name].x_adv, y, successful=fools_all)
+                predicted = d.predictions(runs[name].x_adv)
+                m = transfer_metrics(*predicted, y, fools_all)
                 rows.append({"attack": attack, "eps": eps, "approach": name, "DR": m["DR"], "IAR": m["IAR"],
-                             "kept": int(fools_all.sum()), "success_on_MoP": runs[name].success_rate})
+                             "kept": int(fools_all.sum()), "success_on_MoP": runs[name].success_rate,
+                             "points": {"kept": fools_all.cpu(), **point_outcomes(*predicted, y)}})
             if log is not None:
                 log(f"{attack} eps={eps}: {int(fools_all.sum())}/{len(y)} fool every M∘P")
     return rows
@@ -125,7 +135,7 @@ def defense_table(defenses: dict[str, Luring], x: torch.Tensor, y: torch.Tensor,
                   cache=None, seed: int = 0, paper: str | None = None) -> list[dict]:
     """Tables 1 and 14: AC_MoP, AC_M and DAC per attack, ε and approach, with the paper's value
     beside each where it has one. ``"mim_w"`` runs MIM, DIM, MIM-TI and DIM-TI and keeps the one
-    best for the attacker (§4.2), naming it in ``variant``."""
+    best for the attacker (§4.2), naming it in ``variant``; ``points`` holds its ``point_outcomes``."""
     params.check("eps_list", eps_list, specs.EPS_LIST)
     rows = []
     quoted = PAPER_DEFENSE_TABLE.get(paper or "", {})
@@ -136,13 +146,15 @@ def defense_table(defenses: dict[str, Luring], x: torch.Tensor, y: torch.Tensor,
                 measured = []
                 for variant in variants:
                     res = _attack(d.attacked_model, variant, x, y, eps, preset, overrides, cache, seed)
-                    measured.append({**measure_transfer(d, res.x_adv, y), "variant": variant})
+                    predicted = d.predictions(res.x_adv)
+                    measured.append({**transfer_metrics(*predicted, y), "variant": variant,
+                                     "points": point_outcomes(*predicted, y)})
                 best = worst_case(measured)
                 ref = quoted.get((attack, round(float(eps), 4), name))
                 rows.append({"attack": attack, "eps": eps, "approach": name, "variant": best["variant"],
                              "AC_MoP": best["AC_MoP"], "AC_M": best["AC_M"], "DAC": best["DAC"],
                              "paper_AC_MoP": ref[0] if ref else None, "paper_AC_M": ref[1] if ref else None,
-                             "paper_DAC": ref[2] if ref else None})
+                             "paper_DAC": ref[2] if ref else None, "points": best["points"]})
     return rows
 
 

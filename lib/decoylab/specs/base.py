@@ -98,6 +98,14 @@ def check(name: str, value: Any, spec: Spec) -> Any:
     return value
 
 
+def check_each(**named: tuple[Any, Spec]) -> None:
+    """``check_each(eps=(eps, EPS), steps=(steps, COUNT))``: every argument against its spec, one error listing
+    every problem (a constructor's checks in one call)."""
+    found = [line for name, (value, spec) in named.items() if (line := problem(name, value, spec))]
+    if found:
+        raise ParameterError("; ".join(found) if len(found) == 1 else "invalid arguments:\n  " + "\n  ".join(found))
+
+
 def check_all(values: Mapping[str, Any], specs: Mapping[str, Spec], where: str = "") -> dict[str, Any]:
     """Check every entry of ``values`` against ``specs``; unknown names are errors. One error lists every problem."""
     found = problems(values, specs)

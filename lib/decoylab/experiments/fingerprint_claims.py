@@ -1,0 +1,275 @@
+"""Neural Fingerprinting's headline claims (Dathathri, Zheng, Murray, Yue, "Detecting Adversarial Examples via
+Neural Fingerprinting", 2018) measured on a run and judged. The claims and their tolerances are declared in
+``paper_values.yaml`` (``claims.declared("fingerprints")``); this module measures each one:
+
+- notebook 40 (``evaluate_claims``): Table 1's AUC per attack, the same AUC above the control's (the net trained
+  without fingerprints, §3.2), the control at most at chance, the test accuracy with and without fingerprints
+  (§3.2), Fig. 5's separation and §3.4's Adaptive-CW-L2;
+- notebook 41 (``evaluate_sweep_claims``): Fig. 3's AUC against N and against ε (§3.2), Fig. 4's spread over
+  random fingerprint sets.
+
+Every AUC here is read on the correctly classified clean pre-test points against the *successful* adversarial
+examples (a failed attack is no adversarial example), with a percentile-bootstrap interval, and rests on their
+number; each measurement's note lists how the run's settings differ from the paper's.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from decoylab import claims, metrics, results, train
+from decoylab.experiments.fingerprints import PAPER_ATTACKS, AttackedSet, SweepSettings, sweep_point
+
+PAPER = "fingerprints"
+#: The paper's settings a run is set beside: Table 1's 1328 pre-test points on MNIST's full training split, the
+#: authors' JSMA γ, and Carlini & Wagner's defaults for the CW-L2 settings the paper does not state.
+PAPER_PRETEST, PAPER_TRAIN = 1328, 60000
+PAPER_JSMA_GAMMA = 0.1
+CW_DEFAULTS = {"max_iter": 1000, "binary_search_steps": 9, "learning_rate": 0.01, "initial_const": 0.001}
+#: Which claims each notebook measures, by the id's second part.
+NOTEBOOK_CLAIMS = {"40_neural_fingerprinting": ("table1", "control", "accuracy", "fig5", "adaptive"),
+                   "41_roc_curves": ("fig3", "fig4")}
+SUCCESSFUL_ONLY = "AUC of the correct clean pre-test points against the successful adversarial examples"
+
+
+def attack_key(label: str) -> str:
+    """The part of a claim id that names one of Table 1's attacks: "BIM-a" -> "bim_a"."""
+    return label.lower().replace("-", "_")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """A run's settings where they can differ from the paper's (what every measurement's note lists)."""
+    dataset: str
+    n_train: int | None
+    n_pretest: int  # clean pre-test points attacked
+    jsma_gamma: float
+    cw_settings: Mapping[str, Any] = field(default_factory=lambda: dict(CW_DEFAULTS))
+    n_fingerprints: int | None = None
+    eps: float | None = None
+    seed: int = 0
+    fingerprint_seed: int | None = 0
+
+    def note(self, attack: str | None = None, *, paper_dataset: str = "mnist", extra: Iterable[str] = ()) -> str:
+        """The differences from the paper's settings, for a claim on ``attack`` (None: every attack) whose
+        paper value was measured on ``paper_dataset``."""
+        found = [f"data set {self.dataset} (the paper: {paper_dataset})"] if self.dataset != paper_dataset else []
+        if self.n_train is not None and self.n_train < PAPER_TRAIN:
+            found.append(f"{self.n_train} training images (the paper: the full training split)")
+        if self.n_pretest < PAPER_PRETEST:
+            found.append(f"{self.n_pretest} pre-test points (the paper: {PAPER_PRETEST})")
+        if self.n_fingerprints is not None:
+            found.append(f"N {self.n_fingerprints}, ε {self.eps} (the paper: the best N and ε of a grid search)")
+        if attack in (None, "JSMA") and self.jsma_gamma != PAPER_JSMA_GAMMA:
+            found.append(f"JSMA γ {self.jsma_gamma:g} (the authors' code: {PAPER_JSMA_GAMMA:g})")
+        cw = {**CW_DEFAULTS, **self.cw_settings}
+        if attack in (None, "CW-L2") and cw != CW_DEFAULTS:
+            found.append(f"CW-L2 {cw['max_iter']} iterations × {cw['binary_search_steps']} binary-search steps, "
+                         f"learning rate {cw['learning_rate']:g}, c₀ {cw['initial_const']:g} (the paper states none; "
+                         "Carlini & Wagner's defaults: 1000 × 9, 0.01, 0.001)")
+        return "; ".join([*found, *extra])
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        """The run's seed and the fingerprints' (when seeded), each once."""
+        seeds = (self.seed,) if self.fingerprint_seed is None else (self.seed, self.fingerprint_seed)
+        return tuple(dict.fromkeys(seeds))
+
+
+# ------------------------------------------------------------------------------------------------ measurements
+def successful_scores(scores: Mapping[str, torch.Tensor], correct: torch.Tensor, success: torch.Tensor,
+                      attack: str) -> tuple[np.ndarray, np.ndarray]:
+    """(scores of the correct clean points, scores of their successful adversarial versions) for ``attack``."""
+    return (scores["clean"][correct].double().numpy(),
+            scores[attack][correct & success.to(torch.bool)].double().numpy())
+
+
+def _labelled(clean: np.ndarray, adversarial: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return np.r_[np.zeros(len(clean)), np.ones(len(adversarial))], np.r_[clean, adversarial]
+
+
+class NotMeasured(claims.Measurement):
+    """No value: ``_record`` records the claim as inconclusive with ``why`` (the note) as its reason."""
+
+    def __init__(self, why: str):
+        super().__init__(None, None, 0, 0, (), why)
+
+
+def auc_measurement(clean: np.ndarray, adversarial: np.ndarray, *, images: int, seeds: tuple[int, ...],
+                    note: str) -> claims.Measurement:
+    """Bootstrap AUC of clean against adversarial scores, resting on the adversarial examples' number."""
+    if not len(clean) or not len(adversarial):
+        return claims.Measurement(None, None, images, len(adversarial), seeds, note)
+    value, interval = claims.bootstrap_auc(*_labelled(clean, adversarial), seed=seeds[0] if seeds else 0)
+    return claims.Measurement(value, interval, images, len(adversarial), seeds, note)
+
+
+def auc_difference(first: tuple[np.ndarray, np.ndarray], second: tuple[np.ndarray, np.ndarray], *,
+                   labels: tuple[str, str], images: int, seeds: tuple[int, ...], note: str) -> claims.Measurement:
+    """AUC(first) − AUC(second) of two nets attacked separately: each AUC with its interval, and the
+    difference's interval from a bootstrap that resamples the two independently."""
+    parts = [auc_measurement(*pair, images=images, seeds=seeds, note=note) for pair in (first, second)]
+    if any(p.value is None for p in parts):
+        return claims.combined(dict(zip(labels, parts)), note=note)
+    labels_a, scores_a = _labelled(*first)
+    labels_b, scores_b = _labelled(*second)
+    _, interval = claims.bootstrap_auc_difference(labels_a, scores_a, scores_b, control_labels=labels_b,
+                                                  seed=seeds[0] if seeds else 0)
+    return claims.difference(parts[0], parts[1], labels=labels, interval=interval, note=note)
+
+
+def separation(clean: np.ndarray, adversarial: np.ndarray, *, fpr: float = 0.05, draws: int = 1000, seed: int = 0,
+               images: int, seeds: tuple[int, ...], note: str) -> claims.Measurement:
+    """The fraction of adversarial scores above the clean scores' (1 − ``fpr``) quantile (``metrics.tpr_at_fpr``),
+    with a percentile bootstrap that resamples both, so the threshold's own sampling error is in the interval."""
+    if not len(clean) or not len(adversarial):
+        return claims.Measurement(None, None, images, len(adversarial), seeds, note)
+    rng = np.random.default_rng(seed)
+    boot = [metrics.tpr_at_fpr(clean[rng.integers(0, len(clean), len(clean))],
+                               adversarial[rng.integers(0, len(adversarial), len(adversarial))], fpr)
+            for _ in range(draws)]
+    return claims.Measurement(metrics.tpr_at_fpr(clean, adversarial, fpr), claims.percentile_interval(boot), images,
+                              len(adversarial), seeds, note)
+
+
+def accuracy_difference(correct_with: torch.Tensor, correct_without: torch.Tensor, *, seeds: tuple[int, ...],
+                        note: str) -> claims.Measurement:
+    """Test accuracy with minus without fingerprints, paired on the same images (bootstrap)."""
+    a, b = correct_with.double().numpy(), correct_without.double().numpy()
+    value, interval = claims.bootstrap_mean_difference(a, b, paired=True, seed=seeds[0] if seeds else 0)
+    parts = {"with fingerprints": claims.proportion(int(a.sum()), len(a), seeds=seeds),
+             "without (control)": claims.proportion(int(b.sum()), len(b), seeds=seeds)}
+    return claims.combined(parts, value=value, interval=interval, note=note)
+
+
+def std_over_sets(aucs: list[float], *, images: int, n_successful: int, seeds: tuple[int, ...],
+                  note: str) -> claims.Measurement:
+    """Sample std of the AUC over fingerprint sets with its χ² 95 % interval (the sets taken as a normal sample),
+    its upper end cut at the largest sample std that k values in [0, 1] can have, 0.5·√(k / (k − 1))."""
+    from scipy.stats import chi2
+
+    values = np.asarray(aucs, dtype=float)
+    if len(values) < 2 or not np.isfinite(values).all():
+        return claims.Measurement(None, None, images, n_successful, seeds, note)
+    s, dof = float(values.std(ddof=1)), len(values) - 1
+    interval = (s * np.sqrt(dof / chi2.ppf(0.975, dof)),
+                min(s * np.sqrt(dof / chi2.ppf(0.025, dof)), 0.5 * np.sqrt(len(values) / dof)))
+    return claims.Measurement(s, (float(interval[0]), float(interval[1])), images, n_successful, seeds, note)
+
+
+def _record(measurements: Mapping[str, claims.Measurement]) -> list[claims.Verdict]:
+    by_id = {c.id: c for c in claims.declared(PAPER)}
+    return [results.record_claim(by_id[claim_id], m, undecided=f"not measured: {m.note}"
+                                 if isinstance(m, NotMeasured) else None) for claim_id, m in measurements.items()]
+
+
+def notebook_claim_ids(notebook: str) -> list[str]:
+    """The declared claims that ``notebook`` measures, in declaration order."""
+    return [c.id for c in claims.declared(PAPER) if c.id.split(".")[1] in NOTEBOOK_CLAIMS[notebook]]
+
+
+# ------------------------------------------------------------------------------------------------- notebook 40
+def evaluate_claims(attacked: AttackedSet, control: AttackedSet, *, defense, control_defense, test_set,
+                    adaptive_x: torch.Tensor, adaptive_runs: Mapping[str, Any], run: RunSettings
+                    ) -> list[claims.Verdict]:
+    """Notebook 40's claims, each measured and recorded (``results.record_claim``): per Table 1 attack the AUC,
+    the AUC minus the control's and the control's AUC; the accuracy with minus without fingerprints on
+    ``test_set``; Fig. 5's separation (all attacks pooled); §3.4's AUC against the paper's Adaptive-CW-L2
+    (``adaptive_runs["paper_adaptive"]`` on the clean ``adaptive_x``, from ``run_adaptive_attacks``)."""
+    images, seeds, found = len(attacked.correct), run.seeds, {}
+    pooled_adversarial = []
+    for label in PAPER_ATTACKS:
+        key = attack_key(label)
+        if label not in attacked.adversarial:
+            why = f"{label} was not run"
+            found.update({f"{PAPER}.table1.mnist.{key}.auc": NotMeasured(why),
+                          f"{PAPER}.table1.{key}.auc_over_control": NotMeasured(why),
+                          f"{PAPER}.control.{key}.auc_at_most_chance": NotMeasured(why)})
+            continue
+        note = run.note(label, extra=[SUCCESSFUL_ONLY])
+        ours = successful_scores(attacked.scores, attacked.correct, attacked.adversarial[label].success, label)
+        theirs = successful_scores(control.scores, control.correct, control.adversarial[label].success, label)
+        pooled_adversarial.append(ours[1])
+        found[f"{PAPER}.table1.mnist.{key}.auc"] = auc_measurement(*ours, images=images, seeds=seeds, note=note)
+        found[f"{PAPER}.table1.{key}.auc_over_control"] = auc_difference(
+            ours, theirs, labels=("fingerprinted", "control"), images=images, seeds=seeds, note=note)
+        found[f"{PAPER}.control.{key}.auc_at_most_chance"] = auc_measurement(
+            *theirs, images=images, seeds=seeds, note=run.note(label, extra=[SUCCESSFUL_ONLY + ", on the control"]))
+
+    correct = [train.predict(d.model, test_set.x).argmax(1) == test_set.y for d in (defense, control_defense)]
+    n_test = len(test_set.y)
+    found[f"{PAPER}.accuracy.mnist.unchanged"] = accuracy_difference(
+        *correct, seeds=seeds, note=run.note(extra=[f"{n_test} test images (the paper: MNIST's 10,000)"]
+                                             if n_test < 10000 else []))
+
+    clean = attacked.scores["clean"][attacked.correct].double().numpy()
+    found[f"{PAPER}.fig5.separation"] = separation(
+        clean, np.concatenate(pooled_adversarial) if pooled_adversarial else np.zeros(0), seed=run.seed,
+        images=images, seeds=seeds,
+        note=run.note(paper_dataset="cifar10", extra=[
+            f"{', '.join(attacked.adversarial)} pooled", "the paper's Fig. 5: 100 images, its attack not named",
+            "threshold at the correct clean pre-test points' 95th percentile"]))
+
+    paper_attack = adaptive_runs["paper_adaptive"]
+    adaptive_note = run.note("CW-L2", paper_dataset="cifar10", extra=[
+        f"{len(adaptive_x)} test images (the paper: 1024)", "the paper: N 30, ε 0.006", SUCCESSFUL_ONLY])
+    found[f"{PAPER}.adaptive.cifar10.paper_adaptive.auc"] = auc_measurement(
+        defense.score(adaptive_x).double().numpy(),
+        defense.score(paper_attack.x_adv[paper_attack.success]).double().numpy(),
+        images=len(adaptive_x), seeds=seeds, note=adaptive_note)
+    return _record({i: found[i] for i in notebook_claim_ids("40_neural_fingerprinting")})
+
+
+# ------------------------------------------------------------------------------------------------- notebook 41
+def _point_scores(point: Mapping[str, Any], attack: str) -> tuple[np.ndarray, np.ndarray]:
+    evidence = point["evidence"]
+    return successful_scores(evidence["scores"], evidence["correct"], evidence["success"][attack], attack)
+
+
+def evaluate_sweep_claims(train_set, test_set, settings: SweepSettings, *, n_grid, eps_grid, n: int, eps: float,
+                          n_sets: int, run: RunSettings, cache=None) -> list[claims.Verdict]:
+    """Notebook 41's claims, each measured and recorded: per attack, the AUC at the grid's largest N minus at its
+    smallest (ε = ``eps``, Fig. 3 left), the same over ε (N = ``n``, Fig. 3 middle) and the AUC's std over
+    ``n_sets`` fingerprint sets (Fig. 4). Reads the sweep's cached points (``sweep_point``) with their scores."""
+    def point(n_, eps_, seed=0):
+        return sweep_point(train_set, test_set, settings, n=n_, eps=eps_, fingerprint_seed=seed, cache=cache,
+                           with_evidence=True)
+
+    images, seeds, found = min(settings.n_pretest, len(test_set.y)), run.seeds, {}
+    axes = {"n": ("N", sorted(set(n_grid)), lambda v: point(v, eps), f"ε {eps}"),
+            "eps": ("ε", sorted(set(eps_grid)), lambda v: point(n, v), f"N {n}")}
+    for label in PAPER_ATTACKS:
+        key, swept = attack_key(label), label in settings.attack_names
+        for axis, (name, grid, at, held) in axes.items():
+            ids = ([f"{PAPER}.fig3.eps.cw_l2.auc_falls", f"{PAPER}.fig3.eps.cw_l2.fall_not_substantial"]
+                   if (axis, label) == ("eps", "CW-L2") else [f"{PAPER}.fig3.{axis}.{key}.auc_does_not_fall"])
+            if not swept or len(grid) < 2:
+                why = f"{label} is not in SWEEP_ATTACKS" if not swept else f"the {name} grid has one value"
+                found.update({i: NotMeasured(why) for i in ids})
+                continue
+            low, high = grid[0], grid[-1]
+            note = run.note(label, paper_dataset="mnist", extra=[
+                f"{name} {high:g} against {name} {low:g} ({held}, fingerprint set 0; the paper's grid is not printed)",
+                SUCCESSFUL_ONLY])
+            measured = auc_difference(_point_scores(at(high), label), _point_scores(at(low), label),
+                                      labels=(f"{name} {high:g}", f"{name} {low:g}"), images=images,
+                                      seeds=seeds, note=note)
+            found.update({i: measured for i in ids})
+        if not swept or n_sets < 2:
+            found[f"{PAPER}.fig4.{key}.auc_std"] = NotMeasured(
+                f"{label} is not in SWEEP_ATTACKS" if not swept else "one fingerprint set has no spread")
+            continue
+        per_set = [_point_scores(point(n, eps, s), label) for s in range(n_sets)]
+        aucs = [metrics.auc(*_labelled(*pair)) if len(pair[0]) and len(pair[1]) else float("nan") for pair in per_set]
+        found[f"{PAPER}.fig4.{key}.auc_std"] = std_over_sets(
+            aucs, images=images, n_successful=min(len(pair[1]) for pair in per_set),
+            seeds=tuple(dict.fromkeys((run.seed, *range(n_sets)))),
+            note=run.note(label, paper_dataset="cifar10", extra=[
+                f"{n_sets} fingerprint sets at N {n}, ε {eps} (the paper: 32 sets, N randomised too)",
+                "per set: " + SUCCESSFUL_ONLY]))
+    order = notebook_claim_ids("41_roc_curves")
+    return _record({i: found[i] for i in order})
