@@ -22,8 +22,7 @@ from decoylab import paper_values
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 OUTCOMES = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE)
-#: A detection rate resting on fewer successful adversarial examples says little (Wilson 95 % interval of
-#: 30/30 is [0.886, 1]); below this a detection claim stays inconclusive.
+#: Below this many successful adversarial examples a detection claim stays inconclusive (30/30: [0.886, 1]).
 DETECTION_MIN_SUCCESSES = 30
 Z95 = 1.959963984540054  # the standard normal's 97.5 % quantile
 
@@ -428,6 +427,8 @@ def _evidence(d: Mapping[str, Any]) -> str:
 def _sentence(d: Mapping[str, Any]) -> str:
     if d.get("interval"):
         measured = f"this run measured {fmt(d.get('value'))} (95 % interval {_span(d['interval'])}; {_evidence(d)})"
+    elif not d.get("parts"):
+        measured = "this run measured nothing"
     else:  # an ordering: its parts
         values = ", ".join(f"{k} = {fmt(p['value'])} {_span(p['interval'])}" for k, p in (d.get("parts") or {}).items())
         measured = f"this run measured {values} ({_evidence(d)})"
