@@ -302,6 +302,9 @@ def test_table_one_claims_rest_on_held_out_successes_and_the_control(recorded_cl
     assert v["honeymodels.table1.mnist.jsma.auc_over_control"].outcome == NOT_REPRODUCED
     cw = v["honeymodels.table1.mnist.cw.auc_over_control"]
     assert cw.outcome == INCONCLUSIVE and cw.measurement.n_successful < 10 and "successful" in cw.reason
+    assert v["honeymodels.table1.mnist.overall.tpr"].measurement.n_successful == 420  # 420 of each attack
+    overall = v["honeymodels.table1.mnist.overall.auc_over_control"]  # the control's overall lacks CW
+    assert overall.outcome == INCONCLUSIVE and overall.measurement.n_successful == cw.measurement.n_successful
     # detectability and reconstruction: PGD > CW > JSMA here, so "PGD > JSMA > CW" is reversed at JSMA/CW
     for claim_id in ("honeymodels.table1.mnist.detectability_order", "honeymodels.fig4.reconstruction_order"):
         assert v[claim_id].outcome == NOT_REPRODUCED and "cw above jsma" in v[claim_id].reason
@@ -351,6 +354,11 @@ def test_sweep_claims_need_the_papers_training_size_for_poison_tolerance(recorde
     assert drop.outcome == INCONCLUSIVE and "4000 images, the claim needs at least 60000" in drop.reason
     assert "400 here" in drop.measurement.note and "mnist5k" in drop.measurement.note
     assert small["honeymodels.fig4b.mnist.accuracy_size_flat"].outcome == NOT_REPRODUCED  # no training-size gate
+    frame = _sweep_rows(acc0=0.95, acc90=0.90)
+    partial = _by_id(hc.sweep_claims(frame.iloc[[0, 2]], params, n_train=60000))  # 0 % poison, one size
+    assert partial["honeymodels.fig4a.mnist.accuracy_drop_0_to_90"].reason.startswith("not measured: the poison grid")
+    assert partial["honeymodels.fig4b.mnist.accuracy_size_flat"].reason.startswith("not measured: the size grid")
+    assert all(v.outcome == INCONCLUSIVE for v in partial.values())
 
 
 def test_indistinguishability_claims_from_disjoint_halves(recorded_claims):

@@ -27,8 +27,8 @@ DETECTION_MIN_SUCCESSES = 30
 Z95 = 1.959963984540054  # the standard normal's 97.5 % quantile
 
 
-def fmt(x: float | None) -> str:
-    return "—" if x is None else f"{x:.4g}"
+def fmt(x: float | str | None) -> str:  # a stored results.json writes NaN as the string "nan"
+    return "—" if x is None else x if isinstance(x, str) else f"{x:.4g}"
 
 
 def _span(interval: tuple[float, float]) -> str:
