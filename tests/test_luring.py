@@ -278,3 +278,28 @@ def test_claims_are_judged_on_the_measured_points_with_their_evidence():
     pgd, mim = verdicts["luring.sec4_3.mnist.pgd.ac_mop"], verdicts["luring.sec4_3.mnist.mim.ac_mop"]
     assert pgd.outcome == REPRODUCED and (pgd.measurement.value, pgd.measurement.n_successful) == (0.0, 400)
     assert mim.outcome == INCONCLUSIVE and "also leaves C_E's M∘P" in mim.reason  # the control resists too
+
+
+def test_transfer_claims_wait_for_a_component_that_mimics_its_target():
+    from types import SimpleNamespace
+
+    from decoylab import results
+    from decoylab.claims import INCONCLUSIVE, REPRODUCED
+
+    lc, run, parameters = _claims_run()
+    parameters = {**parameters, "COMPONENT_EPOCHS": 4}  # far shorter than the paper's 64
+    y = torch.zeros(1000, dtype=torch.long)
+    target_ok, mop_ok = _bools(1000, 950), _bools(1000, 850)  # M∘P 0.10 below M (the paper: 0.017)
+    defenses = {"luring": _Predicting(torch.where(mop_ok, 0, 1), torch.where(target_ok, 0, 1))}
+    results.clear()
+    try:
+        verdicts = {v.claim.id: v for v in lc.evaluate_claims(run, defenses, SimpleNamespace(x=None, y=y), parameters,
+                                                              n_train=60000, draws=300)}
+    finally:
+        results.clear()
+    for claim in ("luring.fig2.mnist.pgd.eps0.3.iar", "luring.table14.mnist.mim_w_0.3.dac_ordering",
+                  "luring.table14.mnist.mim_w_0.3.luring.dac"):  # judged (one not reproduced) when P mimics M
+        assert verdicts[claim].outcome == INCONCLUSIVE and verdicts[claim].reason.startswith("P does not yet mimic M")
+    drop = verdicts["luring.table8.mnist.luring.accuracy_drop"]
+    assert drop.outcome == INCONCLUSIVE and drop.reason.startswith("settings too short to refute")
+    assert verdicts["luring.sec4_3.mnist.pgd.ac_mop"].outcome == REPRODUCED  # white-box AC_MoP needs no fidelity
