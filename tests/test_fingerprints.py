@@ -390,8 +390,13 @@ def test_notebook_40_claims_on_known_scores():
     assert outcome("table1.jsma.auc_over_control") == claims.INCONCLUSIVE
     over = by_id["fingerprints.table1.fgm.auc_over_control"].measurement
     assert over.value == pytest.approx(over.parts["fingerprinted"].value - over.parts["control"].value)
-    assert outcome("table1.fgm.auc_over_control") == outcome("table1.bim_a.auc_over_control") == claims.REPRODUCED
-    assert outcome("control.fgm.auc_at_most_chance") == claims.REPRODUCED  # the control reads them as cleaner
+    # the control's probes read its adversarial examples as cleaner (AUC ≈ 0.24): that separates too, so the
+    # control is credited with 1 − AUC ≈ 0.76, which BIM-a's 0.58 does not beat
+    assert over.parts["control"].value == pytest.approx(1 - metrics.auc(
+        [0] * 280 + [1] * 280, torch.cat([control.scores["clean"][correct], control.scores["FGM"][correct]])))
+    assert outcome("table1.fgm.auc_over_control") == claims.REPRODUCED
+    assert outcome("table1.bim_a.auc_over_control") == claims.NOT_REPRODUCED
+    assert outcome("control.fgm.auc_at_most_chance") == claims.NOT_REPRODUCED
     accuracy = by_id["fingerprints.accuracy.mnist.unchanged"]
     assert accuracy.measurement.value == 0 and accuracy.measurement.n == 1000
     assert accuracy.measurement.parts["with fingerprints"].value == pytest.approx(0.993)
