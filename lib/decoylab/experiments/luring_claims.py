@@ -19,7 +19,7 @@ setting that differs from the paper's (``settings_note``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -147,6 +147,7 @@ class _Run:
     seed: int
     draws: int
     fidelity: str | None = None  # why the transfer claims cannot be judged (``_fidelity``), or None
+    predicted: dict = field(default_factory=dict)  # approach -> (M∘P, M) test predictions
 
     def __post_init__(self):
         self.fig2 = {(r["attack"], round(float(r["eps"]), 4), r["approach"]): r for r in self.run.characterisation}
@@ -196,7 +197,7 @@ def _declared(claim: claims.Claim, spec: Mapping, ctx: _Run, defenses, test_set)
         approach = spec["minus"][2]
         if approach not in defenses:
             return _not_measured(ctx.note()), f"not measured: this run has no {APPROACH_LABELS[approach]} M∘P"
-        pred_mop, pred_m = defenses[approach].predictions(test_set.x)
+        pred_mop, pred_m = _predictions(ctx, defenses, approach, test_set)
         y = test_set.y.cpu()
         target_ok, mop_ok = (pred_m == y).numpy(), (pred_mop == y).numpy()
         value, interval = claims.bootstrap_mean_difference(target_ok, mop_ok, paired=True, seed=ctx.seed,
@@ -230,17 +231,13 @@ def _declared(claim: claims.Claim, spec: Mapping, ctx: _Run, defenses, test_set)
     return m, ctx.too_weak(attack, eps, approaches) or (ctx.fidelity if metric != "AC_MoP" else None)
 
 
-def _span(interval) -> str:
-    return f"[{interval[0]:.3g}, {interval[1]:.3g}]"
-
-
 def _short_training(claim: claims.Claim, measurement: claims.Measurement, ctx: _Run) -> str | None:
     """Shorter training than the paper's can only widen M∘P's accuracy gap, so a gap within the claim's bound
     still reproduces it, but a wider one does not refute it: that verdict waits for the paper's schedule."""
     trained, paper = ctx.parameters["COMPONENT_EPOCHS"], PAPER_SETTINGS[ctx.run.paper_dataset]["component_epochs"]
     if trained >= paper or claim.judge(measurement).outcome != claims.NOT_REPRODUCED:
         return None
-    return (f"settings too short to refute: the gap {measurement.value:.3g} {_span(measurement.interval)} exceeds the "
+    return (f"settings too short to refute: the gap {measurement.value:.3g} {claims._span(measurement.interval)} exceeds the "
             f"bound, but P trained {trained} of the paper's {paper} epochs (Algorithm 1, Appendix B)")
 
 
@@ -250,10 +247,17 @@ def _short_training(claim: claims.Claim, measurement: claims.Measurement, ctx: _
 FIDELITY_GAP = 0.022
 
 
-def _fidelity(defenses: Mapping, test_set) -> str | None:
+def _predictions(ctx: _Run, defenses: Mapping, approach: str, test_set):
+    """(M∘P, M) predictions on the test set, computed once per approach (Table 8 and the fidelity gate share them)."""
+    if approach not in ctx.predicted:
+        ctx.predicted[approach] = defenses[approach].predictions(test_set.x)
+    return ctx.predicted[approach]
+
+
+def _fidelity(ctx: _Run, defenses: Mapping, test_set) -> str | None:
     if "luring" not in defenses:
         return None
-    pred_mop, pred_m = defenses["luring"].predictions(test_set.x)
+    pred_mop, pred_m = _predictions(ctx, defenses, "luring", test_set)
     y = test_set.y.cpu()
     gap = float((pred_m == y).float().mean() - (pred_mop == y).float().mean())
     if gap <= FIDELITY_GAP:
@@ -339,7 +343,7 @@ def evaluate_claims(run: LuringRun, defenses: Mapping, test_set, parameters: Map
     (the tables, with their per-point outcomes), the fitted ``defenses`` by approach and ``test_set`` (Table 8),
     the notebook's ``parameters`` (``params.validate``'s dict) and ``n_train`` training images for the notes."""
     ctx = _Run(run, parameters, n_train, seed, draws)
-    ctx.fidelity = _fidelity(defenses, test_set)
+    ctx.fidelity = _fidelity(ctx, defenses, test_set)
     dataset = run.paper_dataset
     specs = {spec["id"]: spec for spec in paper_values.claims(PAPER)}
     verdicts = []
