@@ -166,6 +166,9 @@ def _drag_and_wait_for_change(page, slider, prefix: str, before: str) -> str:
 def test_run_all_widgets_render_and_a_slider_changes_the_output(lab, browser, name, prefix):
     base, token, _ = lab
     page, slider, errors = _open_and_run_all(browser, base, token, name)
+    # Run All leaves the view at the last cell; JupyterLab lays out (and gives innerText to) only the cells
+    # near the view, so the participant's next step, scrolling to the slider, comes first.
+    slider.scroll_into_view_if_needed()
     before = _wait_for_line(page, prefix)
     assert before, f"no output line starting with {prefix!r}"
     after = _drag_and_wait_for_change(page, slider, prefix, before)
