@@ -354,6 +354,11 @@ def test_sweep_claims_need_the_papers_training_size_for_poison_tolerance(recorde
     assert drop.outcome == INCONCLUSIVE and "4000 images, the claim needs at least 60000" in drop.reason
     assert "400 here" in drop.measurement.note and "mnist5k" in drop.measurement.note
     assert small["honeymodels.fig4b.mnist.accuracy_size_flat"].outcome == NOT_REPRODUCED  # no training-size gate
+    # full Fashion-MNIST shows the scale effect, but cannot decide a claim about MNIST digits
+    fashion = _by_id(hc.sweep_claims(_sweep_rows(acc0=0.9, acc90=0.85), {**params, "DATASET": "fashion_mnist"},
+                                     n_train=60000))["honeymodels.fig4a.mnist.accuracy_drop_0_to_90"]
+    assert fashion.outcome == INCONCLUSIVE and "different data set: fashion_mnist" in fashion.reason
+    assert fashion.measurement.value == pytest.approx(0.05)  # measured and shown all the same
     frame = _sweep_rows(acc0=0.95, acc90=0.90)
     partial = _by_id(hc.sweep_claims(frame.iloc[[0, 2]], params, n_train=60000))  # 0 % poison, one size
     assert partial["honeymodels.fig4a.mnist.accuracy_drop_0_to_90"].reason.startswith("not measured: the poison grid")
@@ -384,3 +389,23 @@ def test_indistinguishability_claims_from_disjoint_halves(recorded_claims):
     assert v["honeymodels.fig5.jsma.overlap_accuracy"].outcome == NOT_REPRODUCED
     cw = v["honeymodels.fig5.cw.overlap_accuracy"]
     assert cw.outcome == INCONCLUSIVE and cw.measurement.n_successful == 60 and "at least 100" in cw.reason
+
+
+def test_poison_scale_holds_the_optimiser_steps_and_shows_both_accuracies():
+    """The scale check of notebook 11: every size trains for the same number of optimiser steps (epochs rounded
+    up), at 0 % and 90 % poison, and reports both accuracies, their difference with an interval, and how many
+    clean images remain at 90 %."""
+    from decoylab import train
+    from decoylab.experiments import honeymodels as hx
+
+    train_set, test_set = data.load("digits", "train", n=120), data.load("digits", "test", n=60)
+    settings = hx.SweepSettings(model_name="mlp", train_config=train.TrainConfig(epochs=1, batch_size=16))
+    frame = hx.poison_scale(train_set, test_set, settings, sizes=[48, 96], steps=6, watermark_size=0.25)
+    assert list(frame.index) == [48, 96] and list(frame["epochs"]) == [2, 1]  # 3 and 6 batches per epoch
+    assert list(frame["optimiser steps"]) == [6, 6] and list(frame["clean images at the high poison"]) == [5, 10]
+    row = frame.loc[96]
+    assert row["drop"] == pytest.approx(row["accuracy at 0 %"] - row["accuracy at 90 %"])
+    low, high = row["drop 95 % interval"]
+    assert low <= row["drop"] <= high
+    with pytest.raises(ValueError, match="SCALE_N_TRAIN"):
+        hx.poison_scale(train_set, test_set, settings, sizes=[10_000], steps=6, watermark_size=0.25)

@@ -74,6 +74,34 @@ def test_settings_match_labels():
     assert results.settings_match("mnist", "mnist", False) == "different settings"
     assert results.settings_match("mnist5k", "mnist", True) == "different dataset"
     assert results.settings_match("mnist", None, True) == "different dataset"
+    # Every difference follows the label, so the scorecard's column says more than "different dataset".
+    listed = results.settings_match("mnist5k", "mnist", False, ["4000 training images (the paper: 60000)",
+                                                                  "N_ATTACK 150 (the paper: 500)"])
+    assert listed == "different dataset: 4000 training images (the paper: 60000); N_ATTACK 150 (the paper: 500)"
+    assert results.match_label(listed) == "different dataset"
+    assert results.settings_match("mnist", "mnist", True, "ignored when nothing differs") == "same dataset and settings"
+    results.record("acc", 0.9, paper=0.99, source="Table 1", match=listed)  # a labelled list of differences is allowed
+    with pytest.raises(ValueError, match="is not allowed"):
+        results.record("acc", 0.9, paper=0.99, source="Table 1", match="different dataset, roughly")
+    results.clear()
+
+
+def test_record_carries_n_and_an_interval_for_rates(tmp_path, monkeypatch):
+    results.clear()
+    monkeypatch.setenv("DECOYLAB_RUN_DIR", str(tmp_path))
+    results.record("tpr", 0.75, paper=0.975, source="Table I", match="different dataset", n=4, proportion=True)
+    results.record("auc", 0.9, n=120, interval=(0.85, 0.95))
+    results.record("cosine", 0.3)
+    saved = json.loads((tmp_path / results.PARTIAL_FILE).read_text())
+    low, high = saved["tpr"]["interval"]
+    assert saved["tpr"]["n"] == 4 and low < 0.4 and high > 0.95  # 3 of 4: Wilson's interval is wide
+    assert saved["auc"]["interval"] == [0.85, 0.95] and saved["auc"]["n"] == 120
+    assert "n" not in saved["cosine"]
+    with pytest.raises(ValueError, match="needs the n it rests on"):
+        results.record("tpr", 0.5, proportion=True)
+    with pytest.raises(ValueError, match="must be a count"):
+        results.record("tpr", 0.5, n=2.5, proportion=True)
+    results.clear()
 
 
 def test_paper_values_are_one_data_file_behind_every_paper_constant():

@@ -95,7 +95,7 @@ def test_failure_is_reported_others_still_run_then_skip_and_force(kit):
     summary = json.loads((tmp / "runs/tiny/summary.json").read_text())
     assert summary["notebooks"]["01_good"]["status"] == "ok"
     report = (tmp / "runs/tiny/report.md").read_text()
-    assert "| twice_eps | 0.5 | 0.2 | 0.3 | different dataset | Table 1 |" in report
+    assert "| twice_eps | 0.5 |  |  | 0.2 | 0.3 | different dataset | Table 1 |" in report  # no n: no interval
     assert "1 beside a paper value: 0 same dataset and settings, 1 different dataset, 0 different settings" in report
     assert "twice_eps" in (tmp / "runs/tiny/report.html").read_text()
 

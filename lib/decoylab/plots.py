@@ -157,11 +157,17 @@ def roc_every_defense(comparison, curves: dict, attacks: Sequence[str], title: s
 def box_per_attack(frame, *, value: str, hue: str, colors: dict[str, str], ylabel: str, title: str,
                    xlabel: str = "attack"):
     """Box plots of ``frame[value]`` per attack (column ``attack``), one box per ``hue`` group; ``colors``
-    maps each group to the defense whose colour it takes (``DEFENSE_COLORS``); a grey line at 0."""
+    maps each group to the defense whose colour it takes (``DEFENSE_COLORS``); a grey line at 0. Each attack's
+    tick names the number of values behind each box, in the legend's order."""
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    sns.boxplot(frame, x="attack", y=value, hue=hue, ax=ax,
+    groups = [group for group in colors if group in set(frame[hue])]
+    sns.boxplot(frame, x="attack", y=value, hue=hue, ax=ax, hue_order=groups,
                 palette={group: DEFENSE_COLORS[defense] for group, defense in colors.items()})
     ax.axhline(0, color="grey", linewidth=0.8)
+    counts = frame.groupby(["attack", hue]).size()
+    attacks = [tick.get_text() for tick in ax.get_xticklabels()]
+    ax.set_xticks(range(len(attacks)), [f"{attack}\nn = " + " / ".join(str(int(counts.get((attack, group), 0)))
+                                                                       for group in groups) for attack in attacks])
     ax.set(ylabel=ylabel, xlabel=xlabel, title=title)
     fig.tight_layout()
     plt.close(fig)  # returned for display/saving, as image_grid

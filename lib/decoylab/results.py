@@ -53,28 +53,60 @@ def _plain(value: Any, what: str) -> Any:
 MATCH_LABELS = ("same dataset and settings", "different dataset", "different settings")
 
 
-def settings_match(dataset: str, paper_dataset: str | None, same_settings: bool) -> str:
+def settings_match(dataset: str, paper_dataset: str | None, same_settings: bool,
+                   differences: str | list[str] | tuple[str, ...] = ()) -> str:
     """The scorecard's label for a result on ``dataset`` beside a paper value measured on
-    ``paper_dataset``: a different data set first (e.g. mnist5k for MNIST), then the other settings."""
+    ``paper_dataset``: a different data set first (e.g. mnist5k for MNIST), then the other settings;
+    ``differences`` (words, e.g. "4000 training images (the paper: 60000)") follow the label after a colon,
+    so that the column names every way the run differs, not only the data set."""
     if dataset != paper_dataset:
-        return MATCH_LABELS[1]
-    return MATCH_LABELS[0] if same_settings else MATCH_LABELS[2]
+        label = MATCH_LABELS[1]
+    else:
+        label = MATCH_LABELS[0] if same_settings else MATCH_LABELS[2]
+    words = differences if isinstance(differences, str) else "; ".join(differences)
+    return f"{label}: {words}" if words and label != MATCH_LABELS[0] else label
+
+
+def match_label(match: str | None) -> str | None:
+    """The label part of a ``settings_match`` text (before the differences), or None if it has none."""
+    if match is None:
+        return None
+    return next((label for label in MATCH_LABELS if match == label or match.startswith(label + ": ")), None)
+
+
+def _evidence(name: str, value: Any, n: int | None, interval: Any, proportion: bool) -> dict[str, Any]:
+    """``n`` and a 95 % interval beside a recorded value: Wilson's for a proportion of ``n``, else the given one."""
+    if n is None:
+        if proportion or interval is not None:
+            raise ValueError(f"result {name!r}: an interval or a proportion needs the n it rests on")
+        return {}
+    if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 0:
+        raise ValueError(f"result {name!r}: n={n!r} must be a count (an integer >= 0)")
+    if proportion and interval is None and isinstance(value, numbers.Real) and math.isfinite(value) and n > 0:
+        from decoylab.claims import wilson
+
+        interval = wilson(round(float(value) * int(n)), int(n))
+    return {"n": int(n), "interval": _plain(list(interval), name) if interval is not None else None}
 
 
 def record(name: str, value: Any, paper: Any = None, source: str | None = None, note: str | None = None,
-           match: str | None = None) -> None:
+           match: str | None = None, *, n: int | None = None, interval: Any = None, proportion: bool = False) -> None:
     """Record result ``name``. ``paper`` is the paper's number for the same quantity (from
     ``decoylab.paper_values``), ``source`` names its table or figure and ``match`` says whether the
-    settings match (one of ``MATCH_LABELS``, see ``settings_match``); ``note`` says what differs."""
+    settings match (``settings_match``: one of ``MATCH_LABELS``, then every difference); ``note`` says what else
+    the reader needs. ``n`` is the count the value rests on (images, successful adversarial examples) and
+    ``interval`` its 95 % interval; ``proportion=True`` computes Wilson's interval for a rate of ``n``."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"name={name!r}: a result needs a non-empty string name")
     if paper is not None and not source:
         raise ValueError(f"result {name!r}: a paper value needs its source (table or figure)")
-    if paper is not None and match not in MATCH_LABELS:
+    if paper is not None and match_label(match) is None:
         raise ValueError(f"result {name!r}: match={match!r} is not allowed; beside a paper value it must be one of "
-                         f"{', '.join(MATCH_LABELS)} (see results.settings_match)")
+                         f"{', '.join(MATCH_LABELS)}, optionally followed by ': ' and the differences "
+                         f"(see results.settings_match)")
+    evidence = _evidence(name, value, n, interval, proportion)
     _RESULTS[name] = {"value": _plain(value, name), "paper": _plain(paper, name), "source": source, "note": note,
-                      "match": match if paper is not None else None}
+                      "match": match if paper is not None else None, **evidence}
     folder = run_dir()
     if folder is not None:
         atomic_write_text(folder / PARTIAL_FILE, json.dumps(_RESULTS, indent=1))

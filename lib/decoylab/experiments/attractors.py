@@ -311,37 +311,44 @@ def table_five(table, paper_column: str):
 
 
 def record_results(table, comparison: PaperComparison, *, accuracy_c: float, accuracy_m: float, n_attacked: int,
-                   fpr: float) -> None:
+                   fpr: float, n_test: int | None = None, differences: Sequence[str] = ()) -> None:
     """Notebook 20's results: Table II's accuracies, F_d's measured FPR at ``fpr`` (the calibration's), and per
     attack its success on C and M, detection, recovery and overall success beside Table I, the control's detection,
     the kit's feature squeezing beside the FS TPR the paper quotes from DEEPSEC, and (with ``integrated``) the
-    success on M_(d,r) beside Table V."""
-    dataset, column, match = comparison.dataset, comparison.paper_column, comparison.match
+    success on M_(d,r) beside Table V. Each rate carries the n it rests on and Wilson's interval; ``differences``
+    (``attractor_claims.settings_differences``) fills the settings column."""
+    dataset, column = comparison.dataset, comparison.paper_column
+    match = results.settings_match(dataset, column, comparison.full_scale, differences)
     settings_note = f"{dataset}, {n_attacked} attacked images, {comparison.label}"
-    results.record("attractors.accuracy_C", accuracy_c, paper=PAPER_TABLE_II[column][0], source="Table II",
-                   match=match, note=settings_note)
-    results.record("attractors.accuracy_M", accuracy_m, paper=PAPER_TABLE_II[column][1], source="Table II",
-                   match=match, note=settings_note)
+    for name, value, paper in (("attractors.accuracy_C", accuracy_c, PAPER_TABLE_II[column][0]),
+                               ("attractors.accuracy_M", accuracy_m, PAPER_TABLE_II[column][1])):
+        results.record(name, value, paper=paper, source="Table II", match=match, note=settings_note,
+                       n=n_test, proportion=n_test is not None)
     results.record("attractors.fpr_measured", table.attrs["fpr_measured"][f"{fpr:g}"], paper=fpr,
                    source="Table III (b)", match=match,
                    note="F_d's FPR on held-out clean images at the calibrated threshold")
     paper_1, paper_3, paper_5 = PAPER_TABLE_I[column], PAPER_TABLE_III[column], PAPER_TABLE_V[column]
     for row in table.itertuples():
         paper_row = paper_1.get(row.attack, (None,) * 5)
+        seen = table.attrs["outcomes"][row.attack]
+        n_c, n_m = sum(seen["success_C"]), sum(seen["success_M"])
+        counts = {"success_C": n_attacked, "success_M": n_attacked, "detection": n_m,
+                  "overall": n_attacked, "recovery": round(row.detection * n_m) if n_m else 0}
         for field, value, paper_value in (("success_C", row.success_C, paper_row[0]),
                                           ("success_M", row.success_M, paper_row[1]),
                                           ("detection", row.detection, paper_row[2]),
                                           ("overall", row.overall, paper_row[4]),
                                           ("recovery", row.recovery, paper_row[3])):
             results.record(f"attractors.{row.attack}.{field}", value, paper=paper_value,
-                           source=f"Table I ({column})", match=match,
+                           source=f"Table I ({column})", match=match, n=counts[field], proportion=True,
                            note=f"{settings_note}; attack settings: {row.settings}")
         if "success_integrated" in table:
             results.record(f"attractors.{row.attack}.success_integrated", row.success_integrated,
                            paper=paper_5.get(row.attack, (None, None))[1], source=f"Table V ({column})", match=match,
+                           n=n_attacked, proportion=True,
                            note=f"{settings_note}; attack settings: {row.settings}; success on M_(d,r)")
         results.record(f"attractors.{row.attack}.control_detection", row.control_detection, source="control",
-                       note="F_d on examples crafted on C alone")
+                       n=n_c, proportion=True, note="F_d on examples crafted on C alone")
         results.record(f"attractors.{row.attack}.fs_tpr", row.fs_tpr, paper=paper_3[row.attack]["FS"][0],
-                       source="Table III, FS (DEEPSEC's FS, not the kit's)",
-                       match=results.settings_match(dataset, column, False), note=settings_note)
+                       source="Table III, FS (DEEPSEC's FS, not the kit's)", n=n_c, proportion=True,
+                       match=results.settings_match(dataset, column, False, differences), note=settings_note)

@@ -56,6 +56,7 @@ class RunSettings:
     eps: float | None = None
     seed: int = 0
     fingerprint_seed: int | None = 0
+    epochs: int | None = None  # training epochs (the paper states none)
 
     def note(self, attack: str | None = None, *, paper_dataset: str = "mnist", extra: Iterable[str] = ()) -> str:
         """The differences from the paper's settings, for a claim on ``attack`` (None: every attack) whose
@@ -63,6 +64,8 @@ class RunSettings:
         found = [f"data set {self.dataset} (the paper: {paper_dataset})"] if self.dataset != paper_dataset else []
         if self.n_train is not None and self.n_train < PAPER_TRAIN:
             found.append(f"{self.n_train} training images (the paper: the full training split)")
+        if self.epochs is not None:
+            found.append(f"{self.epochs} training epochs (the paper states none)")
         if self.n_pretest < PAPER_PRETEST:
             found.append(f"{self.n_pretest} pre-test points (the paper: {PAPER_PRETEST})")
         if self.n_fingerprints is not None:

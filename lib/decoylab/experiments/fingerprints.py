@@ -319,31 +319,37 @@ class Measured:
 
 
 def record_results(m: Measured, *, accuracy: dict[str, float], match_rate: float, table: pd.DataFrame,
-                   adaptive: pd.DataFrame) -> None:
+                   adaptive: pd.DataFrame, differences: Callable[..., str] | None = None) -> None:
     """Record notebook 40's results beside the paper's: test accuracy with and without fingerprints (§3.1), the
-    fingerprint match rate, Table 1 per attack (``table_one``) and §3.4 per adaptive attack (``adaptive_table``)."""
+    fingerprint match rate, Table 1 per attack (``table_one``) and §3.4 per adaptive attack (``adaptive_table``).
+    ``differences(attack, paper_dataset=...)`` (``fingerprint_claims.RunSettings.note``) names every way the settings
+    differ from the paper's, for the settings column."""
     paper_ds = paper_dataset(m.dataset)
     where = f"{m.dataset}, N {m.n_fingerprints}, ε {m.eps}, {m.n_pretest} pre-test points"
-    match = results.settings_match(m.dataset, paper_ds, m.paper_settings)
+
+    def matching(attack: str, same: bool, paper_ds: str = paper_ds) -> str:
+        words = differences(attack, paper_dataset=paper_ds) if differences else ()
+        return results.settings_match(m.dataset, paper_ds, same, words)
+
+    match = matching("", m.paper_settings)
     results.record("accuracy_with_fingerprints", accuracy["with fingerprints"], paper=PAPER_ACCURACY[paper_ds],
-                   source=f"NeuralFP §3.1, {paper_ds}", match=match, note=f"test accuracy, {where}; {match}")
+                   source=f"NeuralFP §3.1, {paper_ds}", match=match, note=f"test accuracy, {where}")
     results.record("accuracy_without_fingerprints", accuracy["without (control)"],
                    note="the control: same net and training, cross-entropy only")
     results.record("fingerprint_class_match_rate", match_rate, note="argmin_j D_j equals the label, clean test images")
     for name, row in table.iterrows():
         key = name.lower().replace("-", "_")
         results.record(f"auc_{key}", row["auc_correct"], paper=PAPER_TABLE_1[paper_ds][name],
-                       source=f"NeuralFP Table 1, {paper_ds}", match=match,
-                       note=f"correctly classified pre-test points, {where}; {match}")
+                       source=f"NeuralFP Table 1, {paper_ds}", match=matching(name, m.paper_settings),
+                       note=f"correctly classified pre-test points, {where}")
         results.record(f"auc_{key}_all", row["auc_all"], note="all pre-test points, failed attacks kept (the code's raw AUC)")
         results.record(f"auc_{key}_successful", row["auc_successful"], note="successful adversarial examples only")
         results.record(f"control_auc_{key}", row["control auc_correct"],
                        note="same score on the net trained without fingerprints")
         results.record(f"success_{key}", row["success"], note="attack success on correctly classified pre-test points")
     adaptive_paper = PAPER_ADAPTIVE_AUC
-    adaptive_match = results.settings_match(m.dataset, adaptive_paper["dataset"],
-                                            m.paper_settings and m.n_fingerprints == adaptive_paper["n"]
-                                            and m.eps == adaptive_paper["eps"])
+    adaptive_match = matching("CW-L2", m.paper_settings and m.n_fingerprints == adaptive_paper["n"]
+                              and m.eps == adaptive_paper["eps"], adaptive_paper["dataset"])
     for key, row in adaptive.iterrows():
         label, paper_attack = row["attack"], key == "paper_adaptive"
         results.record(f"adaptive_auc_{key}", row["AUC"], paper=adaptive_paper["value"] if paper_attack else None,

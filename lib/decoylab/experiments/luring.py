@@ -282,34 +282,45 @@ class LuringRun:
     distortion: list[dict]  # distortion_table's rows
 
 
-def record_results(run: LuringRun) -> None:
-    """Record every number of notebook 30 (``results.record``), with the paper's value where it has one."""
+def record_results(run: LuringRun, *, n_test: int | None = None,
+                   differences: Callable[..., str] | None = None) -> None:
+    """Record every number of notebook 30 (``results.record``), with the paper's value where it has one; rates
+    carry the n they rest on (``n_test`` test images, the attacked points) and Wilson's interval. ``differences``
+    (e.g. ``functools.partial(luring_claims.settings_note, P, run, n_train=...)``, called with ``attack=`` and
+    ``n_points=``) names every way the settings differ, for the settings column."""
     ds, paper_ds = run.dataset, run.paper_dataset
     where = f"{ds}, {run.n_attack} attack points, preset {run.attack_preset}"
-    match = results.settings_match(ds, paper_ds, run.paper_settings)
+
+    def match(**measured) -> str:
+        return results.settings_match(ds, paper_ds, run.paper_settings, differences(**measured) if differences else ())
+
+    trained = match(n_test=n_test) if n_test is not None else match()
     quoted = PAPER_TABLE_8[paper_ds]
+    counted = dict(n=n_test, proportion=n_test is not None)
     results.record("accuracy_target", run.accuracy.loc["base (M)", "test"], paper=quoted["base"][0],
-                   source=f"Luring Table 8, {paper_ds}", match=match, note=f"test accuracy of M, {ds}; {match}")
+                   source=f"Luring Table 8, {paper_ds}", match=trained, note=f"test accuracy of M, {ds}", **counted)
     labels = {label: approach for approach, label in APPROACH_LABELS.items()}
     for label in run.accuracy.index[1:]:
         approach, ref = labels[label], quoted.get(labels[label])
         source = f"Luring Table 8, {paper_ds}" if ref else None
         results.record(f"accuracy_{approach}", run.accuracy.loc[label, "test"], paper=ref[0] if ref else None,
-                       source=source, match=match, note=f"test accuracy of M∘P, {ds}; {match}")
+                       source=source, match=trained, note=f"test accuracy of M∘P, {ds}", **counted)
         results.record(f"agreement_{approach}", run.accuracy.loc[label, "agree"], paper=ref[1] if ref else None,
-                       source=source, match=match, note=f"M and M∘P both correct, {ds}; {match}")
+                       source=source, match=trained, note=f"M and M∘P both correct, {ds}", **counted)
     for row in run.characterisation:
         key = f"{row['attack']}_eps{row['eps']:g}_{row['approach']}"
-        results.record(f"dr_{key}", row["DR"], note=f"Fig. 2 (values not printed in the paper); {where}; {row['kept']} kept x'")
+        results.record(f"dr_{key}", row["DR"], n=int(row["kept"]), proportion=True,
+                       note=f"Fig. 2 (values not printed in the paper); {where}; {row['kept']} kept x'")
         results.record(f"iar_{key}", row["IAR"], note=f"Fig. 2 (values not printed in the paper); {where}")
     for row in run.defense:
         key = f"{row['attack']}_eps{row['eps']:g}_{row['approach']}"
         src = f"Luring {PAPER_DEFENSE_SOURCE[paper_ds]}, {paper_ds}, ε {row['eps']:g}"
         variant = f"; MIM-W variant {row['variant']}" if row["attack"] == "mim_w" else ""
+        attacked = match(attack=row["attack"], n_points=run.n_defense)
         for metric in ("AC_MoP", "AC_M", "DAC"):
             ref = row[f"paper_{metric}"]
             results.record(f"{metric.lower()}_{key}", row[metric], paper=ref, source=src if ref is not None else None,
-                           match=match, note=f"{ds}, {run.n_defense} points{variant}; {match}")
+                           match=attacked, n=run.n_defense, proportion=True, note=f"{ds}, {run.n_defense} points{variant}")
     for row in run.detection:
         key = row["approach"].lower()
         results.record(f"clean_flagged_{key}", row["clean flagged (M ≠ M∘P)"],
@@ -322,7 +333,8 @@ def record_results(run: LuringRun) -> None:
     for row in run.distortion:
         ref = quoted9.get(row["model"])
         source = f"Luring Table 9, {paper_ds}" if ref else None
+        distorted = match(n_points=run.n_cw)
         results.record(f"cw_l2_{row['model']}", row["mean_l2"], paper=ref[0] if ref else None, source=source,
-                       match=match, note=f"mean L2 of successful CW-L2, {ds}, {run.n_cw} points; {match}")
+                       match=distorted, note=f"mean L2 of successful CW-L2, {ds}, {run.n_cw} points")
         results.record(f"cw_linf_{row['model']}", row["mean_linf"], paper=ref[1] if ref else None, source=source,
-                       match=match, note=f"mean L∞ of successful CW-L2, {ds}; {match}")
+                       match=distorted, note=f"mean L∞ of successful CW-L2, {ds}")

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from decoylab.fileio import atomic_write_text
-from decoylab.results import MATCH_LABELS
+from decoylab.results import MATCH_LABELS, match_label
 
-RESULT_COLUMNS = ("result", "value", "paper", "difference", "settings", "source", "note")
+RESULT_COLUMNS = ("result", "value", "95 % interval", "n", "paper", "difference", "settings", "source", "note")
 CLAIM_COLUMNS = ("notebook", "claim", "source", "paper value", "kit value [95 % interval]", "verdict", "evidence",
                  "settings differences", "reason")
 
@@ -41,6 +41,12 @@ def _difference(value: Any, paper: Any) -> Any:
     return value - paper if numeric else None
 
 
+def _interval(interval: Any) -> str:
+    if not isinstance(interval, (list, tuple)) or len(interval) != 2:
+        return ""
+    return f"[{_fmt(interval[0])}, {_fmt(interval[1])}]"
+
+
 def _settings(r: dict[str, Any]) -> str:
     """The settings column: whether the paper's number was measured like the kit's."""
     if r.get("paper") is None:
@@ -49,12 +55,13 @@ def _settings(r: dict[str, Any]) -> str:
 
 
 def scorecard_counts(docs: list[dict[str, Any]]) -> dict[str, int]:
-    """How many results stand beside a paper value, by whether the settings match."""
+    """How many results stand beside a paper value, by whether the settings match (the label, not its list of
+    differences)."""
     counts = {label: 0 for label in (*MATCH_LABELS, "not stated")}
     for doc in docs:
         for r in (doc.get("results") or {}).values():
             if r.get("paper") is not None:
-                counts[_settings(r)] += 1
+                counts[match_label(r.get("match")) or "not stated"] += 1
     counts["total"] = sum(counts.values())
     return counts
 
@@ -100,7 +107,8 @@ def sections(docs: list[dict[str, Any]]) -> tuple[list[list[str]], list[tuple[st
         overview.append([name, status, _fmt(doc.get("seconds")), link])
         rows = []
         for result, r in (doc.get("results") or {}).items():
-            rows.append([result, _fmt(r.get("value")), _fmt(r.get("paper")),
+            interval = r.get("interval")
+            rows.append([result, _fmt(r.get("value")), _interval(interval), _fmt(r.get("n")), _fmt(r.get("paper")),
                          _fmt(_difference(r.get("value"), r.get("paper"))), _settings(r), r.get("source") or "",
                          r.get("note") or ""])
         per_notebook.append((name, link, rows))
