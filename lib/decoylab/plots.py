@@ -175,14 +175,17 @@ def box_per_attack(frame, *, value: str, hue: str, colors: dict[str, str], ylabe
 
 
 def sweep_panels(frame, panels: Sequence[tuple[str, str, str, str]], curves: dict[str, tuple[str, str, str]],
-                 ylabel: str):
+                 ylabel: str, bounds: dict[str, tuple[str, str]] | None = None):
     """Side-by-side line panels sharing the y axis, one per sweep: ``panels`` holds (value of
-    ``frame.sweep``, x column, x label, title) per panel, ``curves`` {column: (label, colour, marker)}."""
+    ``frame.sweep``, x column, x label, title) per panel, ``curves`` {column: (label, colour, marker)};
+    ``bounds`` {column: (low column, high column)} draws each point's 95 % interval as an error bar."""
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), sharey=True, squeeze=False)
     for ax, (which, x_col, xlabel, title) in zip(axes[0], panels):
         part = frame[frame.sweep == which]
         for col, (label, color, marker) in curves.items():
-            ax.plot(part[x_col], part[col], marker=marker, color=color, label=label)
+            low, high = (bounds or {}).get(col, (None, None))
+            errors = None if low is None else [(part[col] - part[low]).clip(lower=0), (part[high] - part[col]).clip(lower=0)]
+            ax.errorbar(part[x_col], part[col], yerr=errors, marker=marker, color=color, label=label, capsize=3)
         ax.set(xlabel=xlabel, title=title)
     axes[0, 0].set_ylabel(ylabel)
     axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")

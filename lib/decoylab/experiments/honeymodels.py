@@ -42,6 +42,22 @@ MODEL_COLORS = {"HoneyModel": "honeymodels", "benign model": "undefended"}
 # Fig. 4's markers: (label, colour, marker) per measured column.
 FIG4_CURVES = {"accuracy": ("accuracy", "tab:blue", "^"), "jsma_reconstruction": ("JSMA", "tab:green", "o"),
                "pgd_reconstruction": ("PGD", "tab:red", "D"), "cw_reconstruction": ("CW", "tab:purple", "s")}
+FIG4_BOUNDS = {column: (f"{column}_low", f"{column}_high") for column in FIG4_CURVES}
+
+
+def with_fig4_intervals(sweep_frame: "pd.DataFrame") -> "pd.DataFrame":
+    """``sweep``'s rows with each Fig. 4 curve's 95 % interval (``FIG4_BOUNDS``' columns): Wilson's for the
+    accuracy on ``n_test`` images, mean ± 1.96 standard errors for each attack's reconstruction over its
+    successful examples (none where fewer than two)."""
+    out = sweep_frame.copy()
+    bounds = [claims.wilson(round(a * n), int(n)) for a, n in zip(out["accuracy"], out["n_test"])]
+    out["accuracy_low"], out["accuracy_high"] = [b[0] for b in bounds], [b[1] for b in bounds]
+    for attack in PAPER_ATTACKS:
+        k = out[f"{attack}_n_successful"].astype(float)
+        half = claims.Z95 * out[f"{attack}_reconstruction_sd"] / k.where(k >= 2).pow(0.5)
+        out[f"{attack}_reconstruction_low"] = out[f"{attack}_reconstruction"] - half
+        out[f"{attack}_reconstruction_high"] = out[f"{attack}_reconstruction"] + half
+    return out
 
 
 def paper_dataset(dataset: str) -> str:
