@@ -276,14 +276,22 @@ def sweep_claims(sweep_frame, params: Mapping[str, Any], *, n_train: int) -> lis
     differences = setting_differences(params, n_train, FIG4_SETTINGS)
     poison = sweep_frame[sweep_frame.sweep == "poison"].drop_duplicates("poison_percent").set_index(
         "poison_percent").sort_index()
-    training = (f"n counts training images: at 90 % poison only a tenth of them stay clean ({n_train // 10} here), "
-                f"so the claim needs the paper's {PAPER_TRAINING_IMAGES} MNIST digits")
+    training = (f"n counts training images: at 90 % poison only a tenth of them stay clean ({n_train // 10} here; "
+                f"the paper: {PAPER_TRAINING_IMAGES // 10})")
     measured, missing = {}, {}
     note = f"test accuracy at 0 % minus at 90 % poison; {training}; {differences}"
     if 0 in poison.index and 90 in poison.index:
         measured["honeymodels.fig4a.mnist.accuracy_drop_0_to_90"] = claims.difference(
             _accuracy(poison.loc[0], n_train, seed, note), _accuracy(poison.loc[90], n_train, seed, note),
             labels=("0 %", "90 %"), note=note)
+        drop = measured["honeymodels.fig4a.mnist.accuracy_drop_0_to_90"]
+        claim = declared()["honeymodels.fig4a.mnist.accuracy_drop_0_to_90"]
+        if n_train < PAPER_TRAINING_IMAGES and claim.judge(drop).outcome == claims.NOT_REPRODUCED:
+            # Fewer training images leave fewer clean ones at 90 %: a drop within the bound still reproduces the
+            # claim, a larger one may be the scale (notebook 11's scale check measures it), so it cannot refute.
+            missing[claim.id] = (f"too few training images to refute: the drop {drop.value:.3g} "
+                                 f"{claims._span(drop.interval)} exceeds the bound on {n_train} training images "
+                                 f"({n_train // 10} clean at 90 %; the paper: {PAPER_TRAINING_IMAGES})")
         if params.get("DATASET") not in MNIST_DATA:  # e.g. full Fashion-MNIST, the offline stand-in at scale
             missing["honeymodels.fig4a.mnist.accuracy_drop_0_to_90"] = (
                 f"different data set: {params.get('DATASET')} stands in for MNIST to show the scale effect; the "
