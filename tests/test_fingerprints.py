@@ -453,3 +453,26 @@ def test_notebook_41_claims_read_the_sweep_points(monkeypatch):
     # three sets alike but for sampling noise: the noise alone cannot refute a spread below 1 %
     assert by_id["fingerprints.fig4.fgm.auc_std"].outcome != claims.NOT_REPRODUCED
     assert by_id["fingerprints.fig4.bim_b.auc_std"].outcome != claims.NOT_REPRODUCED
+
+
+def test_a_rise_is_no_fall_whose_size_could_be_judged(monkeypatch):
+    """Fig. 3's CW-L2 claims on ε: a clear rise refutes "the AUC falls" and leaves "falls by no more than 8 %"
+    without a fall to judge (inconclusive), instead of passing it on the rise."""
+    def fake_point(train_set, test_set, settings, *, n, eps, fingerprint_seed, cache, with_evidence):
+        rng = np.random.default_rng(int(1000 * n + 100 * eps + fingerprint_seed))
+        normal = lambda mean: torch.from_numpy(rng.normal(mean, 1, 200))  # noqa: E731
+        return {"evidence": {"scores": {"clean": normal(0), "CW-L2": normal(25 * eps - 1)},
+                             "correct": torch.ones(200, dtype=torch.bool),
+                             "success": {"CW-L2": torch.arange(200) < 150}}}
+
+    monkeypatch.setattr(nfc, "sweep_point", fake_point)
+    settings = nfx.SweepSettings(attack_names=("CW-L2",), n_pretest=200)
+    run = nfc.RunSettings("mnist5k", 1000, 200, 0.1, nfc.CW_DEFAULTS)
+    results.clear()
+    verdicts = nfc.evaluate_sweep_claims(None, SimpleNamespace(y=torch.zeros(500)), settings, n_grid=[5, 10],
+                                         eps_grid=[0.003, 0.1], n=10, eps=0.1, n_sets=2, run=run)
+    results.clear()
+    by_id = {v.claim.id: v for v in verdicts}
+    assert by_id["fingerprints.fig3.eps.cw_l2.auc_falls"].outcome == claims.NOT_REPRODUCED
+    size = by_id["fingerprints.fig3.eps.cw_l2.fall_not_substantial"]
+    assert size.outcome == claims.INCONCLUSIVE and "no fall to judge: the AUC rose" in size.reason

@@ -291,6 +291,11 @@ def evaluate_sweep_claims(train_set, test_set, settings: SweepSettings, *, n_gri
                                       labels=(f"{name} {high:g}", f"{name} {low:g}"), images=images,
                                       seeds=seeds, note=note)
             found.update({i: measured for i in ids})
+            if (axis, label) == ("eps", "CW-L2") and measured.interval and measured.interval[0] > 0:
+                # "falls by no more than 8 %" would pass on any rise: a size of fall needs a fall to judge
+                found[f"{PAPER}.fig3.eps.cw_l2.fall_not_substantial"] = NotMeasured(
+                    f"no fall to judge: the AUC rose by {measured.value:.3g} {claims._span(measured.interval)} from "
+                    f"ε {low:g} to {high:g} (auc_falls carries the verdict)")
         if not swept or n_sets < 2:
             found[f"{PAPER}.fig4.{key}.auc_std"] = NotMeasured(
                 f"{label} is not in SWEEP_ATTACKS" if not swept else "one fingerprint set has no spread")
