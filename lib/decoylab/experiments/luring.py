@@ -294,7 +294,7 @@ def record_results(run: LuringRun, *, n_test: int | None = None,
     def match(**measured) -> str:
         return results.settings_match(ds, paper_ds, run.paper_settings, differences(**measured) if differences else ())
 
-    trained = match(n_test=n_test) if n_test is not None else match()
+    trained = match(n_test=n_test)
     quoted = PAPER_TABLE_8[paper_ds]
     counted = dict(n=n_test, proportion=n_test is not None)
     results.record("accuracy_target", run.accuracy.loc["base (M)", "test"], paper=quoted["base"][0],
@@ -330,10 +330,10 @@ def record_results(run: LuringRun, *, n_test: int | None = None,
         results.record(f"auc_clean_vs_clean_{key}", row["AUC clean vs clean (control)"],
                        note="control: two halves of clean images")
     quoted9 = PAPER_TABLE_9[paper_ds]
+    distorted = match(n_points=run.n_cw)
     for row in run.distortion:
         ref = quoted9.get(row["model"])
         source = f"Luring Table 9, {paper_ds}" if ref else None
-        distorted = match(n_points=run.n_cw)
         results.record(f"cw_l2_{row['model']}", row["mean_l2"], paper=ref[0] if ref else None, source=source,
                        match=distorted, note=f"mean L2 of successful CW-L2, {ds}, {run.n_cw} points")
         results.record(f"cw_linf_{row['model']}", row["mean_linf"], paper=ref[1] if ref else None, source=source,
