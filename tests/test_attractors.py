@@ -312,7 +312,7 @@ def test_table_claims_rest_on_the_successful_examples_and_the_control(control_fl
     """800 successful PGD examples, all flagged and recovered: detection, recovery, Table IV and the success drop
     are reproduced; against a control that flags everything too, the attractors cause nothing. FGSM's 20
     successes are too few; CW2 never succeeds even on C, so Table V's 0 % is no agreement but inconclusive."""
-    from decoylab import claims, results
+    from decoylab import claims, results, stats
     from decoylab.experiments import attractor_claims as xc
 
     defense, table, x, y, run = _synthetic_run(control_flagged=control_flagged, wrong_m=wrong_m)
@@ -330,7 +330,7 @@ def test_table_claims_rest_on_the_successful_examples_and_the_control(control_fl
         assert outcome[claim] == "reproduced", (claim, verdicts[claim].reason)
     pgd = verdicts["pgd.detection"].measurement
     assert (pgd.value, pgd.n, pgd.n_successful) == (1.0, 1000, 800)
-    assert pgd.interval == pytest.approx(claims.wilson(800, 800))
+    assert pgd.interval == pytest.approx(stats.wilson(800, 800))
     assert verdicts["pgd.success_drop"].measurement.n_successful == 1000  # rests on the successes on C
     assert verdicts["pgd.detection_vs_control"].measurement.value == pytest.approx(1.0 - control_flagged)
     fgsm = verdicts["fgsm.detection"]

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from decoylab import claims, results
+from decoylab import claims, results, stats
 from decoylab.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
 
 Z = 1.959963984540054
@@ -24,15 +24,31 @@ def _m(value, low, high, *, n=500, n_successful=None, note=""):
 
 # ----------------------------------------------------------------------------------------------- intervals
 def test_wilson_matches_the_hand_formula_at_the_edges_and_the_middle():
-    assert claims.wilson(0, 10) == (0.0, pytest.approx(Z ** 2 / (10 + Z ** 2)))  # 0.2775
-    assert claims.wilson(10, 10) == (pytest.approx(10 / (10 + Z ** 2)), 1.0)  # 0.7225
-    low, high = claims.wilson(5, 10)
+    assert stats.wilson(0, 10) == (0.0, pytest.approx(Z ** 2 / (10 + Z ** 2)))  # 0.2775
+    assert stats.wilson(10, 10) == (pytest.approx(10 / (10 + Z ** 2)), 1.0)  # 0.7225
+    low, high = stats.wilson(5, 10)
     half = Z * math.sqrt(0.025 + Z ** 2 / 400) / (1 + Z ** 2 / 10)
     assert (low, high) == (pytest.approx(0.5 - half), pytest.approx(0.5 + half))
     assert (round(low, 4), round(high, 4)) == (0.2366, 0.7634)
-    assert claims.wilson(0, 0) == (0.0, 1.0)
+    assert stats.wilson(0, 0) == (0.0, 1.0)
     with pytest.raises(ValueError, match="k=11, n=10"):
-        claims.wilson(11, 10)
+        stats.wilson(11, 10)
+
+
+def test_hanley_mcneil_agrees_with_the_bootstrap_and_keeps_to_the_unit_interval():
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.zeros(300), np.ones(200)]
+    scores = rng.normal(size=500) + labels
+    value, boot = stats.bootstrap_auc(labels, scores)
+    low, high = stats.hanley_mcneil(value, 200, 300)
+    assert low < value < high and abs(low - boot[0]) < 0.01 and abs(high - boot[1]) < 0.01
+    assert stats.hanley_mcneil(0.99, 5, 5)[1] == 1.0 and stats.hanley_mcneil(0.01, 5, 5)[0] == 0.0
+    assert all(math.isnan(b) for b in stats.hanley_mcneil(0.8, 0, 10))
+
+
+def test_mean_interval_is_the_normal_one_and_needs_two_values():
+    assert stats.mean_interval(0.5, 0.2, 16) == (pytest.approx(0.5 - Z * 0.05), pytest.approx(0.5 + Z * 0.05))
+    assert all(math.isnan(b) for b in stats.mean_interval(0.5, float("nan"), 1))
 
 
 def test_mover_difference_of_two_proportions_is_newcombes_interval():
@@ -49,15 +65,15 @@ def test_bootstrap_auc_is_the_auc_with_an_interval_as_wide_as_its_standard_error
     rng = np.random.default_rng(1)
     labels = np.r_[np.ones(300), np.zeros(300)]
     scores = np.r_[rng.normal(1, 1, 300), rng.normal(0, 1, 300)].round(1)  # rounded: ties count half
-    auc, (low, high) = claims.bootstrap_auc(labels, scores, seed=3)
+    auc, (low, high) = stats.bootstrap_auc(labels, scores, seed=3)
     assert auc == pytest.approx(roc_auc_score(labels, scores))
     q1, q2 = auc / (2 - auc), 2 * auc ** 2 / (1 + auc)  # Hanley & McNeil (1982) standard error
     se = math.sqrt((auc * (1 - auc) + 299 * (q1 - auc ** 2) + 299 * (q2 - auc ** 2)) / (300 * 300))
     assert low < auc < high and (high - low) / (2 * Z * se) == pytest.approx(1, abs=0.15)
-    assert claims.bootstrap_auc(labels, scores, seed=3) == (auc, (low, high))  # seeded
-    assert claims.bootstrap_auc([1, 1, 0, 0], [0.9, 0.8, 0.1, 0.2]) == (1.0, (1.0, 1.0))
+    assert stats.bootstrap_auc(labels, scores, seed=3) == (auc, (low, high))  # seeded
+    assert stats.bootstrap_auc([1, 1, 0, 0], [0.9, 0.8, 0.1, 0.2]) == (1.0, (1.0, 1.0))
     with pytest.raises(ValueError, match="both classes"):
-        claims.bootstrap_auc([1, 1], [0.3, 0.4])
+        stats.bootstrap_auc([1, 1], [0.3, 0.4])
 
 
 def test_bootstrap_differences_of_aucs_and_means():
@@ -67,19 +83,19 @@ def test_bootstrap_differences_of_aucs_and_means():
     labels = np.r_[np.ones(200), np.zeros(200)]
     strong = np.r_[rng.normal(2, 1, 200), rng.normal(0, 1, 200)]
     weak = strong + rng.normal(0, 2, 400)
-    diff, (low, high) = claims.bootstrap_auc_difference(labels, strong, weak, seed=0)
+    diff, (low, high) = stats.bootstrap_auc_difference(labels, strong, weak, seed=0)
     assert diff == pytest.approx(roc_auc_score(labels, strong) - roc_auc_score(labels, weak))
     assert 0 < low < diff < high
-    assert claims.bootstrap_auc_difference(labels, strong, strong) == (0.0, (0.0, 0.0))  # paired: same draws
-    _, (ilow, ihigh) = claims.bootstrap_auc_difference(labels, strong, weak, control_labels=labels, seed=0)
+    assert stats.bootstrap_auc_difference(labels, strong, strong) == (0.0, (0.0, 0.0))  # paired: same draws
+    _, (ilow, ihigh) = stats.bootstrap_auc_difference(labels, strong, weak, control_labels=labels, seed=0)
     assert ihigh - ilow > high - low  # independent samples: a wider interval than the paired one
 
     a, b = rng.normal(0.3, 1, 400), rng.normal(0, 2, 300)
-    diff, (low, high) = claims.bootstrap_mean_difference(a, b, seed=0)
+    diff, (low, high) = stats.bootstrap_mean_difference(a, b, seed=0)
     assert diff == pytest.approx(a.mean() - b.mean())
     se = math.sqrt(a.var(ddof=1) / 400 + b.var(ddof=1) / 300)
     assert (high - low) / (2 * Z * se) == pytest.approx(1, abs=0.1)
-    assert claims.percentile_interval(np.arange(1001) / 1000) == (pytest.approx(0.025), pytest.approx(0.975))
+    assert stats.percentile_interval(np.arange(1001) / 1000) == (pytest.approx(0.025), pytest.approx(0.975))
 
 
 # ------------------------------------------------------------------------------------------------ verdicts
@@ -216,7 +232,7 @@ def test_record_claim_reaches_results_json_under_claims(tmp_path, monkeypatch):
     assert saved == doc and saved["results"]["tpr"]["value"] == 0.9  # the recorded numbers as before
     stored = saved["claims"][claim.id]
     assert stored["verdict"] == INCONCLUSIVE and stored["paper_value"] == 1.0 and stored["n_successful"] == 300
-    assert stored["interval"] == pytest.approx(list(claims.wilson(297, 300))) and stored["note"] == "mnist5k"
+    assert stored["interval"] == pytest.approx(list(stats.wilson(297, 300))) and stored["note"] == "mnist5k"
     assert not (tmp_path / "tiny/10_demo" / results.CLAIMS_PARTIAL_FILE).exists()
     assert results.recorded_claims() == {}
 

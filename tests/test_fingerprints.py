@@ -228,12 +228,13 @@ def test_sweep_point_is_cached(digits, tmp_path):
     settings = nfx.SweepSettings(model_name="mlp", train_config=train.TrainConfig(epochs=2), n_pretest=30,
                                  attack_names=["FGM"])
     first = nfx.sweep_point(tr, te, settings, n=2, eps=0.1, cache=cache)
-    assert set(first) == {"accuracy", "FGM_success", "FGM_auc"}
+    assert set(first) == {"accuracy", "FGM_success", "FGM_auc", "FGM_n_correct"}
     stamp = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
     assert nfx.sweep_point(tr, te, settings, n=2, eps=0.1, cache=cache) == first
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == stamp
     by_n = nfx.auc_sweep(tr, te, settings, "N", [2], n=5, eps=0.1, cache=cache, log=None)
-    assert by_n.to_dict("records") == [{"N": 2, "attack": "FGM", "AUC": first["FGM_auc"], "accuracy": first["accuracy"]}]
+    assert by_n.to_dict("records") == [{"N": 2, "attack": "FGM", "AUC": first["FGM_auc"], "n": first["FGM_n_correct"],
+                                        "accuracy": first["accuracy"]}]
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == stamp  # read from the cache
     full = nfx.sweep_point(tr, te, settings, n=2, eps=0.1, cache=cache, with_evidence=True)
     evidence = full.pop("evidence")
@@ -280,7 +281,7 @@ def test_table_one_and_what_notebook_40_records(trained):
     adaptive = pd.DataFrame({"attack": ["a", "b"], "AUC": [0.6, 0.7], "succeeds undetected": [0.1, 0.2]},
                             index=["cw", "paper_adaptive"])
     measured = nfx.Measured(dataset="digits", n_fingerprints=4, eps=0.1, fpr=0.05, n_pretest=30, n_adaptive=2,
-                            paper_settings=False)
+                            paper_settings=False, n_test=200)
     results.clear()
     nfx.record_results(measured, accuracy={"with fingerprints": 0.9, "without (control)": 0.95}, match_rate=0.8,
                        table=table, adaptive=adaptive)
@@ -290,6 +291,10 @@ def test_table_one_and_what_notebook_40_records(trained):
     assert got["auc_fgm"]["paper"] == 1.0 and got["auc_fgm"]["match"] == "different dataset"
     assert got["adaptive_auc_paper_adaptive"]["paper"] == nfx.PAPER_ADAPTIVE_AUC["value"]
     assert got["adaptive_auc_cw"]["paper"] is None
+    # every rate and AUC carries its n and a 95 % interval
+    assert got["accuracy_with_fingerprints"]["n"] == 200 and got["success_fgm"]["n"] == table.loc["FGM", "n_correct"]
+    low, high = got["auc_fgm"]["interval"]
+    assert got["auc_fgm"]["n"] == table.loc["FGM", "n_correct"] and low <= got["auc_fgm"]["value"] <= high
 
 
 def test_attack_presets_per_dataset():

@@ -259,7 +259,7 @@ def test_claims_are_split_between_the_three_notebooks():
         0.5 + claims.tolerance_rule(0.5, decimals=1, paper_n=500))  # 0.595, the yaml comment's arithmetic
 
 
-NOTEBOOK_CLAIMS = {"10_honeymodels": ("honeymodels.table1.", "honeymodels.fig4."),
+NOTEBOOK_CLAIMS = {"10_honeymodels": ("honeymodels.table1.", "honeymodels.fig4.", "honeymodels.premise."),
                    "11_poison_sweep": ("honeymodels.fig4a.", "honeymodels.fig4b."),
                    "12_mmd_bootstrap": ("honeymodels.fig5.",)}
 
@@ -267,7 +267,6 @@ NOTEBOOK_CLAIMS = {"10_honeymodels": ("honeymodels.table1.", "honeymodels.fig4."
 def test_table_one_claims_rest_on_held_out_successes_and_the_control(recorded_claims):
     """Synthetic attacks with known outcomes: PGD writes the watermark on the HoneyModel (and not on the benign
     model), JSMA the other way round, CW writes a third of it but succeeds on only 10 images of the control."""
-    from decoylab import claims
     from decoylab.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
     from decoylab.experiments import honeymodel_claims as hc
 
@@ -290,10 +289,11 @@ def test_table_one_claims_rest_on_held_out_successes_and_the_control(recorded_cl
     verdicts = hc.table_one_claims(honey, control, {who: (x, a) for who, a in adv.items()}, params, n_train=500,
                                    test_fraction=0.7)
     v = _by_id(verdicts)
-    assert set(v) == {i for i in hc.declared() if i.startswith(NOTEBOOK_CLAIMS["10_honeymodels"])}
+    assert set(v) == {i for i in hc.declared() if i.startswith(NOTEBOOK_CLAIMS["10_honeymodels"])
+                      and not i.startswith("honeymodels.premise.")}  # the premise is honeymodel_null's
     tpr = v["honeymodels.table1.mnist.pgd.tpr"]
     assert (tpr.outcome, tpr.measurement.value, tpr.measurement.n_successful) == (REPRODUCED, 1.0, 420)  # 420 held out
-    assert tpr.measurement.interval == pytest.approx(claims.wilson(420, 420))
+    assert tpr.measurement.interval == pytest.approx(stats.wilson(420, 420))
     assert "500 training images (the paper: 60000)" in tpr.measurement.note and "digits" in tpr.measurement.note
     assert v["honeymodels.table1.mnist.pgd.fpr"].outcome == NOT_REPRODUCED  # 0 of 420 clean flagged, not 4.9 %
     assert v["honeymodels.table1.mnist.jsma.tpr"].measurement.value == 0.0  # nothing on the key: nothing flagged
@@ -323,6 +323,34 @@ def test_table_one_claims_rest_on_held_out_successes_and_the_control(recorded_cl
     with pytest.raises(RuntimeError, match="split differs"):  # re-scoring another split is caught
         hc.detector_scores(honey, x, {"pgd": adv["HoneyModel"]["pgd"]}, seed=0, samples="successful",
                            test_fraction=0.5)
+
+
+def test_random_key_null_tells_the_secret_watermark_from_a_footprint_on_every_pixel():
+    """PGD that writes the secret watermark beats a random key; an attack that moves every pixel alike (the
+    footprint of an L∞ attack) reads the same with any key, so the secret key adds nothing."""
+    from decoylab.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
+    from decoylab.experiments import honeymodel_null as hnull
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(400, *SHAPE, generator=g) * 0.6 + 0.2
+    key = hm.WatermarkKey.generate(SHAPE, 0.25, 1.0, seed=0)
+    (other,) = hnull.random_keys(key, 1, seed=0)
+    assert not set(other.indices.tolist()) & set(key.indices.tolist()) and len(other.indices) == len(key.indices)
+    footprint = (x + 0.3 * torch.sign(torch.randn(x.shape, generator=g))).clamp(0, 1)
+    every, few = torch.ones(400, dtype=torch.bool), torch.arange(400) < 20
+    adv = {"pgd": _result(key.apply(x), every), "jsma": _result(footprint, every), "cw": _result(key.apply(x), few)}
+    params = {"SEED": 0, "DETECTOR_SAMPLES": "successful", "RECONSTRUCTION": "perturbation", "DATASET": "digits"}
+    v = _by_id(hnull.key_null_claims(key, x, adv, params, n_train=500))
+    assert v["honeymodels.premise.pgd.reconstruction_over_random_key"].outcome == REPRODUCED
+    assert v["honeymodels.premise.pgd.auc_over_random_key"].outcome == REPRODUCED
+    assert v["honeymodels.premise.jsma.reconstruction_over_random_key"].outcome != REPRODUCED
+    assert v["honeymodels.premise.jsma.auc_over_random_key"].outcome in (INCONCLUSIVE, NOT_REPRODUCED)
+    assert v["honeymodels.premise.cw.auc_over_random_key"].outcome == INCONCLUSIVE  # 20 successes: too few
+    table = hnull.key_null_table(key, {"HoneyModel": (x, adv)}, n_keys=3, seed=0, reading="perturbation",
+                                 samples="successful")
+    assert list(table["key"].unique()) == ["secret", "random 1", "random 2", "random 3"]
+    pgd = table[table.attack == "pgd"].set_index("key")
+    assert pgd.loc["secret", "similarity"] == pytest.approx(1.0) and (pgd["similarity"].iloc[1:] < 0.9).all()
 
 
 def _sweep_rows(*, acc0, acc90, pgd=(0.40, 0.41), jsma=(0.10, 0.30), sizes=(0.90, 0.91)):
@@ -394,18 +422,30 @@ def test_indistinguishability_claims_from_disjoint_halves(recorded_claims):
     assert stats.bootstrap_mmd(one, two, sample_size=50, draws=1000).overlap_accuracy() > 0.85
     value, (low, high) = hc.split_half_overlap(one, two, sample_size=50, draws=1000, resamples=20)
     assert value < 0.65 and low < 0.55
-    one, two = torch.rand(400, *SHAPE, generator=g), torch.rand(400, *SHAPE, generator=g)
+    one, two, three = (torch.rand(400, *SHAPE, generator=g) for _ in range(3))
     every, few = torch.ones(400, dtype=torch.bool), torch.arange(400) < 60
+    shifted = (two + 0.5).clamp(0, 1)
     adversarial = {"benign": {"cw": _result(one, few), "pgd": _result(one, every), "jsma": _result(one, every)},
-                   "honey": {"cw": _result(two, few), "pgd": _result(two, every),
-                             "jsma": _result((two + 0.5).clamp(0, 1), every)}}
+                   "honey": {"cw": _result(two, few), "pgd": _result(two, every), "jsma": _result(shifted, every)}}
     params = {"SEED": 0, "MMD_SAMPLES": "successful", "SAMPLE_SIZE": 30, "DRAWS": 300, "DATASET": "digits"}
     v = _by_id(hc.indistinguishability_claims(adversarial, params, n_train=500, resamples=50))
-    assert set(v) == {i for i in hc.declared() if i.startswith(NOTEBOOK_CLAIMS["12_mmd_bootstrap"])}
+    assert set(v) == {i for i in hc.declared() if i.startswith(NOTEBOOK_CLAIMS["12_mmd_bootstrap"])
+                      and "beyond_another_model" not in i}  # no second benign model: no control claims
     assert v["honeymodels.fig5.pgd.overlap_accuracy"].outcome == REPRODUCED
     assert v["honeymodels.fig5.jsma.overlap_accuracy"].outcome == NOT_REPRODUCED
     cw = v["honeymodels.fig5.cw.overlap_accuracy"]
     assert cw.outcome == INCONCLUSIVE and cw.measurement.n_successful == 60 and "at least 100" in cw.reason
+    # against a second benign model: JSMA's gap is the HoneyModel's alone (the second benign model's examples
+    # look like the first's), unless the second benign model's examples are as far off (then no gap beyond it)
+    adversarial["second benign"] = {"cw": _result(three, few), "pgd": _result(three, every),
+                                    "jsma": _result(three, every)}
+    v = _by_id(hc.indistinguishability_claims(adversarial, params, n_train=500, resamples=50))
+    assert set(v) == {i for i in hc.declared() if i.startswith(NOTEBOOK_CLAIMS["12_mmd_bootstrap"])}
+    assert v["honeymodels.fig5.jsma.overlap_beyond_another_model"].outcome == NOT_REPRODUCED
+    assert v["honeymodels.fig5.pgd.overlap_beyond_another_model"].outcome == REPRODUCED
+    adversarial["second benign"]["jsma"] = _result((three + 0.5).clamp(0, 1), every)
+    v = _by_id(hc.indistinguishability_claims(adversarial, params, n_train=500, resamples=50))
+    assert v["honeymodels.fig5.jsma.overlap_beyond_another_model"].outcome == REPRODUCED
 
 
 def test_poison_scale_holds_the_optimiser_steps_and_shows_both_accuracies():

@@ -1,5 +1,6 @@
 """Every notebook: hygiene checks, then executed with params/tiny through the runner."""
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -74,6 +75,7 @@ PLAUSIBLE = {
                                         and r["adaptive.honeymodels.level2.detection"]
                                         < r["adaptive.honeymodels.level0.detection"]),
 }
+NOT_STATISTICS = re.compile(r"seconds|inference_factor")
 REQUIRED_SECTIONS = ("**Learning goals**", "**Estimated run time**", "## 0 Settings", "## Summary", "## Exercises", "<details><summary>Solution</summary>",
                      "**What to try next:**", "## Choices the paper leaves open", "## References")
 
@@ -137,6 +139,9 @@ def test_notebook_runs_with_tiny_preset(name, tmp_path):
     for key, r in doc["results"].items():
         if r["paper"] is not None:
             assert r["source"], f"{name}.{key}: paper value without its table or figure"
+        # every rate or score names the n it rests on; only wall times and their ratios are no statistics
+        if isinstance(r["value"], (int, float)) and not NOT_STATISTICS.search(key):
+            assert r.get("n") is not None, f"{name}.{key}: a recorded number without the n it rests on"
     assert (tmp_path / "tiny" / name / f"{name}.ipynb").exists()
     values = {k: r["value"] for k, r in doc["results"].items()}
     assert PLAUSIBLE[name](values), f"{name}: implausible tiny results {values}"

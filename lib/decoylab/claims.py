@@ -5,9 +5,8 @@ test (``AtLeast``, ``AtMost``, ``Within``, ``GreaterThan``, ``Ordering``). ``Cla
 a ``Verdict``: *inconclusive* when the evidence is below the claim's minimum (``min_n`` images,
 ``min_successes`` successful adversarial examples: 30 for a detection rate) or the 95 % interval straddles
 the test's threshold; *reproduced* when the whole interval satisfies the test; *not reproduced* when the
-whole interval violates it. Intervals: ``wilson`` (a proportion), percentile bootstraps (an AUC, differences
-of AUCs or means) and ``percentile_interval`` (draws that already are a bootstrap sample, e.g. those of
-``stats.bootstrap_mmd``). Claims and tolerances are declared in ``paper_values.yaml`` (``declared``).
+whole interval violates it. The intervals come from ``decoylab.stats`` (Wilson's for a proportion, percentile
+bootstraps for AUCs and differences). Claims and tolerances are declared in ``paper_values.yaml`` (``declared``).
 """
 from __future__ import annotations
 
@@ -16,15 +15,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import numpy as np
 
 from decoylab import paper_values
+from decoylab.stats import wilson
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 OUTCOMES = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE)
 #: Below this many successful adversarial examples a detection claim stays inconclusive (30/30: [0.886, 1]).
 DETECTION_MIN_SUCCESSES = 30
-Z95 = 1.959963984540054  # the standard normal's 97.5 % quantile
 
 
 def fmt(x: float | str | None) -> str:  # a stored results.json writes NaN as the string "nan"
@@ -33,97 +31,6 @@ def fmt(x: float | str | None) -> str:  # a stored results.json writes NaN as th
 
 def _span(interval: tuple[float, float]) -> str:
     return f"[{fmt(interval[0])}, {fmt(interval[1])}]"
-
-
-def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval (Wilson 1927) for ``k`` successes in ``n`` trials; n = 0 gives [0, 1]."""
-    if n < 0 or not 0 <= k <= n:
-        raise ValueError(f"k={k}, n={n}: need 0 <= k <= n")
-    if n == 0:
-        return 0.0, 1.0
-    p, z2 = k / n, z * z
-    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
-    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    return (0.0 if k == 0 else max(0.0, centre - half)), (1.0 if k == n else min(1.0, centre + half))
-
-
-def percentile_interval(draws, level: float = 0.95) -> tuple[float, float]:
-    """The central ``level`` percentile interval of bootstrap draws (non-finite draws left out). The draws
-    of ``stats.bootstrap_mmd`` are such a sample: ``percentile_interval(boot.benign_honey)``."""
-    finite = np.asarray(draws, dtype=float).ravel()
-    finite = finite[np.isfinite(finite)]
-    if not len(finite):
-        raise ValueError("no finite bootstrap draw")
-    tail = 100 * (1 - level) / 2
-    low, high = np.percentile(finite, [tail, 100 - tail])
-    return float(low), float(high)
-
-
-def _auc_rows(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
-    """AUC of each row (Mann–Whitney U / (n₁n₀), ties counted half), positives scoring higher."""
-    from scipy.stats import rankdata
-
-    n1, n0 = pos.shape[1], neg.shape[1]
-    ranks = rankdata(np.concatenate([pos, neg], axis=1), axis=1)
-    return (ranks[:, :n1].sum(axis=1) - n1 * (n1 + 1) / 2) / (n1 * n0)
-
-
-def _split(labels, scores) -> tuple[np.ndarray, np.ndarray]:
-    labels, scores = np.asarray(labels).astype(bool).ravel(), np.asarray(scores, dtype=float).ravel()
-    if labels.shape != scores.shape or labels.all() or not labels.any():
-        raise ValueError("an AUC needs labels and scores of one length, with both classes present")
-    return scores[labels], scores[~labels]
-
-
-def _chunks(draws: int, width: int) -> Iterable[int]:
-    """Draw counts per batch so that one batch holds about two million numbers."""
-    size = max(1, 2_000_000 // max(width, 1))
-    return [min(size, draws - start) for start in range(0, draws, size)]
-
-
-def bootstrap_auc(labels, scores, *, draws: int = 1000, seed: int = 0,
-                  level: float = 0.95) -> tuple[float, tuple[float, float]]:
-    """(AUC, percentile-bootstrap interval) of ``scores`` (higher = more adversarial) against ``labels``
-    (1 = adversarial). Resampled within each class, so every draw keeps both classes at their sizes."""
-    pos, neg = _split(labels, scores)
-    rng = np.random.default_rng(seed)
-    boot = [_auc_rows(pos[rng.integers(0, len(pos), (d, len(pos)))], neg[rng.integers(0, len(neg), (d, len(neg)))])
-            for d in _chunks(draws, len(pos) + len(neg))]
-    return float(_auc_rows(pos[None], neg[None])[0]), percentile_interval(np.concatenate(boot), level)
-
-
-def bootstrap_auc_difference(labels, scores, control_scores, *, control_labels=None, draws: int = 1000,
-                             seed: int = 0, level: float = 0.95) -> tuple[float, tuple[float, float]]:
-    """(AUC(scores) − AUC(control_scores), percentile-bootstrap interval). Without ``control_labels`` both
-    score the same examples and each draw resamples the same examples for both (paired); with them the
-    two samples are independent and resampled separately."""
-    pos, neg = _split(labels, scores)
-    paired = control_labels is None
-    cpos, cneg = _split(labels if paired else control_labels, control_scores)
-    rng = np.random.default_rng(seed)
-    boot = []
-    for d in _chunks(draws, 2 * (len(pos) + len(neg))):
-        ip, ineg = rng.integers(0, len(pos), (d, len(pos))), rng.integers(0, len(neg), (d, len(neg)))
-        icp, icneg = (ip, ineg) if paired else (rng.integers(0, len(cpos), (d, len(cpos))),
-                                                rng.integers(0, len(cneg), (d, len(cneg))))
-        boot.append(_auc_rows(pos[ip], neg[ineg]) - _auc_rows(cpos[icp], cneg[icneg]))
-    value = _auc_rows(pos[None], neg[None])[0] - _auc_rows(cpos[None], cneg[None])[0]
-    return float(value), percentile_interval(np.concatenate(boot), level)
-
-
-def bootstrap_mean_difference(a, b, *, paired: bool = False, draws: int = 1000, seed: int = 0,
-                              level: float = 0.95) -> tuple[float, tuple[float, float]]:
-    """(mean(a) − mean(b), percentile-bootstrap interval); ``paired``: a[i] and b[i] belong together."""
-    a, b = np.asarray(a, dtype=float).ravel(), np.asarray(b, dtype=float).ravel()
-    if not len(a) or not len(b) or (paired and len(a) != len(b)):
-        raise ValueError(f"samples of {len(a)} and {len(b)}: need both non-empty (and equal when paired)")
-    rng = np.random.default_rng(seed)
-    boot = []
-    for d in _chunks(draws, len(a) + len(b)):
-        ia = rng.integers(0, len(a), (d, len(a)))
-        ib = ia if paired else rng.integers(0, len(b), (d, len(b)))
-        boot.append(a[ia].mean(axis=1) - b[ib].mean(axis=1))
-    return float(a.mean() - b.mean()), percentile_interval(np.concatenate(boot), level)
 
 
 def tolerance_rule(paper_value: float, decimals: int, paper_n: int | None = None, spread: float = 0.0,
@@ -177,6 +84,13 @@ def proportion(k: int, n: int, *, images: int | None = None, n_successful: int |
     ``images``: how many images the run used (default ``n``)."""
     return Measurement(k / n if n else float("nan"), wilson(k, n), images if images is not None else n,
                        n_successful, tuple(seeds), note)
+
+
+def not_measured(note: str, *, n: int = 0, n_successful: int | None = None) -> Measurement:
+    """What a run could not measure (no example, no detector, an attack not run): NaN value and interval, so
+    that a difference or an ordering built on it is NaN too; record it with ``results.record_claim(...,
+    undecided=...)`` naming why."""
+    return Measurement(float("nan"), (float("nan"), float("nan")), n, n_successful, (), note)
 
 
 def difference(measured: Measurement, control: Measurement, *, labels: tuple[str, str] = ("defense", "control"),

@@ -83,7 +83,7 @@ def _evidence(name: str, value: Any, n: int | None, interval: Any, proportion: b
     if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 0:
         raise ValueError(f"result {name!r}: n={n!r} must be a count (an integer >= 0)")
     if proportion and interval is None and isinstance(value, numbers.Real) and math.isfinite(value) and n > 0:
-        from decoylab.claims import wilson
+        from decoylab.stats import wilson
 
         interval = wilson(round(float(value) * int(n)), int(n))
     return {"n": int(n), "interval": _plain(list(interval), name) if interval is not None else None}
@@ -121,12 +121,14 @@ def record_claim(claim, measurement, *, undecided: str | None = None):
     separate ``claims`` key (``claims.partial.json`` in a headless run); return the ``Verdict``.
     ``undecided``: why this run cannot decide the claim whatever its interval says (e.g. "attack too weak: ...",
     "not measured: ..."); the verdict is then inconclusive with that reason."""
-    if undecided:
-        from decoylab.claims import INCONCLUSIVE, Verdict
+    from dataclasses import replace
 
-        verdict = Verdict(INCONCLUSIVE, undecided, claim, measurement)
-    else:
-        verdict = claim.judge(measurement)
+    from decoylab.claims import INCONCLUSIVE, Verdict
+
+    numbers_ = () if measurement.value is None else (measurement.value, *(measurement.interval or (math.nan,)))
+    if any(math.isnan(x) for x in numbers_):  # unmeasured: results.json and the report carry None, not "nan"
+        measurement = replace(measurement, value=None, interval=None)
+    verdict = Verdict(INCONCLUSIVE, undecided, claim, measurement) if undecided else claim.judge(measurement)
     _CLAIMS[claim.id] = _plain(verdict.as_dict(), claim.id)
     _VERDICTS[claim.id] = verdict
     folder = run_dir()

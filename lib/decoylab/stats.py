@@ -1,4 +1,6 @@
-"""Two-sample statistics: Gaussian-kernel MMD, its bootstrap and permutation test (vectorised in torch).
+"""Intervals and two-sample statistics: 95 % intervals for a proportion (Wilson), a mean, an AUC (Hanley and
+McNeil; percentile bootstraps of AUCs, of their differences and of differences of means), and the
+Gaussian-kernel MMD with its bootstrap and permutation test (vectorised in torch).
 
 HoneyModels §IV-D (Fig. 5) measures indistinguishability with MMD over bootstrap draws of 50
 adversarial samples; here every draw reuses one precomputed kernel matrix over the pooled samples,
@@ -6,10 +8,141 @@ so 1000 draws cost a few gathers instead of 1000 kernel evaluations.
 """
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+Z95 = 1.959963984540054  # the standard normal's 97.5 % quantile
+
+
+def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval (Wilson 1927) for ``k`` successes in ``n`` trials; n = 0 gives [0, 1]."""
+    if n < 0 or not 0 <= k <= n:
+        raise ValueError(f"k={k}, n={n}: need 0 <= k <= n")
+    if n == 0:
+        return 0.0, 1.0
+    p, z2 = k / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return (0.0 if k == 0 else max(0.0, centre - half)), (1.0 if k == n else min(1.0, centre + half))
+
+
+def mean_interval(mean: float, sd: float, n: int, z: float = Z95) -> tuple[float, float]:
+    """The normal-approximation 95 % interval of a mean of ``n`` values with standard deviation ``sd``
+    (NaN bounds when ``n`` < 2: one value gives no spread)."""
+    if n < 2 or not math.isfinite(sd):
+        return float("nan"), float("nan")
+    half = z * sd / math.sqrt(n)
+    return mean - half, mean + half
+
+
+def hanley_mcneil(auc: float, n_positive: int, n_negative: int, z: float = Z95) -> tuple[float, float]:
+    """The 95 % interval of an AUC from its standard error alone (Hanley and McNeil, "The meaning and use of the
+    area under a receiver operating characteristic (ROC) curve", Radiology 1982, eq. 2), clipped to [0, 1]: for
+    rows that keep no scores to bootstrap (the claims bootstrap theirs); NaN bounds without both classes. At AUC
+    1.0 it has zero width, as a bootstrap of separated scores has."""
+    if n_positive < 1 or n_negative < 1 or not math.isfinite(auc):
+        return float("nan"), float("nan")
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    variance = (auc * (1 - auc) + (n_positive - 1) * (q1 - auc * auc)
+                + (n_negative - 1) * (q2 - auc * auc)) / (n_positive * n_negative)
+    half = z * math.sqrt(max(variance, 0.0))
+    return max(0.0, auc - half), min(1.0, auc + half)
+
+
+def median_interval(values, z: float = Z95) -> tuple[float, float]:
+    """The distribution-free 95 % interval of a median: the order statistics n/2 ∓ z·√n/2 (the binomial's
+    normal approximation; Conover, "Practical Nonparametric Statistics", §3.2). NaN bounds below 6 values."""
+    ordered = np.sort(np.asarray(values, dtype=float).ravel())
+    n = len(ordered)
+    if n < 6:
+        return float("nan"), float("nan")
+    half = z * math.sqrt(n) / 2
+    low, high = max(0, math.floor(n / 2 - half)), min(n - 1, math.ceil(n / 2 + half) - 1)
+    return float(ordered[low]), float(ordered[high])
+
+
+def percentile_interval(draws, level: float = 0.95) -> tuple[float, float]:
+    """The central ``level`` percentile interval of bootstrap draws (non-finite draws left out). The draws
+    of ``stats.bootstrap_mmd`` are such a sample: ``percentile_interval(boot.benign_honey)``."""
+    finite = np.asarray(draws, dtype=float).ravel()
+    finite = finite[np.isfinite(finite)]
+    if not len(finite):
+        raise ValueError("no finite bootstrap draw")
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(finite, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def _auc_rows(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """AUC of each row (Mann–Whitney U / (n₁n₀), ties counted half), positives scoring higher."""
+    from scipy.stats import rankdata
+
+    n1, n0 = pos.shape[1], neg.shape[1]
+    ranks = rankdata(np.concatenate([pos, neg], axis=1), axis=1)
+    return (ranks[:, :n1].sum(axis=1) - n1 * (n1 + 1) / 2) / (n1 * n0)
+
+
+def _split(labels, scores) -> tuple[np.ndarray, np.ndarray]:
+    labels, scores = np.asarray(labels).astype(bool).ravel(), np.asarray(scores, dtype=float).ravel()
+    if labels.shape != scores.shape or labels.all() or not labels.any():
+        raise ValueError("an AUC needs labels and scores of one length, with both classes present")
+    return scores[labels], scores[~labels]
+
+
+def _chunks(draws: int, width: int) -> Iterable[int]:
+    """Draw counts per batch so that one batch holds about two million numbers."""
+    size = max(1, 2_000_000 // max(width, 1))
+    return [min(size, draws - start) for start in range(0, draws, size)]
+
+
+def bootstrap_auc(labels, scores, *, draws: int = 1000, seed: int = 0,
+                  level: float = 0.95) -> tuple[float, tuple[float, float]]:
+    """(AUC, percentile-bootstrap interval) of ``scores`` (higher = more adversarial) against ``labels``
+    (1 = adversarial). Resampled within each class, so every draw keeps both classes at their sizes."""
+    pos, neg = _split(labels, scores)
+    rng = np.random.default_rng(seed)
+    boot = [_auc_rows(pos[rng.integers(0, len(pos), (d, len(pos)))], neg[rng.integers(0, len(neg), (d, len(neg)))])
+            for d in _chunks(draws, len(pos) + len(neg))]
+    return float(_auc_rows(pos[None], neg[None])[0]), percentile_interval(np.concatenate(boot), level)
+
+
+def bootstrap_auc_difference(labels, scores, control_scores, *, control_labels=None, draws: int = 1000,
+                             seed: int = 0, level: float = 0.95) -> tuple[float, tuple[float, float]]:
+    """(AUC(scores) − AUC(control_scores), percentile-bootstrap interval). Without ``control_labels`` both
+    score the same examples and each draw resamples the same examples for both (paired); with them the
+    two samples are independent and resampled separately."""
+    pos, neg = _split(labels, scores)
+    paired = control_labels is None
+    cpos, cneg = _split(labels if paired else control_labels, control_scores)
+    rng = np.random.default_rng(seed)
+    boot = []
+    for d in _chunks(draws, 2 * (len(pos) + len(neg))):
+        ip, ineg = rng.integers(0, len(pos), (d, len(pos))), rng.integers(0, len(neg), (d, len(neg)))
+        icp, icneg = (ip, ineg) if paired else (rng.integers(0, len(cpos), (d, len(cpos))),
+                                                rng.integers(0, len(cneg), (d, len(cneg))))
+        boot.append(_auc_rows(pos[ip], neg[ineg]) - _auc_rows(cpos[icp], cneg[icneg]))
+    value = _auc_rows(pos[None], neg[None])[0] - _auc_rows(cpos[None], cneg[None])[0]
+    return float(value), percentile_interval(np.concatenate(boot), level)
+
+
+def bootstrap_mean_difference(a, b, *, paired: bool = False, draws: int = 1000, seed: int = 0,
+                              level: float = 0.95) -> tuple[float, tuple[float, float]]:
+    """(mean(a) − mean(b), percentile-bootstrap interval); ``paired``: a[i] and b[i] belong together."""
+    a, b = np.asarray(a, dtype=float).ravel(), np.asarray(b, dtype=float).ravel()
+    if not len(a) or not len(b) or (paired and len(a) != len(b)):
+        raise ValueError(f"samples of {len(a)} and {len(b)}: need both non-empty (and equal when paired)")
+    rng = np.random.default_rng(seed)
+    boot = []
+    for d in _chunks(draws, len(a) + len(b)):
+        ia = rng.integers(0, len(a), (d, len(a)))
+        ib = ia if paired else rng.integers(0, len(b), (d, len(b)))
+        boot.append(a[ia].mean(axis=1) - b[ib].mean(axis=1))
+    return float(a.mean() - b.mean()), percentile_interval(np.concatenate(boot), level)
+
 
 
 def median_bandwidth(pooled: torch.Tensor) -> float:

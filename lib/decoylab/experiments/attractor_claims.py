@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from decoylab import claims, results, train
+from decoylab import claims, results, stats, train
 from decoylab.claims import Measurement, Verdict
 from decoylab.experiments.attractors import TABLE_I_ATTACKS, PaperComparison, paper_dataset
 
@@ -50,7 +50,7 @@ def paired_difference(first, second) -> tuple[float, tuple[float, float]]:
     a, b, c = int((first & second).sum()), int((first & ~second).sum()), int((~first & second).sum())
     d = n - a - b - c
     p1, p2 = (a + b) / n, (a + c) / n
-    (l1, u1), (l2, u2) = claims.wilson(a + b, n), claims.wilson(a + c, n)
+    (l1, u1), (l2, u2) = stats.wilson(a + b, n), stats.wilson(a + c, n)
     margins, cross = (a + b) * (c + d) * (a + c) * (b + d), a * d - b * c
     phi = 0.0 if margins == 0 or 0 <= cross <= n / 2 else (cross - n / 2 if cross > 0 else cross) / math.sqrt(margins)
     below = (p1 - l1) ** 2 + (u2 - p2) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2)
@@ -78,7 +78,7 @@ def bootstrap_rate_difference(hit_a, flag_a, hit_b, flag_b, *, draws: int = DRAW
         hit_a, flag_a, hit_b, flag_b = (v[idx].sum(1) for v in arrays)
         with np.errstate(invalid="ignore", divide="ignore"):
             out.append(flag_a / hit_a - flag_b / hit_b)  # a draw without hits is NaN, left out
-    return claims.percentile_interval(np.concatenate(out))
+    return stats.percentile_interval(np.concatenate(out))
 
 
 def bootstrap_median(values, *, draws: int = DRAWS, seed: int = 0) -> tuple[float, tuple[float, float]]:
@@ -87,7 +87,7 @@ def bootstrap_median(values, *, draws: int = DRAWS, seed: int = 0) -> tuple[floa
     rng = np.random.default_rng(seed)
     boot = [np.median(values[rng.integers(0, len(values), (min(200, draws - start), len(values)))], axis=1)
             for start in range(0, draws, 200)]
-    return float(np.median(values)), claims.percentile_interval(np.concatenate(boot))
+    return float(np.median(values)), stats.percentile_interval(np.concatenate(boot))
 
 
 # ----- The run's settings against the paper's -----
@@ -248,7 +248,7 @@ def figure_claims(*, fig5: Mapping[str, torch.Tensor], fig6: Mapping[str, torch.
         kind = claim.id.split(".")[3]
         if kind in pairs:
             (larger, zeros_1), (smaller, zeros_2) = (_log_norms(v) for v in pairs[kind])
-            value, interval = claims.bootstrap_mean_difference(larger, smaller, paired=True, draws=DRAWS, seed=seed)
+            value, interval = stats.bootstrap_mean_difference(larger, smaller, paired=True, draws=DRAWS, seed=seed)
             zeros = (f"{zeros_1 + zeros_2} of the {2 * len(larger)} norms exactly 0, counted as 1e-12"
                      if zeros_1 + zeros_2 else "")
             extra = (f"the kit's analytic eq. 1 construction, trapdoor amplitude {run.get('TRAPDOOR_AMPLITUDE')} (the "
@@ -263,7 +263,7 @@ def figure_claims(*, fig5: Mapping[str, torch.Tensor], fig6: Mapping[str, torch.
             elif kind == "cosine_M":
                 value, interval = bootstrap_median(z_m, seed=seed)
             else:
-                value, interval = claims.bootstrap_mean_difference(z_m, z_c, paired=True, draws=DRAWS, seed=seed)
+                value, interval = stats.bootstrap_mean_difference(z_m, z_c, paired=True, draws=DRAWS, seed=seed)
             codewords = ("nearest attractor over the codewords inside [0, 255]; the decoder's codewords: "
                          f"{run.get('CODEWORDS', 'lattice')} (§V-E leaves the reading open)")
             measurement = Measurement(value, interval, len(z_m), None, (seed,), _note(codewords, *common))

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from decoylab import metrics, results, train
+from decoylab import metrics, results, stats, train
 from decoylab.defenses.attractors import CODEWORDS, Attractors, CombinedModel, QIMDecoder
 
 if TYPE_CHECKING:
@@ -240,21 +240,29 @@ def trapdoor_goals(trapdoor: TrapdoorConstruction, classifier: nn.Module, x: tor
 
 
 def trapdoor_attack_check(trapdoor: TrapdoorConstruction, x: torch.Tensor, y: torch.Tensor, targets: torch.Tensor, *,
-                          seed: int = 0, cache=None) -> pd.Series:
-    """Does an attack walk into a trapdoor? PGD (Table VII) on the eq. 1 model; D > 0.5 would reveal it.
-    Beside it, the share of trapdoored inputs with D > 0.5 (the detector's sanity check)."""
+                          seed: int = 0, cache=None) -> pd.DataFrame:
+    """Does an attack walk into a trapdoor? PGD (Table VII) on the eq. 1 model; D > 0.5 would reveal it. Its
+    control: PGD crafted on C alone (no trapdoor in the gradient) read by the same D. Beside them, the share of
+    trapdoored inputs with D > 0.5 (the detector's sanity check). Columns: ``share`` and the ``n`` it is of."""
     import pandas as pd
 
     from decoylab import attacks
 
     device = trapdoor.patterns.device
+
+    def flagged(images: torch.Tensor) -> tuple[float, int]:
+        with torch.no_grad():
+            d = trapdoor.parts(images.to(device))[0].cpu()
+        return (float((d > 0.5).float().mean()) if len(d) else float("nan")), len(d)
+
     pgd = attacks.run("pgd", trapdoor, x, y, preset="deepsec_mnist", seed=seed, cache=cache)
-    with torch.no_grad():
-        d_adv = trapdoor.parts(pgd.x_adv[pgd.success].to(device))[0].cpu()
-        d_trap = trapdoor.parts(trapdoor.trapdoored(x.to(device), targets.to(device)))[0].cpu()
-    return pd.Series({"PGD success on the eq. 1 model": pgd.success_rate,
-                      "successful PGD examples with D > 0.5 (detected)": float((d_adv > 0.5).float().mean()),
-                      "trapdoored inputs with D > 0.5 (sanity)": float((d_trap > 0.5).float().mean())})
+    control = attacks.run("pgd", trapdoor.classifier, x, y, preset="deepsec_mnist", seed=seed, cache=cache)
+    rows = {"PGD success on the eq. 1 model": (pgd.success_rate, len(x)),
+            "successful PGD examples with D > 0.5 (detected)": flagged(pgd.x_adv[pgd.success]),
+            "PGD success on C alone (control)": (control.success_rate, len(x)),
+            "successful PGD examples on C with D > 0.5 (control)": flagged(control.x_adv[control.success]),
+            "trapdoored inputs with D > 0.5 (sanity)": flagged(trapdoor.trapdoored(x.to(device), targets.to(device)))}
+    return pd.DataFrame(rows, index=["share", "n"]).T.astype({"n": int})
 
 
 def cosine_samples(defense: Attractors, x: torch.Tensor, *, n_density: int, radius: float, samples: int,
@@ -294,7 +302,9 @@ def cosines_by_codewords(classifier: nn.Module, x: torch.Tensor, num_classes: in
         split_cos = cosines_by_interval(probe.attacked_model, probe.decoder, x[:1000])
         for kind, by_group in split_cos.items():
             rows[(codewords, kind)] = {group: float(values.mean()) for group, values in by_group.items()}
-    return pd.DataFrame(rows).T
+    table = pd.DataFrame(rows).T
+    table.attrs["n_images"] = len(x[:1000])  # each mean is over these images
+    return table
 
 
 def record_results(*, fig5: dict[str, torch.Tensor], fig6: dict[str, torch.Tensor], trapdoor_check,
@@ -304,26 +314,39 @@ def record_results(*, fig5: dict[str, torch.Tensor], fig6: dict[str, torch.Tenso
     outputs, the trapdoor's detection of PGD, Fig. 7's mean cosines and ``cosine_table`` cell by cell."""
     n_images, n_density = len(fig5["signal_1"]), len(cosines["S1"])
     note = f"{dataset}, {n_images} test images ({comparison}); the paper gives these only as figures"
-    results.record("fig5.gradient_through_W_median", float(fig5["gradient_1"].median()), source="Fig. 5b", note=note)
-    results.record("fig5.gradient_through_C_median", float(fig5["gradient_2"].median()), source="Fig. 5b", note=note)
-    results.record("fig5.output_W_median", float(fig5["signal_1"].median()), source="Fig. 5a", note=note)
-    results.record("fig6.gradient_through_trapdoor_median", float(fig6["gradient_1"].median()), source="Fig. 6b",
-                   note=note)
-    results.record("fig6.gradient_through_C_median", float(fig6["gradient_2"].median()), source="Fig. 6b", note=note)
-    results.record("fig6.pgd_detected_by_trapdoor", float(trapdoor_check.iloc[1]), source="§IV-C",
-                   note="share of successful PGD examples on the eq. 1 model with D > 0.5")
+
+    def median(name: str, values: torch.Tensor, source: str) -> None:
+        results.record(name, float(values.median()), source=source, n=len(values),
+                       interval=stats.median_interval(values.numpy()), note=f"{note}; interval: order statistics")
+
+    def mean(name: str, values: torch.Tensor, source: str, what: str) -> None:
+        results.record(name, float(values.mean()), source=source, n=len(values),
+                       interval=stats.mean_interval(float(values.mean()), float(values.double().std()), len(values)),
+                       note=what)
+
+    median("fig5.gradient_through_W_median", fig5["gradient_1"], "Fig. 5b")
+    median("fig5.gradient_through_C_median", fig5["gradient_2"], "Fig. 5b")
+    median("fig5.output_W_median", fig5["signal_1"], "Fig. 5a")
+    median("fig6.gradient_through_trapdoor_median", fig6["gradient_1"], "Fig. 6b")
+    median("fig6.gradient_through_C_median", fig6["gradient_2"], "Fig. 6b")
+    for name, row, what in (("fig6.pgd_detected_by_trapdoor", "successful PGD examples with D > 0.5 (detected)",
+                             "successful PGD examples on the eq. 1 model with D > 0.5"),
+                            ("fig6.pgd_on_C_detected_by_trapdoor", "successful PGD examples on C with D > 0.5 (control)",
+                             "the control: successful PGD examples crafted on C alone with D > 0.5")):
+        results.record(name, float(trapdoor_check.loc[row, "share"]), source="§IV-C", note=f"share of {what}",
+                       n=int(trapdoor_check.loc[row, "n"]), proportion=True)
     z_c, z_m, s_c, s_m = (cosines[k] for k in ("Z1", "Z2", "S1", "S2"))
-    results.record("fig7a.cosine_mean_C", float(z_c.mean()), source="Fig. 7a (Z1)", note=note)
-    results.record("fig7a.cosine_mean_M", float(z_m.mean()), source="Fig. 7a (Z2)", note=note)
-    results.record("fig7a.share_above_0.8_M", float((z_m > 0.8).float().mean()), source="Fig. 7a",
-                   note="the paper: 'cosine similarity is more than 0.8' for M")
+    mean("fig7a.cosine_mean_C", z_c, "Fig. 7a (Z1)", note)
+    mean("fig7a.cosine_mean_M", z_m, "Fig. 7a (Z2)", note)
+    results.record("fig7a.share_above_0.8_M", float((z_m > 0.8).float().mean()), source="Fig. 7a", n=len(z_m),
+                   proportion=True, note="the paper: 'cosine similarity is more than 0.8' for M")
     note_7b = (f"{dataset}, the first {n_density} of {n_images} test images ({comparison}), {density_samples} "
                f"sphere points each")
-    results.record("fig7b.cosine_mean_C", float(s_c.mean()), source="Fig. 7b (S1)", note=note_7b)
-    results.record("fig7b.cosine_mean_M", float(s_m.mean()), source="Fig. 7b (S2)", note=note_7b)
+    mean("fig7b.cosine_mean_C", s_c, "Fig. 7b (S1)", note_7b)
+    mean("fig7b.cosine_mean_M", s_m, "Fig. 7b (S2)", note_7b)
     for (codewords, kind), row in cosine_table.iterrows():
         which = "W_pull" if kind.startswith("W") else "M"
         for group, value in row.items():
             key = "all" if group == "all pixels" else "delta" + group.split("=")[1].split()[0]
             results.record(f"fig7a.{which}_cosine_{codewords}_{key}", value, source="Fig. 7a (taken apart)",
-                           note=f"cos(x_w − x, {kind}); {group}; {note}")
+                           n=cosine_table.attrs.get("n_images"), note=f"cos(x_w − x, {kind}); {group}; {note}")

@@ -225,6 +225,7 @@ def evaluate_attacks(defense: Attractors, baseline, x: torch.Tensor, y: torch.Te
     table.attrs["outcomes"] = outcomes
     table.attrs["fpr_measured"] = {f"{fpr:g}": _mean(clean > cut) for fpr, cut in zip(fprs, cuts)}
     table.attrs["fs_fpr_measured"] = _mean(fs_clean > fs_cut)
+    table.attrs["n_clean"] = len(clean)  # the held-out clean images the measured FPRs are of
     table.attrs["thresholds"] = defense.thresholds
     return table
 
@@ -325,7 +326,8 @@ def record_results(table, comparison: PaperComparison, *, accuracy_c: float, acc
         results.record(name, value, paper=paper, source="Table II", match=match, note=settings_note,
                        n=n_test, proportion=n_test is not None)
     results.record("attractors.fpr_measured", table.attrs["fpr_measured"][f"{fpr:g}"], paper=fpr,
-                   source="Table III (b)", match=match,
+                   source="Table III (b)", match=match, n=table.attrs.get("n_clean"),
+                   proportion=table.attrs.get("n_clean") is not None,
                    note="F_d's FPR on held-out clean images at the calibrated threshold")
     paper_1, paper_3, paper_5 = PAPER_TABLE_I[column], PAPER_TABLE_III[column], PAPER_TABLE_V[column]
     for row in table.itertuples():

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from decoylab import attacks, params, results
+from decoylab import attacks, claims, params, results, stats
 from decoylab.defenses.base import Defense
 from decoylab.specs import compare as compare_specs
 from decoylab.specs.common import FPR
@@ -394,28 +394,39 @@ def overheads(setup: ComparisonSetup, n_timing: int = 500):
 # --- Results -------------------------------------------------------------------------------------
 
 NO_PAPER = "the kit's own comparison: no paper measures this"
+AUC_INTERVAL = "interval: Hanley and McNeil's"
 
 
 def record_comparison(setup: ComparisonSetup, costs, comparison, fprs) -> None:
     """Notebook 90's costs (``overheads``) and detection results (``comparison_table``) as named results."""
     where, first = setup.where, f"{fprs[0]:g}"
     for name, row in costs.iterrows():
-        results.record(f"{name}.clean_accuracy", row["clean accuracy"], note=where)
-        results.record(f"{name}.accuracy_cost", row["accuracy cost (points)"] / 100,
-                       note=f"undefended minus {name}; {NO_PAPER}")
+        n_test = len(setup.test_set.y)
+        accuracy = {who: claims.proportion(round(costs.loc[who, "clean accuracy"] * n_test), n_test)
+                    for who in (UNDEFENDED, name)}
+        results.record(f"{name}.clean_accuracy", row["clean accuracy"], n=n_test, proportion=True, note=where)
+        results.record(f"{name}.accuracy_cost", row["accuracy cost (points)"] / 100, n=n_test,
+                       interval=claims.difference(accuracy[UNDEFENDED], accuracy[name]).interval,
+                       note=f"undefended minus {name} on the same {n_test} test images (interval: Newcombe's, "
+                            f"unpaired, so conservative); {NO_PAPER}")
         results.record(f"{name}.training_overhead_seconds", row["training overhead s"],
                        note="wall time on the machine that trained it")
         results.record(f"{name}.inference_factor", row["inference ×"],
                        note="classify and score, relative to the undefended model")
     for (name, attack), row in comparison.iterrows():
         key, contender = f"{name}.{attack}", setup.contenders[name]
-        results.record(f"{key}.success", row["success"], note=where)
-        results.record(f"{key}.overall", row["overall"], note=f"success × (1 − TPR @ {first}); {NO_PAPER}")
+        attacked, won, control_won = int(row["n attacked"]), int(row["n successful"]), int(row["control n successful"])
+        results.record(f"{key}.success", row["success"], n=attacked, proportion=True, note=where)
+        results.record(f"{key}.overall", row["overall"], n=attacked, proportion=True,
+                       note=f"success × (1 − TPR @ {first}); {NO_PAPER}")
         if contender.defense is not None:
-            results.record(f"{key}.tpr@{first}", row[f"TPR @ {first}"], note=where)
-            results.record(f"{key}.auc", row["AUC"], note=where)
-            results.record(f"{key}.control_auc", row["control AUC"], source="control",
-                           note=contender.control_description)
+            results.record(f"{key}.tpr@{first}", row[f"TPR @ {first}"], n=won, proportion=won > 0,
+                           note=f"{where}; n: successful examples")
+            results.record(f"{key}.auc", row["AUC"], n=won, interval=stats.hanley_mcneil(row["AUC"], won, attacked),
+                           note=f"{where}; n: successful examples against {attacked} clean; {AUC_INTERVAL}")
+            results.record(f"{key}.control_auc", row["control AUC"], source="control", n=control_won,
+                           interval=stats.hanley_mcneil(row["control AUC"], control_won, attacked),
+                           note=f"{contender.control_description}; n: its successful examples; {AUC_INTERVAL}")
 
 
 def record_overlay(setup: ComparisonSetup, comparison) -> None:
@@ -427,6 +438,9 @@ def record_overlay(setup: ComparisonSetup, comparison) -> None:
                                              ("control", "control AUC", contender.control,
                                               contender.control_description)):
             if detector is not None:
-                results.record(f"overlay_{name}_{role}_{attack}_auc", row[column],
+                won = int(row["n successful" if role == "defense" else "control n successful"])
+                results.record(f"overlay_{name}_{role}_{attack}_auc", row[column], n=won,
+                               interval=stats.hanley_mcneil(row[column], won, int(row["n attacked"])),
                                note=f"{attack} crafted on the {name} model ({setup.model_name}, {setup.dataset}), "
-                                    f"successful examples vs clean; {what}")
+                                    f"{won} successful examples vs {int(row['n attacked'])} clean; {what}; "
+                                    f"{AUC_INTERVAL}")

@@ -91,7 +91,9 @@ def comparison_table(setup: ComparisonSetup, fprs, *, seed: int = 0, cache=None)
         clean_control = clean_vs_clean_auc(c.defense, setup.x_cal, seed=seed) if c.defense is not None else np.nan
         for attack, r in adv.items():
             m, k = measured.get(attack, {}), control.get(attack, {})
-            rows.append({"defense": name, "attack": attack, "success": r.success_rate,
+            rows.append({"defense": name, "attack": attack, "n attacked": len(r.success),
+                         "n successful": int(r.success.sum()), "control n successful": k.get("n_successful", 0),
+                         "success": r.success_rate,
                          **{f"TPR @ {f}": m.get(f"tpr@{f}", np.nan) for f in fpr_keys},
                          "FPR measured": m.get(f"fpr@{fpr_keys[0]}", np.nan), "AUC": m.get("auc", np.nan),
                          "overall": m.get("overall", r.success_rate),
@@ -171,7 +173,8 @@ def _curve(contender: Contender, steps: list[AdaptiveAttack], x, y, x_calibratio
             overall = rate * (1 - (detection if detection == detection else 0.0))
             tried.append((overall, weight, rate, detection, float(r.l2[success].mean()) if success.any() else float("nan")))
         overall, weight, rate, detection, l2 = max(tried, key=lambda t: t[0])
-        rows.append({"defense": contender.name, "level": level, "knowledge": step.knowledge, "success": rate,
+        rows.append({"defense": contender.name, "level": level, "knowledge": step.knowledge, "n attacked": len(y),
+                     "n successful": round(rate * len(y)), "success": rate,
                      "detection": detection, "overall": overall, "weight": weight, "mean_l2": l2,
                      "grad_steps": spent, "note": step.note})
     return rows
@@ -199,7 +202,9 @@ def security_table(setup: ComparisonSetup, attack: tuple[str, dict[str, Any]], w
 
 def record_security(security, attack_label: str) -> None:
     """Notebook 90's security curves as named results: detection and overall success per level."""
-    for row in security.itertuples():
-        results.record(f"adaptive.{row.defense}.level{row.level}.detection", row.detection,
-                       note=f"{row.knowledge}; {attack_label}, best weight {row.weight}")
-        results.record(f"adaptive.{row.defense}.level{row.level}.overall", row.overall, note=row.knowledge)
+    for _, row in security.iterrows():
+        key, n_successful = f"adaptive.{row['defense']}.level{row['level']}", int(row["n successful"])
+        results.record(f"{key}.detection", row["detection"], n=n_successful, proportion=n_successful > 0,
+                       note=f"{row['knowledge']}; {attack_label}, best weight {row['weight']}; n: successful examples")
+        results.record(f"{key}.overall", row["overall"], n=int(row["n attacked"]), proportion=True,
+                       note=row["knowledge"])

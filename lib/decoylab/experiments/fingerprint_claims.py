@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from decoylab import claims, metrics, results, train
+from decoylab import claims, metrics, results, stats, train
 from decoylab.experiments.fingerprints import PAPER_ATTACKS, AttackedSet, SweepSettings, sweep_point
 
 PAPER = "fingerprints"
@@ -106,19 +106,12 @@ def either_direction(clean: np.ndarray, adversarial: np.ndarray) -> tuple[np.nda
     return clean, adversarial
 
 
-class NotMeasured(claims.Measurement):
-    """No value: ``_record`` records the claim as inconclusive with ``why`` (the note) as its reason."""
-
-    def __init__(self, why: str):
-        super().__init__(None, None, 0, 0, (), why)
-
-
 def auc_measurement(clean: np.ndarray, adversarial: np.ndarray, *, images: int, seeds: tuple[int, ...],
                     note: str) -> claims.Measurement:
     """Bootstrap AUC of clean against adversarial scores, resting on the adversarial examples' number."""
     if not len(clean) or not len(adversarial):
         return claims.Measurement(None, None, images, len(adversarial), seeds, note)
-    value, interval = claims.bootstrap_auc(*_labelled(clean, adversarial), seed=seeds[0] if seeds else 0)
+    value, interval = stats.bootstrap_auc(*_labelled(clean, adversarial), seed=seeds[0] if seeds else 0)
     return claims.Measurement(value, interval, images, len(adversarial), seeds, note)
 
 
@@ -133,7 +126,7 @@ def auc_difference(first: tuple[np.ndarray, np.ndarray], second: tuple[np.ndarra
         return claims.combined(dict(zip(labels, parts)), note=note)
     labels_a, scores_a = _labelled(*first)
     labels_b, scores_b = _labelled(*second)
-    _, interval = claims.bootstrap_auc_difference(labels_a, scores_a, scores_b, control_labels=labels_b,
+    _, interval = stats.bootstrap_auc_difference(labels_a, scores_a, scores_b, control_labels=labels_b,
                                                   seed=seeds[0] if seeds else 0)
     return claims.difference(parts[0], parts[1], labels=labels, interval=interval, note=note)
 
@@ -148,7 +141,7 @@ def separation(clean: np.ndarray, adversarial: np.ndarray, *, fpr: float = 0.05,
     boot = [metrics.tpr_at_fpr(clean[rng.integers(0, len(clean), len(clean))],
                                adversarial[rng.integers(0, len(adversarial), len(adversarial))], fpr)
             for _ in range(draws)]
-    return claims.Measurement(metrics.tpr_at_fpr(clean, adversarial, fpr), claims.percentile_interval(boot), images,
+    return claims.Measurement(metrics.tpr_at_fpr(clean, adversarial, fpr), stats.percentile_interval(boot), images,
                               len(adversarial), seeds, note)
 
 
@@ -156,7 +149,7 @@ def accuracy_difference(correct_with: torch.Tensor, correct_without: torch.Tenso
                         note: str) -> claims.Measurement:
     """Test accuracy with minus without fingerprints, paired on the same images (bootstrap)."""
     a, b = correct_with.double().numpy(), correct_without.double().numpy()
-    value, interval = claims.bootstrap_mean_difference(a, b, paired=True, seed=seeds[0] if seeds else 0)
+    value, interval = stats.bootstrap_mean_difference(a, b, paired=True, seed=seeds[0] if seeds else 0)
     parts = {"with fingerprints": claims.proportion(int(a.sum()), len(a), seeds=seeds),
              "without (control)": claims.proportion(int(b.sum()), len(b), seeds=seeds)}
     return claims.combined(parts, value=value, interval=interval, note=note)
@@ -174,9 +167,9 @@ def std_over_sets(per_set: list[tuple[np.ndarray, np.ndarray]], *, images: int, 
     n_successful = min(len(adversarial) for _, adversarial in per_set)
     if len(per_set) < 2 or any(not len(c) or not len(a) for c, a in per_set):
         return claims.Measurement(None, None, images, n_successful, seeds, note)
-    fits = [claims.bootstrap_auc(*_labelled(c, a), seed=seeds[0] if seeds else 0) for c, a in per_set]
+    fits = [stats.bootstrap_auc(*_labelled(c, a), seed=seeds[0] if seeds else 0) for c, a in per_set]
     values = np.array([value for value, _ in fits])
-    noise = float(np.mean([((high - low) / (2 * claims.Z95)) ** 2 for _, (low, high) in fits]))
+    noise = float(np.mean([((high - low) / (2 * stats.Z95)) ** 2 for _, (low, high) in fits]))
     s, dof = float(values.std(ddof=1)), len(values) - 1
     low = s * np.sqrt(dof / chi2.ppf(0.975, dof))
     high = min(s * np.sqrt(dof / chi2.ppf(0.025, dof)), 0.5 * np.sqrt(len(values) / dof))
@@ -184,10 +177,17 @@ def std_over_sets(per_set: list[tuple[np.ndarray, np.ndarray]], *, images: int, 
                               seeds, note)
 
 
-def _record(measurements: Mapping[str, claims.Measurement]) -> list[claims.Verdict]:
+def _record(measurements: Mapping[str, claims.Measurement], missing: Mapping[str, str]) -> list[claims.Verdict]:
+    """Judge and record each claim; ``missing[id]`` says why this run could not measure it."""
     by_id = {c.id: c for c in claims.declared(PAPER)}
-    return [results.record_claim(by_id[claim_id], m, undecided=f"not measured: {m.note}"
-                                 if isinstance(m, NotMeasured) else None) for claim_id, m in measurements.items()]
+    return [results.record_claim(by_id[claim_id], m, undecided=f"not measured: {missing[claim_id]}"
+                                 if claim_id in missing else None) for claim_id, m in measurements.items()]
+
+
+def _unmeasured(found: dict[str, claims.Measurement], missing: dict[str, str], ids, why: str) -> None:
+    """Mark each claim of ``ids`` as not measured in this run, for ``why``."""
+    for claim_id in ids:
+        found[claim_id], missing[claim_id] = claims.not_measured(why), why
 
 
 def notebook_claim_ids(notebook: str) -> list[str]:
@@ -203,15 +203,13 @@ def evaluate_claims(attacked: AttackedSet, control: AttackedSet, *, defense, con
     the AUC minus the control's and the control's AUC; the accuracy with minus without fingerprints on
     ``test_set``; Fig. 5's separation (all attacks pooled); §3.4's AUC against the paper's Adaptive-CW-L2
     (``adaptive_runs["paper_adaptive"]`` on the clean ``adaptive_x``, from ``run_adaptive_attacks``)."""
-    images, seeds, found = len(attacked.correct), run.seeds, {}
+    images, seeds, found, missing = len(attacked.correct), run.seeds, {}, {}
     pooled_adversarial = []
     for label in PAPER_ATTACKS:
         key = attack_key(label)
         if label not in attacked.adversarial:
-            why = f"{label} was not run"
-            found.update({f"{PAPER}.table1.mnist.{key}.auc": NotMeasured(why),
-                          f"{PAPER}.table1.{key}.auc_over_control": NotMeasured(why),
-                          f"{PAPER}.control.{key}.auc_at_most_chance": NotMeasured(why)})
+            _unmeasured(found, missing, (f"{PAPER}.table1.mnist.{key}.auc", f"{PAPER}.table1.{key}.auc_over_control",
+                                         f"{PAPER}.control.{key}.auc_at_most_chance"), f"{label} was not run")
             continue
         note = run.note(label, extra=[SUCCESSFUL_ONLY])
         ours = successful_scores(attacked.scores, attacked.correct, attacked.adversarial[label].success, label)
@@ -248,7 +246,7 @@ def evaluate_claims(attacked: AttackedSet, control: AttackedSet, *, defense, con
         defense.score(adaptive_x).double().numpy(),
         defense.score(paper_attack.x_adv[paper_attack.success]).double().numpy(),
         images=len(adaptive_x), seeds=seeds, note=adaptive_note)
-    return _record({i: found[i] for i in notebook_claim_ids("40_neural_fingerprinting")})
+    return _record({i: found[i] for i in notebook_claim_ids("40_neural_fingerprinting")}, missing)
 
 
 # ------------------------------------------------------------------------------------------------- notebook 41
@@ -266,7 +264,7 @@ def evaluate_sweep_claims(train_set, test_set, settings: SweepSettings, *, n_gri
         return sweep_point(train_set, test_set, settings, n=n_, eps=eps_, fingerprint_seed=seed, cache=cache,
                            with_evidence=True)
 
-    images, seeds, found = min(settings.n_pretest, len(test_set.y)), run.seeds, {}
+    images, seeds, found, missing = min(settings.n_pretest, len(test_set.y)), run.seeds, {}, {}
     in_range = sorted(v for v in set(eps_grid) if v <= PAPER_MAX_EPS)
     beyond = sorted(set(eps_grid) - set(in_range))
     axes = {"n": ("N", sorted(set(n_grid)), lambda v: point(v, eps), f"ε {eps}", ""),
@@ -280,7 +278,7 @@ def evaluate_sweep_claims(train_set, test_set, settings: SweepSettings, *, n_gri
             if not swept or len(grid) < 2:
                 why = (f"{label} is not in SWEEP_ATTACKS" if not swept
                        else f"the {name} grid has fewer than two values to compare{left_out}")
-                found.update({i: NotMeasured(why) for i in ids})
+                _unmeasured(found, missing, ids, why)
                 continue
             low, high = grid[0], grid[-1]
             note = run.note(label, paper_dataset="mnist", extra=[
@@ -293,12 +291,13 @@ def evaluate_sweep_claims(train_set, test_set, settings: SweepSettings, *, n_gri
             found.update({i: measured for i in ids})
             if (axis, label) == ("eps", "CW-L2") and measured.interval and measured.interval[0] > 0:
                 # "falls by no more than 8 %" would pass on any rise: a size of fall needs a fall to judge
-                found[f"{PAPER}.fig3.eps.cw_l2.fall_not_substantial"] = NotMeasured(
-                    f"no fall to judge: the AUC rose by {measured.value:.3g} {claims._span(measured.interval)} from "
-                    f"ε {low:g} to {high:g} (auc_falls carries the verdict)")
+                _unmeasured(found, missing, [f"{PAPER}.fig3.eps.cw_l2.fall_not_substantial"],
+                            f"no fall to judge: the AUC rose by {measured.value:.3g} "
+                            f"{claims._span(measured.interval)} from ε {low:g} to {high:g} (auc_falls carries the "
+                            "verdict)")
         if not swept or n_sets < 2:
-            found[f"{PAPER}.fig4.{key}.auc_std"] = NotMeasured(
-                f"{label} is not in SWEEP_ATTACKS" if not swept else "one fingerprint set has no spread")
+            _unmeasured(found, missing, [f"{PAPER}.fig4.{key}.auc_std"],
+                        f"{label} is not in SWEEP_ATTACKS" if not swept else "one fingerprint set has no spread")
             continue
         found[f"{PAPER}.fig4.{key}.auc_std"] = std_over_sets(
             [_point_scores(point(n, eps, s), label) for s in range(n_sets)], images=images,
@@ -307,4 +306,4 @@ def evaluate_sweep_claims(train_set, test_set, settings: SweepSettings, *, n_gri
                 f"{n_sets} fingerprint sets at N {n}, ε {eps} (the paper: 32 sets, N randomised too)",
                 "per set: " + SUCCESSFUL_ONLY]))
     order = notebook_claim_ids("41_roc_curves")
-    return _record({i: found[i] for i in order})
+    return _record({i: found[i] for i in order}, missing)

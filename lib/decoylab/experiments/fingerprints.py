@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from decoylab import attacks, metrics, paper_values, params, parallel, results, train
+from decoylab import attacks, metrics, paper_values, params, parallel, results, stats, train
 from decoylab.attacks.registry import FAST_MODULES
 from decoylab.cache import Cache, code_version
 from decoylab.defenses import fingerprints as defense_module
@@ -115,7 +115,8 @@ def auc_row(clean_scores: torch.Tensor, adversarial_scores: torch.Tensor, *, cor
     """The detection numbers of one attack, from scores of the pre-test points and their adversarial
     versions (aligned): AUC over all points (the code's raw AUC), over correctly classified clean points
     only (what §3 describes: misclassified pre-test points discarded), over successful adversarial
-    examples only, and the TPR at ``fpr`` with τ calibrated on the clean scores."""
+    examples only, and the TPR at ``fpr`` with τ calibrated on the clean scores; with the counts they rest on
+    (``n_correct`` clean points and as many adversarial versions, ``n_successful`` successful examples among them)."""
     def area(keep_clean, keep_adv):
         c, a = clean_scores[keep_clean], adversarial_scores[keep_adv]
         return metrics.auc([0] * len(c) + [1] * len(a), torch.cat([c, a]))
@@ -124,7 +125,8 @@ def auc_row(clean_scores: torch.Tensor, adversarial_scores: torch.Tensor, *, cor
     return {"success": float(success[correct].float().mean()) if correct.any() else float("nan"),
             "auc_all": area(everyone, everyone), "auc_correct": area(correct, correct),
             "auc_successful": area(correct, correct & success),
-            f"tpr_at_{fpr:g}": metrics.tpr_at_fpr(clean_scores[correct], adversarial_scores[correct], fpr)}
+            f"tpr_at_{fpr:g}": metrics.tpr_at_fpr(clean_scores[correct], adversarial_scores[correct], fpr),
+            "n_pretest": len(correct), "n_correct": int(correct.sum()), "n_successful": int((correct & success).sum())}
 
 
 def table_one(attacked: AttackedSet, control: AttackedSet, *, paper_ds: str, paper_settings: bool,
@@ -138,6 +140,7 @@ def table_one(attacked: AttackedSet, control: AttackedSet, *, paper_ds: str, pap
         ctrl = auc_row(control.scores["clean"], control.scores[name], correct=control.correct,
                        success=control.adversarial[name].success, fpr=fpr)
         rows.append({"attack": name, **ours, "control auc_correct": ctrl["auc_correct"],
+                     "control n_correct": ctrl["n_correct"],
                      "paper NeuralFP": PAPER_TABLE_1[paper_ds][name],
                      "paper LID blackbox (quoted)": PAPER_TABLE_1_LID_BLACKBOX[paper_ds][name],
                      "paper source": f"Table 1, {paper_ds}", "settings match": paper_settings})
@@ -210,6 +213,7 @@ def sweep_point(train_set, test_set, settings: SweepSettings, *, n: int, eps: fl
             row = auc_row(attacked.scores["clean"], attacked.scores[label], correct=attacked.correct,
                           success=r.success)
             point[f"{label}_success"], point[f"{label}_auc"] = row["success"], row["auc_correct"]
+            point[f"{label}_n_correct"] = row["n_correct"]
         point["evidence"] = {"scores": attacked.scores, "correct": attacked.correct,
                              "success": {label: r.success for label, r in attacked.adversarial.items()}}
         return point
@@ -237,20 +241,20 @@ def auc_sweep(train_set, test_set, settings: SweepSettings, over: str, values, *
         if log:
             log(f"{over} = {v}: accuracy {100 * point['accuracy']:.1f} %, "
                 + ", ".join(f"{a} {point[a + '_auc']:.3f}" for a in settings.attack_names))
-        rows += [{over: v, "attack": a, "AUC": point[f"{a}_auc"], "accuracy": point["accuracy"]}
-                 for a in settings.attack_names]
+        rows += [{over: v, "attack": a, "AUC": point[f"{a}_auc"], "n": point[f"{a}_n_correct"],
+                  "accuracy": point["accuracy"]} for a in settings.attack_names]
     return pd.DataFrame(rows)
 
 
 def auc_over_fingerprint_sets(train_set, test_set, settings: SweepSettings, *, n: int, eps: float, n_sets: int,
                               cache=None) -> pd.DataFrame:
-    """Fig. 4: mean, std, min and max of the AUC per attack over ``n_sets`` fingerprint sets (seeds 0, 1, ...)
+    """Fig. 4: mean, std, min, max and count of the AUC per attack over ``n_sets`` fingerprint sets (seeds 0, 1, ...)
     at fixed N and ε, so the spread is the fingerprints' alone."""
     points = parallel.map_points(lambda seed: sweep_point(train_set, test_set, settings, n=n, eps=eps,
                                                           fingerprint_seed=seed, cache=cache), range(n_sets))
     sets = pd.DataFrame([{"set": s, "attack": a, "AUC": point[f"{a}_auc"]}
                          for s, point in enumerate(points) for a in settings.attack_names])
-    return sets.groupby("attack", sort=False)["AUC"].agg(["mean", "std", "min", "max"])
+    return sets.groupby("attack", sort=False)["AUC"].agg(["mean", "std", "min", "max", "count"])
 
 
 def run_adaptive_attacks(nfp: NeuralFingerprinting, x: torch.Tensor, y: torch.Tensor, *, weight: float,
@@ -316,6 +320,7 @@ class Measured:
     n_pretest: int  # pre-test points attacked (Table 1)
     n_adaptive: int  # images attacked by each adaptive attack (§3.4)
     paper_settings: bool  # ``table_one_comparable``
+    n_test: int  # test images of the accuracies
 
 
 def record_results(m: Measured, *, accuracy: dict[str, float], match_rate: float, table: pd.DataFrame,
@@ -332,21 +337,33 @@ def record_results(m: Measured, *, accuracy: dict[str, float], match_rate: float
         return results.settings_match(m.dataset, paper_ds, same, words)
 
     match = matching("", m.paper_settings)
+    test = {"n": m.n_test, "proportion": True}
     results.record("accuracy_with_fingerprints", accuracy["with fingerprints"], paper=PAPER_ACCURACY[paper_ds],
-                   source=f"NeuralFP §3.1, {paper_ds}", match=match, note=f"test accuracy, {where}")
+                   source=f"NeuralFP §3.1, {paper_ds}", match=match, note=f"test accuracy, {where}", **test)
     results.record("accuracy_without_fingerprints", accuracy["without (control)"],
-                   note="the control: same net and training, cross-entropy only")
-    results.record("fingerprint_class_match_rate", match_rate, note="argmin_j D_j equals the label, clean test images")
+                   note="the control: same net and training, cross-entropy only", **test)
+    results.record("fingerprint_class_match_rate", match_rate, note="argmin_j D_j equals the label, clean test images",
+                   **test)
+    auc_note = "interval: Hanley and McNeil's (the claims bootstrap theirs)"
     for name, row in table.iterrows():
-        key = name.lower().replace("-", "_")
+        key, n_ok, n_won = name.lower().replace("-", "_"), int(row["n_correct"]), int(row["n_successful"])
+
+        def auc(value: float, n_adversarial: int, n_clean: int = n_ok) -> dict[str, Any]:
+            return {"n": n_adversarial, "interval": stats.hanley_mcneil(value, n_adversarial, n_clean)}
+
         results.record(f"auc_{key}", row["auc_correct"], paper=PAPER_TABLE_1[paper_ds][name],
                        source=f"NeuralFP Table 1, {paper_ds}", match=matching(name, m.paper_settings),
-                       note=f"correctly classified pre-test points, {where}")
-        results.record(f"auc_{key}_all", row["auc_all"], note="all pre-test points, failed attacks kept (the code's raw AUC)")
-        results.record(f"auc_{key}_successful", row["auc_successful"], note="successful adversarial examples only")
+                       note=f"correctly classified pre-test points ({n_won} of their {n_ok} adversarial versions "
+                            f"succeed), {where}; {auc_note}", **auc(row["auc_correct"], n_ok))
+        results.record(f"auc_{key}_all", row["auc_all"], note="all pre-test points, failed attacks kept (the code's "
+                       f"raw AUC); {auc_note}", **auc(row["auc_all"], int(row["n_pretest"]), int(row["n_pretest"])))
+        results.record(f"auc_{key}_successful", row["auc_successful"],
+                       note=f"successful adversarial examples only; {auc_note}", **auc(row["auc_successful"], n_won))
         results.record(f"control_auc_{key}", row["control auc_correct"],
-                       note="same score on the net trained without fingerprints")
-        results.record(f"success_{key}", row["success"], note="attack success on correctly classified pre-test points")
+                       note=f"same score on the net trained without fingerprints; {auc_note}",
+                       **auc(row["control auc_correct"], int(row["control n_correct"]), int(row["control n_correct"])))
+        results.record(f"success_{key}", row["success"], n=n_ok, proportion=True,
+                       note="attack success on correctly classified pre-test points")
     adaptive_paper = PAPER_ADAPTIVE_AUC
     adaptive_match = matching("CW-L2", m.paper_settings and m.n_fingerprints == adaptive_paper["n"]
                               and m.eps == adaptive_paper["eps"], adaptive_paper["dataset"])
@@ -354,9 +371,11 @@ def record_results(m: Measured, *, accuracy: dict[str, float], match_rate: float
         label, paper_attack = row["attack"], key == "paper_adaptive"
         results.record(f"adaptive_auc_{key}", row["AUC"], paper=adaptive_paper["value"] if paper_attack else None,
                        source=f"NeuralFP §3.4, {adaptive_paper['dataset']} N 30 ε 0.006" if paper_attack else None,
-                       match=adaptive_match,
-                       note=f"{label}; {m.dataset}, N {m.n_fingerprints}, ε {m.eps}, {m.n_adaptive} images")
-        results.record(f"adaptive_undetected_{key}", row["succeeds undetected"],
+                       match=adaptive_match, n=m.n_adaptive,
+                       interval=stats.hanley_mcneil(row["AUC"], m.n_adaptive, m.n_adaptive),
+                       note=f"{label}; {m.dataset}, N {m.n_fingerprints}, ε {m.eps}, {m.n_adaptive} images; "
+                            f"{auc_note}")
+        results.record(f"adaptive_undetected_{key}", row["succeeds undetected"], n=m.n_adaptive, proportion=True,
                        note=f"{label}: success and not flagged at τ (FPR {m.fpr})")
 
 
@@ -369,17 +388,26 @@ def record_sweeps(by_n: pd.DataFrame, by_eps: pd.DataFrame, spread: pd.DataFrame
                   n: int, eps: float, n_sets: int) -> None:
     """Record notebook 41's sweeps: the AUC per attack at every N (``auc_sweep`` over N) and every ε (over ε),
     and its mean and std over ``n_sets`` fingerprint sets (``auc_over_fingerprint_sets``), the std beside Fig. 4's."""
-    where = f"{dataset}, {n_pretest} pre-test points"
+    where = (f"{dataset}, {n_pretest} pre-test points; AUC on the correctly classified ones and their adversarial "
+             "versions, failed attacks kept (the claims of Fig. 3 use the successful examples only); interval: Hanley "
+             "and McNeil's")
+
+    def auc(row) -> dict[str, Any]:
+        return {"n": int(row["n"]), "interval": stats.hanley_mcneil(row["AUC"], int(row["n"]), int(row["n"]))}
+
     for _, row in by_n.iterrows():
-        results.record(f"auc_{row['attack'].lower().replace('-', '_')}_n{int(row['N'])}", row["AUC"],
+        results.record(f"auc_{row['attack'].lower().replace('-', '_')}_n{int(row['N'])}", row["AUC"], **auc(row),
                        note=f"ε {eps}, {where}; the paper shows Fig. 3 as a plot only (no printed values)")
     for _, row in by_eps.iterrows():
-        results.record(f"auc_{row['attack'].lower().replace('-', '_')}_eps{row['ε']:g}", row["AUC"],
+        results.record(f"auc_{row['attack'].lower().replace('-', '_')}_eps{row['ε']:g}", row["AUC"], **auc(row),
                        note=f"N {n}, {where}")
     for attack, row in spread.iterrows():
-        key = attack.lower().replace("-", "_")
-        results.record(f"auc_mean_{key}", row["mean"],
-                       note=f"over {n_sets} fingerprint sets, N {n}, ε {eps}, {where}; paper Fig. 4 (CIFAR-10): 98-100 %")
+        key, sets = attack.lower().replace("-", "_"), int(row["count"])
+        spread_note = f"over {sets} fingerprint sets (n counts sets), N {n}, ε {eps}, {where}"
+        results.record(f"auc_mean_{key}", row["mean"], n=sets,
+                       interval=stats.mean_interval(row["mean"], row["std"], sets),
+                       note=f"{spread_note}; paper Fig. 4 (CIFAR-10): 98-100 %")
         results.record(f"auc_std_{key}", row["std"], paper=PAPER_FIG_4_STD["cifar10"], source="NeuralFP " + PAPER_FIG_4_SOURCE,
-                       match=results.settings_match(dataset, "cifar10", False),
-                       note=f"{dataset}: different dataset and fixed N; the paper's value is an upper bound")
+                       match=results.settings_match(dataset, "cifar10", False), n=sets,
+                       note=f"{dataset}: different dataset and fixed N; the paper's value is an upper bound; "
+                            f"{spread_note}")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -90,36 +90,25 @@ def optimiser_steps(params: Mapping[str, Any], n_train: int) -> tuple[int, int] 
             math.ceil(PAPER_TRAINING_IMAGES / PAPER_SETTINGS["BATCH_SIZE"]) * PAPER_SETTINGS["EPOCHS"])
 
 
-def _reported(m: claims.Measurement) -> claims.Measurement:
-    """``m`` as results.json and the report carry it: a value or interval that is not a number becomes None
-    (an unmeasured part keeps its NaN, which the verdict names)."""
-    numbers = () if m.value is None else (m.value, *(m.interval or (float("nan"),)))
-    return replace(m, value=None, interval=None) if any(math.isnan(x) for x in numbers) else m
-
-
 def _record(measured: Mapping[str, claims.Measurement], missing: Mapping[str, str] | None = None
             ) -> list[claims.Verdict]:
     """Judge and record each measured claim; ``missing[id]`` says why this run could not measure it."""
     every, missing = declared(), missing or {}
-    return [results.record_claim(every[claim_id], _reported(m), undecided=missing.get(claim_id))
+    return [results.record_claim(every[claim_id], m, undecided=missing.get(claim_id))
             for claim_id, m in measured.items()]
-
-
-def _unmeasured(n: int, n_successful: int | None, note: str) -> claims.Measurement:
-    """What could not be measured (no detector, no successful example): NaN, so that a difference or an
-    ordering built on it is NaN too."""
-    return claims.Measurement(float("nan"), (float("nan"), float("nan")), n, n_successful, (), note)
 
 
 # ------------------------------------------------------------------------------------ notebook 10: Table I
 @dataclass
 class HeldOut:
     """One detector's scores on the held-out images: ``labels`` 1 = adversarial, ``scores`` its probability
-    of "adversarial" (None when no detector could be fitted), ``n_successful`` the successful adversarial
-    examples among them: of the attack with the fewest, where the detector sees several (Table I's overall
+    of "adversarial" (None when no detector could be fitted), ``n_images`` the held-out images (the evidence
+    of every rate and AUC on them), ``n_successful`` the successful adversarial examples among them: of the
+    attack with the fewest, where the detector sees several (Table I's overall
     column mixes 500 of each attack; with one attack nearly absent it measures another mixture)."""
     labels: np.ndarray
     scores: np.ndarray | None
+    n_images: int
     n_successful: int
 
 
@@ -131,7 +120,7 @@ def heldout_images(n: int, seed: int, test_fraction: float = 0.2) -> torch.Tenso
     return held
 
 
-def _heldout(key, detector, x, chosen: Mapping[str, Any], held: torch.Tensor, samples: str) -> HeldOut:
+def heldout_scores(key, detector, x, chosen: Mapping[str, Any], held: torch.Tensor, samples: str) -> HeldOut:
     """``detector`` on the held-out clean images and the held-out examples of the attacks in ``chosen``."""
     inputs, labels, successes = [x[held]], [np.zeros(int(held.sum()))], []
     for r in chosen.values():
@@ -141,7 +130,7 @@ def _heldout(key, detector, x, chosen: Mapping[str, Any], held: torch.Tensor, sa
         successes.append(int((keep & r.success.bool()).sum()))
     scores = None if detector is None else detector.predict_proba(
         key.features(torch.cat(inputs).cpu()).numpy())[:, 1]
-    return HeldOut(np.concatenate(labels), scores, min(successes))
+    return HeldOut(np.concatenate(labels), scores, int(held.sum()), min(successes))
 
 
 def _check(h: HeldOut, row: Mapping[str, Any], what: str) -> None:
@@ -165,37 +154,37 @@ def detector_scores(defense: hm.HoneyModel, x: torch.Tensor, adversarial: Mappin
     for name, r in adversarial.items():
         detector, _ = hm.train_detector(defense.key, x, {name: (r.x_adv, r.success)}, test_fraction=test_fraction,
                                         seed=seed, samples=samples)
-        found[name] = _heldout(defense.key, detector, x, {name: r}, held, samples)
-    found["overall"] = _heldout(defense.key, defense.detector, x, adversarial, held, samples)
+        found[name] = heldout_scores(defense.key, detector, x, {name: r}, held, samples)
+    found["overall"] = heldout_scores(defense.key, defense.detector, x, adversarial, held, samples)
     for name, h in found.items():
         _check(h, defense.report.rows[name], f"{type(defense).__name__} {name}")
     return found
 
 
-def _rate(metric: str, h: HeldOut, n_images: int, seed: int, note: str) -> claims.Measurement:
+def _rate(metric: str, h: HeldOut, seed: int, note: str) -> claims.Measurement:
     if h.scores is None:
-        return _unmeasured(n_images, h.n_successful, note)
+        return claims.not_measured(n=h.n_images, n_successful=h.n_successful, note=note)
     adversarial, flagged = h.labels == 1, h.scores > 0.5
     k, n = {"tpr": ((flagged & adversarial).sum(), adversarial.sum()),
             "fpr": ((flagged & ~adversarial).sum(), (~adversarial).sum()),
             "acc": ((flagged == adversarial).sum(), len(adversarial))}[metric]
-    return claims.proportion(int(k), int(n), images=n_images, n_successful=h.n_successful, seeds=(seed,), note=note)
+    return claims.proportion(int(k), int(n), images=h.n_images, n_successful=h.n_successful, seeds=(seed,), note=note)
 
 
-def _auc(h: HeldOut, n_images: int, seed: int, note: str) -> claims.Measurement:
+def _auc(h: HeldOut, seed: int, note: str) -> claims.Measurement:
     if h.scores is None or h.labels.min() == h.labels.max():
-        return _unmeasured(n_images, h.n_successful, note)
-    value, interval = claims.bootstrap_auc(h.labels, h.scores, seed=seed)
-    return claims.Measurement(value, interval, n_images, h.n_successful, (seed,), note)
+        return claims.not_measured(n=h.n_images, n_successful=h.n_successful, note=note)
+    value, interval = stats.bootstrap_auc(h.labels, h.scores, seed=seed)
+    return claims.Measurement(value, interval, h.n_images, h.n_successful, (seed,), note)
 
 
 def _bootstrap_mean(values: np.ndarray, n_images: int, n_successful: int, seed: int, note: str,
                     draws: int = 1000) -> claims.Measurement:
     if not len(values):
-        return _unmeasured(n_images, n_successful, note)
+        return claims.not_measured(n=n_images, n_successful=n_successful, note=note)
     rng = np.random.default_rng(seed)
     means = values[rng.integers(0, len(values), (draws, len(values)))].mean(axis=1)
-    return claims.Measurement(float(values.mean()), claims.percentile_interval(means), n_images, n_successful,
+    return claims.Measurement(float(values.mean()), stats.percentile_interval(means), n_images, n_successful,
                               (seed,), note)
 
 
@@ -223,16 +212,15 @@ def table_one_claims(honey: hm.HoneyModel, control: hm.HoneyModel, attacked: Att
     measured, aucs = {}, {}
     for name, h in scored["HoneyModel"].items():
         for metric in ("acc", "fpr", "tpr"):
-            measured[f"honeymodels.table1.mnist.{name}.{metric}"] = _rate(metric, h, n_images["HoneyModel"], seed,
-                                                                          notes[name])
-        aucs[name] = _auc(h, n_images["HoneyModel"], seed, notes[name])
+            measured[f"honeymodels.table1.mnist.{name}.{metric}"] = _rate(metric, h, seed, notes[name])
+        aucs[name] = _auc(h, seed, notes[name])
     for name, h in scored["HoneyModel"].items():
         c = scored["benign model"][name]
         interval = None
         if not math.isnan(aucs[name].value) and c.scores is not None and c.labels.min() != c.labels.max():
-            interval = claims.bootstrap_auc_difference(h.labels, h.scores, c.scores, control_labels=c.labels,
+            interval = stats.bootstrap_auc_difference(h.labels, h.scores, c.scores, control_labels=c.labels,
                                                        seed=seed)[1]
-        control_auc = _auc(c, n_images["benign model"], seed, notes[name])
+        control_auc = _auc(c, seed, notes[name])
         # At the ceiling the control is not lower: the detection is the pipeline's, not the watermark's.
         ceiling = (f"ceiling: the benign model's pipeline separates {name.upper()} perfectly too (AUC 1.0 both), so "
                    "this detection does not need the watermark; " if aucs[name].value == control_auc.value == 1.0
@@ -260,7 +248,7 @@ def table_one_claims(honey: hm.HoneyModel, control: hm.HoneyModel, attacked: Att
         honey_sims, benign_sims = sims["HoneyModel", name], sims["benign model", name]
         interval = None
         if len(honey_sims) and len(benign_sims):
-            interval = claims.bootstrap_mean_difference(honey_sims, benign_sims, seed=seed)[1]
+            interval = stats.bootstrap_mean_difference(honey_sims, benign_sims, seed=seed)[1]
         measured[f"honeymodels.fig4.{name}.reconstruction_over_control"] = _over_control(
             similarity["HoneyModel", name], similarity["benign model", name], interval,
             f"HoneyModel minus benign model (independent bootstrap); {note}")
@@ -278,9 +266,8 @@ def _mean_reconstruction(row, attack: str, n: int, seed: int, note: str) -> clai
     """A sweep point's mean Sim(W, Ŵ) with its normal 95 % interval (mean ± 1.96 sd/√k over its k successes)."""
     k, mean, sd = int(row[f"{attack}_n_successful"]), row[f"{attack}_reconstruction"], row[f"{attack}_reconstruction_sd"]
     if k < 2 or math.isnan(mean) or math.isnan(sd):
-        return _unmeasured(n, k, note)
-    half = claims.Z95 * sd / math.sqrt(k)
-    return claims.Measurement(float(mean), (mean - half, mean + half), n, k, (seed,), note)
+        return claims.not_measured(n=n, n_successful=k, note=note)
+    return claims.Measurement(float(mean), stats.mean_interval(mean, sd, k), n, k, (seed,), note)
 
 
 def sweep_claims(sweep_frame, params: Mapping[str, Any], *, n_train: int) -> list[claims.Verdict]:
@@ -391,30 +378,41 @@ def split_half_overlap(benign: torch.Tensor, honey: torch.Tensor, *, sample_size
     observed = overlap(b1, b2, h1, h2)
     again = [overlap(*(part[torch.randint(0, len(part), (len(part),), generator=g)] for part in (b1, b2, h1, h2)))
              for _ in range(resamples)]
-    return observed, claims.percentile_interval(again)
+    return observed, stats.percentile_interval(again)
 
 
 def indistinguishability_claims(adversarial: Mapping[str, Mapping[str, Any]], params: Mapping[str, Any], *,
                                 n_train: int, resamples: int = 200) -> list[claims.Verdict]:
     """Notebook 12's verdicts: per paper attack, ``split_half_overlap`` on ``adversarial["benign"][attack]`` vs
     ``adversarial["honey"][attack]`` (the examples ``params["MMD_SAMPLES"]`` chooses), ``SAMPLE_SIZE`` per
-    draw, ``DRAWS`` draws. Evidence: the successful examples of the model with fewer."""
+    draw, ``DRAWS`` draws; with ``adversarial["second benign"]`` (a benign model trained with another seed), that
+    overlap minus the benign pair's, the control. Evidence: the successful examples of the model with fewer."""
     seed, samples = params["SEED"], params["MMD_SAMPLES"]
     differences = setting_differences(params, n_train, {**TABLE_ONE_SETTINGS, **FIG5_SETTINGS})
     note = (f"overlap accuracy with within- and across-model draws from disjoint halves of each model's examples "
             f"(the recorded overlap accuracy uses the paper's design), {samples} examples, {resamples} bootstrap "
             f"resamples; {differences}")
+
+    def overlap(first: str, second: str, attack: str) -> claims.Measurement:
+        chosen = {who: adversarial[who][attack] for who in (first, second)}
+        examples = [chosen_examples(r, samples) for r in chosen.values()]
+        n_images = min(len(r.success) for r in chosen.values())
+        n_successful = min(int(r.success.sum()) for r in chosen.values())
+        if min(len(x) for x in examples) < 4:  # two examples per half at the least
+            return claims.not_measured(f"fewer than 4 examples on one side; {note}", n=n_images,
+                                       n_successful=n_successful)
+        value, interval = split_half_overlap(*examples, sample_size=params["SAMPLE_SIZE"], draws=params["DRAWS"],
+                                             seed=seed, resamples=resamples)
+        return claims.Measurement(value, interval, n_images, n_successful, (seed,), note)
+
     measured = {}
     for attack in PAPER_ATTACKS:
-        results_by_model = {who: adversarial[who][attack] for who in ("benign", "honey")}
-        examples = {who: chosen_examples(r, samples) for who, r in results_by_model.items()}
-        n_images = min(len(r.success) for r in results_by_model.values())
-        n_successful = min(int(r.success.sum()) for r in results_by_model.values())
-        claim_id = f"honeymodels.fig5.{attack}.overlap_accuracy"
-        if min(len(x) for x in examples.values()) < 4:  # two examples per half at the least
-            measured[claim_id] = _unmeasured(n_images, n_successful, f"fewer than 4 examples on one side; {note}")
-            continue
-        value, interval = split_half_overlap(examples["benign"], examples["honey"], sample_size=params["SAMPLE_SIZE"],
-                                             draws=params["DRAWS"], seed=seed, resamples=resamples)
-        measured[claim_id] = claims.Measurement(value, interval, n_images, n_successful, (seed,), note)
+        measured[f"honeymodels.fig5.{attack}.overlap_accuracy"] = found = overlap("benign", "honey", attack)
+        if "second benign" in adversarial:
+            control = overlap("benign", "second benign", attack)
+            measured[f"honeymodels.fig5.{attack}.overlap_beyond_another_model"] = claims.difference(
+                found, control, labels=("HoneyModel vs benign", "second benign vs benign"),
+                note=f"overlap(HoneyModel, benign) {found.value:.3g} minus overlap(second benign, benign) "
+                     f"{control.value:.3g}, the second benign model trained with seed {seed + 1} (MOVER interval); "
+                     f"{note}")
     return _record(measured)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 from torch import nn
 
-from decoylab import claims, paper_values, results, train
+from decoylab import claims, paper_values, results, stats, train
 from decoylab.defenses.honeymodels import READINGS, DetectorReport, HoneyModel, WatermarkKey, reconstruction
 
 if TYPE_CHECKING:
@@ -50,11 +50,11 @@ def with_fig4_intervals(sweep_frame: "pd.DataFrame") -> "pd.DataFrame":
     accuracy on ``n_test`` images, mean ± 1.96 standard errors for each attack's reconstruction over its
     successful examples (none where fewer than two)."""
     out = sweep_frame.copy()
-    bounds = [claims.wilson(round(a * n), int(n)) for a, n in zip(out["accuracy"], out["n_test"])]
+    bounds = [stats.wilson(round(a * n), int(n)) for a, n in zip(out["accuracy"], out["n_test"])]
     out["accuracy_low"], out["accuracy_high"] = [b[0] for b in bounds], [b[1] for b in bounds]
     for attack in PAPER_ATTACKS:
         k = out[f"{attack}_n_successful"].astype(float)
-        half = claims.Z95 * out[f"{attack}_reconstruction_sd"] / k.where(k >= 2).pow(0.5)
+        half = stats.Z95 * out[f"{attack}_reconstruction_sd"] / k.where(k >= 2).pow(0.5)
         out[f"{attack}_reconstruction_low"] = out[f"{attack}_reconstruction"] - half
         out[f"{attack}_reconstruction_high"] = out[f"{attack}_reconstruction"] + half
     return out
@@ -114,6 +114,7 @@ def reconstruction_table(key: WatermarkKey, attacked: Attacked) -> "pd.DataFrame
             for reading in READINGS:
                 sim = reconstruction(key, r.x_adv[ok], x[ok], reading)
                 rows.append({"model": who, "attack": name, "reading": reading, "similarity": float(sim.mean()),
+                             "sd": float(sim.double().std()) if len(sim) > 1 else float("nan"), "n": len(sim),
                              "clean control": float(reconstruction(key, x[ok], x[ok], reading).mean())})
     return pd.DataFrame(rows)
 
@@ -150,22 +151,28 @@ def table_one(report: DetectorReport, control: DetectorReport, dataset: str, set
 
 def record_results(accuracy: dict[str, tuple[float, float]], adversarial: dict[str, Any], reconstructions: "pd.DataFrame",
                    report: DetectorReport, control: DetectorReport, *, where: str, paper_ds: str, match: str,
-                   backend: str) -> None:
-    """Notebook 10's named results: accuracies (``accuracy[model] = (clean, watermarked)``), the HoneyModel's
-    attack success and reconstruction (``adversarial``, ``reconstruction_table``'s frame), and each detector's
-    ACC, FPR and TPR beside Table I (for ``paper_ds``, with ``match`` from ``results.settings_match``) and its
-    AUC beside the control's. ``where`` describes the run's settings in the notes."""
-    results.record("honey_accuracy", accuracy["HoneyModel"][0],
+                   backend: str, n_test: int) -> None:
+    """Notebook 10's named results: accuracies on ``n_test`` test images (``accuracy[model] = (clean,
+    watermarked)``), the HoneyModel's attack success and reconstruction (``adversarial``,
+    ``reconstruction_table``'s frame), and each detector's ACC, FPR and TPR beside Table I (for ``paper_ds``,
+    with ``match`` from ``results.settings_match``) and its AUC beside the control's. ``where`` describes the
+    run's settings in the notes."""
+    results.record("honey_accuracy", accuracy["HoneyModel"][0], n=n_test, proportion=True,
                    note=f"test accuracy, {where}; the paper gives no single value (Fig. 4)")
-    results.record("benign_accuracy", accuracy["benign model"][0], note="the control: same training on clean data")
-    results.record("honey_accuracy_on_watermarked", accuracy["HoneyModel"][1], note="test images with the watermark applied")
-    sim = reconstructions.set_index(["model", "attack", "reading"])["similarity"]
+    results.record("benign_accuracy", accuracy["benign model"][0], n=n_test, proportion=True,
+                   note="the control: same training on clean data")
+    results.record("honey_accuracy_on_watermarked", accuracy["HoneyModel"][1], n=n_test, proportion=True,
+                   note="test images with the watermark applied")
+    sims = reconstructions.set_index(["model", "attack", "reading"])
     for name, r in adversarial.items():
         results.record(f"{name}_success_honey", r.success_rate, n=len(r.success), proportion=True,
                        note=f"targeted, random targets, preset honeymodels, {backend}")
         for reading in READINGS:
-            results.record(f"{name}_reconstruction_{reading}", sim["HoneyModel", name, reading],
-                           note=f"mean Sim(W, Ŵ) on successful examples; benign model {sim['benign model', name, reading]:.3f}")
+            row, benign = sims.loc["HoneyModel", name, reading], sims.loc["benign model", name, reading]
+            results.record(f"{name}_reconstruction_{reading}", row["similarity"], n=int(row["n"]),
+                           interval=stats.mean_interval(row["similarity"], row["sd"], int(row["n"])),
+                           note=f"mean Sim(W, Ŵ) on successful examples; benign model {benign['similarity']:.3f} "
+                                f"(n {int(benign['n'])})")
     for attack, row in report.rows.items():
         n_adversarial = row.get("n_test_adversarial", 0)
         counts = {"acc": row["n_test"], "fpr": row["n_test"] - n_adversarial, "tpr": n_adversarial}
@@ -297,16 +304,26 @@ def record_sweep(sweep_frame: "pd.DataFrame", *, where: str, size_sweep_poison: 
     names every way the run's settings differ from the paper's (``honeymodel_claims.setting_differences``)."""
     poison_part = sweep_frame[sweep_frame.sweep == "poison"].set_index("poison_percent")
     for poison, row in poison_part.iterrows():
-        results.record(f"accuracy_poison_{poison:g}", row["accuracy"], note=where)
+        results.record(f"accuracy_poison_{poison:g}", row["accuracy"], n=int(row["n_test"]), proportion=True,
+                       note=where)
         for attack in PAPER_ATTACKS:
-            results.record(f"{attack}_reconstruction_poison_{poison:g}", row[f"{attack}_reconstruction"], note=where)
+            mean, n = row[f"{attack}_reconstruction"], int(row[f"{attack}_n_successful"])
+            results.record(f"{attack}_reconstruction_poison_{poison:g}", mean, n=n,
+                           interval=stats.mean_interval(mean, row[f"{attack}_reconstruction_sd"], n),
+                           note=f"mean Sim(W, Ŵ) on the successful examples; {where}")
     for _, row in sweep_frame[sweep_frame.sweep == "size"].iterrows():
-        results.record(f"accuracy_size_{row['watermark_size']:g}", row["accuracy"], note=f"poison {size_sweep_poison} %")
+        results.record(f"accuracy_size_{row['watermark_size']:g}", row["accuracy"], n=int(row["n_test"]),
+                       proportion=True, note=f"poison {size_sweep_poison} %")
     if 0 in poison_part.index and 90 in poison_part.index:
-        drop = poison_part.loc[0, "accuracy"] - poison_part.loc[90, "accuracy"]
-        results.record("accuracy_drop_0_to_90", drop, paper=paper_values.values("honeymodels", "accuracy_drop_0_to_90")["mnist"],
+        clean, poisoned = (poison_part.loc[p] for p in (0, 90))
+        accuracy = {p: claims.proportion(round(row["accuracy"] * row["n_test"]), int(row["n_test"]))
+                    for p, row in ((0, clean), (90, poisoned))}
+        drop = claims.difference(accuracy[0], accuracy[90])
+        results.record("accuracy_drop_0_to_90", drop.value, n=int(clean["n_test"]), interval=drop.interval,
+                       paper=paper_values.values("honeymodels", "accuracy_drop_0_to_90")["mnist"],
                        source="HoneyModels " + paper_values.source("honeymodels", "accuracy_drop_0_to_90"),
-                       match=results.settings_match(dataset, "mnist", paper_settings, differences), note=where)
+                       match=results.settings_match(dataset, "mnist", paper_settings, differences),
+                       note=f"{where}; interval: Newcombe's for a difference of two rates")
 
 
 def chosen_examples(result, samples: str) -> torch.Tensor:
@@ -322,8 +339,6 @@ def mmd_analysis(adversarial: dict[str, dict[str, Any]], *, samples: str, sample
     and one on ``sample_size`` per side. Attacks with fewer than ``minimum`` examples on a side are skipped
     (and logged). Returns ``({attack: BootstrapMMD}, summary table indexed by attack)``."""
     import pandas as pd
-
-    from decoylab import stats
 
     boot, rows = {}, []
     for attack in PAPER_ATTACKS:
@@ -348,8 +363,11 @@ def mmd_analysis(adversarial: dict[str, dict[str, Any]], *, samples: str, sample
 def record_mmd(summary: "pd.DataFrame", *, where: str, sample_size: int) -> None:
     """Notebook 12's named results per attack: the overlap accuracy and both permutation p-values."""
     for attack, row in summary.iterrows():
-        results.record(f"{attack}_overlap_accuracy", row["overlap accuracy"],
-                       note=f"{where}; 0.5 = indistinguishable. The paper shows Fig. 5 only as curves (no number)")
-        results.record(f"{attack}_permutation_p", row["p (all examples)"], note=f"{int(row['n benign'])} vs {int(row['n honey'])} examples")
+        n_benign, n_honey = int(row["n benign"]), int(row["n honey"])
+        results.record(f"{attack}_overlap_accuracy", row["overlap accuracy"], n=min(n_benign, n_honey),
+                       note=f"{where}; 0.5 = indistinguishable; n: examples of the model with fewer (its 95 % "
+                            "interval is the Fig. 5 claim's, split-half). The paper shows Fig. 5 only as curves")
+        results.record(f"{attack}_permutation_p", row["p (all examples)"], n=n_benign + n_honey,
+                       note=f"{n_benign} vs {n_honey} examples")
         results.record(f"{attack}_permutation_p_small", row[f"p ({sample_size} vs {sample_size})"],
-                       note=f"{sample_size} vs {sample_size}")
+                       n=2 * min(sample_size, n_benign, n_honey), note=f"{sample_size} vs {sample_size}")

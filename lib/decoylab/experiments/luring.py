@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from decoylab import metrics, paper_values, params, results, train
+from decoylab import metrics, paper_values, params, results, stats, train
 # PAPER_WEIGHT and paper_dataset are the defense's settings per data set; the notebook reads them here too.
 from decoylab.defenses.luring import APPROACH_LABELS, PAPER_WEIGHT, Luring, paper_dataset  # noqa: F401
 from decoylab.specs import luring as specs
@@ -165,9 +165,11 @@ def distortion_table(defenses: dict[str, Luring], target: nn.Module, x: torch.Te
     for name, model in {"target": target, **{k: d.attacked_model for k, d in defenses.items()}}.items():
         res = _attack(model, "cw2", x, y, None, preset, overrides, cache, seed)
         ok = res.success
-        rows.append({"model": name, "success": res.success_rate,
+        rows.append({"model": name, "success": res.success_rate, "n successful": int(ok.sum()),
                      "mean_l2": float(res.l2[ok].mean()) if ok.any() else float("nan"),
-                     "mean_linf": float(res.linf[ok].mean()) if ok.any() else float("nan")})
+                     "sd_l2": float(res.l2[ok].double().std()) if ok.sum() > 1 else float("nan"),
+                     "mean_linf": float(res.linf[ok].mean()) if ok.any() else float("nan"),
+                     "sd_linf": float(res.linf[ok].double().std()) if ok.sum() > 1 else float("nan")})
     return rows
 
 
@@ -211,7 +213,8 @@ def detection_table(defenses: dict[str, Luring], defense_rows: list[dict], x_cle
                      "MIM-W variant": variant, "AUC (MIM-W)": metrics.auc(truth, both),
                      f"TPR at FPR {fpr}": metrics.tpr_at_fpr(clean_scores, adv_scores, fpr),
                      "AUC clean vs clean (control)": metrics.auc([0] * half + [1] * (len(x_clean) - half),
-                                                                 clean_scores)})  # the scores above, not a second pass
+                                                                 clean_scores),  # the scores above, not a second pass
+                     "n clean": len(clean_scores), "n adversarial": len(adv_scores)})
     return rows, curves
 
 
@@ -311,7 +314,8 @@ def record_results(run: LuringRun, *, n_test: int | None = None,
         key = f"{row['attack']}_eps{row['eps']:g}_{row['approach']}"
         results.record(f"dr_{key}", row["DR"], n=int(row["kept"]), proportion=True,
                        note=f"Fig. 2 (values not printed in the paper); {where}; {row['kept']} kept x'")
-        results.record(f"iar_{key}", row["IAR"], note=f"Fig. 2 (values not printed in the paper); {where}")
+        results.record(f"iar_{key}", row["IAR"], n=int(row["kept"]), proportion=True,
+                       note=f"Fig. 2 (values not printed in the paper); {where}; {row['kept']} kept x'")
     for row in run.defense:
         key = f"{row['attack']}_eps{row['eps']:g}_{row['approach']}"
         src = f"Luring {PAPER_DEFENSE_SOURCE[paper_ds]}, {paper_ds}, ε {row['eps']:g}"
@@ -322,19 +326,26 @@ def record_results(run: LuringRun, *, n_test: int | None = None,
             results.record(f"{metric.lower()}_{key}", row[metric], paper=ref, source=src if ref is not None else None,
                            match=attacked, n=run.n_defense, proportion=True, note=f"{ds}, {run.n_defense} points{variant}")
     for row in run.detection:
-        key = row["approach"].lower()
-        results.record(f"clean_flagged_{key}", row["clean flagged (M ≠ M∘P)"],
+        key, n_clean, n_adversarial = row["approach"].lower(), int(row["n clean"]), int(row["n adversarial"])
+        halves = (n_clean // 2, n_clean - n_clean // 2)
+        results.record(f"clean_flagged_{key}", row["clean flagged (M ≠ M∘P)"], n=n_clean, proportion=True,
                        note="the detector's false alarms on clean held-out images")
-        results.record(f"auc_mim_w_{key}", row["AUC (MIM-W)"], note=f"soft score {run.score_kind}, MIM-W "
-                       f"({row['MIM-W variant']}) at ε {run.detection_eps} vs clean held-out images")
-        results.record(f"auc_clean_vs_clean_{key}", row["AUC clean vs clean (control)"],
-                       note="control: two halves of clean images")
+        results.record(f"auc_mim_w_{key}", row["AUC (MIM-W)"], n=n_adversarial,
+                       interval=stats.hanley_mcneil(row["AUC (MIM-W)"], n_adversarial, n_clean),
+                       note=f"soft score {run.score_kind}, MIM-W ({row['MIM-W variant']}) at ε {run.detection_eps} "
+                            f"vs {n_clean} clean held-out images; interval: Hanley and McNeil's")
+        results.record(f"auc_clean_vs_clean_{key}", row["AUC clean vs clean (control)"], n=n_clean,
+                       interval=stats.hanley_mcneil(row["AUC clean vs clean (control)"], *halves),
+                       note="control: two halves of clean images; interval: Hanley and McNeil's")
     quoted9 = PAPER_TABLE_9[paper_ds]
     distorted = match(n_points=run.n_cw)
     for row in run.distortion:
         ref = quoted9.get(row["model"])
         source = f"Luring Table 9, {paper_ds}" if ref else None
+        k = int(row["n successful"])
         results.record(f"cw_l2_{row['model']}", row["mean_l2"], paper=ref[0] if ref else None, source=source,
-                       match=distorted, note=f"mean L2 of successful CW-L2, {ds}, {run.n_cw} points")
+                       match=distorted, n=k, interval=stats.mean_interval(row["mean_l2"], row["sd_l2"], k),
+                       note=f"mean L2 of successful CW-L2 ({k} of {run.n_cw} points), {ds}")
         results.record(f"cw_linf_{row['model']}", row["mean_linf"], paper=ref[1] if ref else None, source=source,
-                       match=distorted, note=f"mean L∞ of successful CW-L2, {ds}")
+                       match=distorted, n=k, interval=stats.mean_interval(row["mean_linf"], row["sd_linf"], k),
+                       note=f"mean L∞ of successful CW-L2 ({k} of {run.n_cw} points), {ds}")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from decoylab import claims, paper_values, results
+from decoylab import claims, paper_values, results, stats
 from decoylab.experiments.luring import APPROACH_LABELS, PAPER_DEFENSE_TABLE, LuringRun
 
 PAPER = "luring"
@@ -130,12 +130,8 @@ def _ordering(indicators: Mapping[str, np.ndarray], *, successes: Mapping[str, i
         parts[STACK_OR_AUTO] = parts[higher]
         means[STACK_OR_AUTO] = np.max([means[label] for label in baselines], axis=0)
     order = [label for label in ORDER if label in parts]
-    differences = {(a, b): claims.percentile_interval(means[a] - means[b]) for a, b in zip(order, order[1:])}
+    differences = {(a, b): stats.percentile_interval(means[a] - means[b]) for a, b in zip(order, order[1:])}
     return claims.combined({label: parts[label] for label in order}, differences=differences, note=note)
-
-
-def _not_measured(note: str) -> claims.Measurement:
-    return claims.Measurement(None, None, 0, note=note)
 
 
 @dataclass
@@ -175,7 +171,7 @@ class _Run:
         for approach in approaches:
             correct = self.table[(attack, round(float(eps), 4), approach)]["points"]["mop_correct"]
             k, n = int(correct.sum()), len(correct)
-            low, high = claims.wilson(k, n)
+            low, high = stats.wilson(k, n)
             ref = quoted.get((attack, round(float(eps), 4), approach))
             if ref is None:
                 continue
@@ -191,16 +187,16 @@ def _declared(claim: claims.Claim, spec: Mapping, ctx: _Run, defenses, test_set)
     """(measurement, undecided reason or None) for a claim of ``paper_values.yaml``, read off its value path."""
     entry, dataset = spec["value"][0], spec["value"][1]
     if dataset != ctx.run.paper_dataset:
-        return _not_measured(ctx.note()), (f"not measured: this run stands for {ctx.run.paper_dataset}, the claim "
+        return claims.not_measured(ctx.note()), (f"not measured: this run stands for {ctx.run.paper_dataset}, the claim "
                                            f"is about {dataset}")
     if entry == "table_8":
         approach = spec["minus"][2]
         if approach not in defenses:
-            return _not_measured(ctx.note()), f"not measured: this run has no {APPROACH_LABELS[approach]} M∘P"
+            return claims.not_measured(ctx.note()), f"not measured: this run has no {APPROACH_LABELS[approach]} M∘P"
         pred_mop, pred_m = _predictions(ctx, defenses, approach, test_set)
         y = test_set.y.cpu()
         target_ok, mop_ok = (pred_m == y).numpy(), (pred_mop == y).numpy()
-        value, interval = claims.bootstrap_mean_difference(target_ok, mop_ok, paired=True, seed=ctx.seed,
+        value, interval = stats.bootstrap_mean_difference(target_ok, mop_ok, paired=True, seed=ctx.seed,
                                                            draws=ctx.draws)
         parts = {label: claims.proportion(int(ok.sum()), len(ok), seeds=[ctx.seed])
                  for label, ok in (("M", target_ok), (f"{APPROACH_LABELS[approach]} M∘P", mop_ok))}
@@ -212,7 +208,7 @@ def _declared(claim: claims.Claim, spec: Mapping, ctx: _Run, defenses, test_set)
     note = ctx.note(attack=attack, n_points=ctx.run.n_defense)
     missing = ctx.missing(ctx.table, attack, eps, approaches)
     if missing:
-        return _not_measured(note), missing
+        return claims.not_measured(note), missing
     measured = []
     for a in approaches:
         points = ctx.table[(attack, round(float(eps), 4), a)]["points"]
@@ -225,7 +221,7 @@ def _declared(claim: claims.Claim, spec: Mapping, ctx: _Run, defenses, test_set)
         m = measured[0][1]
     else:
         (ok, m_defense), (ok_control, m_control) = measured
-        _, interval = claims.bootstrap_mean_difference(ok, ok_control, paired=True, seed=ctx.seed, draws=ctx.draws)
+        _, interval = stats.bootstrap_mean_difference(ok, ok_control, paired=True, seed=ctx.seed, draws=ctx.draws)
         labels = (APPROACH_LABELS[approaches[0]], APPROACH_LABELS[approaches[1]])
         m = claims.difference(m_defense, m_control, labels=labels, interval=interval, note=note)
     return m, ctx.too_weak(attack, eps, approaches) or (ctx.fidelity if metric != "AC_MoP" else None)
@@ -278,14 +274,14 @@ def _fig2(ctx: _Run, dataset: str) -> list[claims.Verdict]:
         for metric, template in FIG2.items():
             claim = _named(template, **fields)
             if missing:
-                verdicts.append(results.record_claim(claim, _not_measured(note), undecided=missing))
+                verdicts.append(results.record_claim(claim, claims.not_measured(note), undecided=missing))
                 continue
             kept = {label: row["points"]["kept"] for label, row in rows.items()}
             key = "disagree" if metric == "DR" else "target_correct"
             indicators = {label: row["points"][key][kept[label]].numpy() for label, row in rows.items()}
             n_kept = int(next(iter(kept.values())).sum())
             m = _ordering(indicators, successes={label: n_kept for label in rows}, n_points=ctx.run.n_attack,
-                          seed=ctx.seed, draws=ctx.draws, note=note) if n_kept else _not_measured(note)
+                          seed=ctx.seed, draws=ctx.draws, note=note) if n_kept else claims.not_measured(note)
             verdicts.append(results.record_claim(claim, m, undecided=ctx.fidelity if n_kept else
                                                  "not measured: no x' fools every M∘P (DR and IAR undefined)"))
     return verdicts
@@ -295,11 +291,11 @@ def _dac_ordering(ctx: _Run) -> claims.Verdict:
     attack, eps = "mim_w", 0.3
     note = ctx.note(attack=attack, n_points=ctx.run.n_defense)
     if ctx.run.paper_dataset != "mnist":
-        return results.record_claim(DAC_ORDERING, _not_measured(note), undecided=(
+        return results.record_claim(DAC_ORDERING, claims.not_measured(note), undecided=(
             f"not measured: this run stands for {ctx.run.paper_dataset}, the claim is about mnist"))
     missing = ctx.missing(ctx.table, attack, eps, ("luring", "ce"), ordering=True)
     if missing:
-        return results.record_claim(DAC_ORDERING, _not_measured(note), undecided=missing)
+        return results.record_claim(DAC_ORDERING, claims.not_measured(note), undecided=missing)
     run = [a for a in APPROACH_LABELS if (attack, eps, a) in ctx.table]
     points = {APPROACH_LABELS[a]: ctx.table[(attack, eps, a)]["points"] for a in run}
     indicators = {label: (p["disagree"] | p["target_correct"]).numpy() for label, p in points.items()}
@@ -319,7 +315,7 @@ def _ac_mop_iterative(ctx: _Run, dataset: str) -> list[claims.Verdict]:
         cells = sorted(eps for a, eps, approach in ctx.fig2 if a == attack and approach == "luring"
                        and (attack, eps, "ce") in ctx.fig2)
         if not cells:
-            verdicts.append(results.record_claim(claim, _not_measured(note), undecided=(
+            verdicts.append(results.record_claim(claim, claims.not_measured(note), undecided=(
                 f"not measured: this run has no {ATTACK_NAMES[attack]} on Luring's and C_E's M∘P")))
             continue
         correct = {eps: ctx.fig2[(attack, eps, "luring")]["points"]["mop_correct"] for eps in cells}
@@ -329,7 +325,7 @@ def _ac_mop_iterative(ctx: _Run, dataset: str) -> list[claims.Verdict]:
         m = claims.proportion(k, n, n_successful=n - k, seeds=[ctx.seed], note="; ".join(filter(None, (where, note))))
         control = ctx.fig2[(attack, eps, "ce")]["points"]["mop_correct"]
         kc, nc = int(control.sum()), len(control)
-        low, high = claims.wilson(kc, nc)
+        low, high = stats.wilson(kc, nc)
         weak = None if low <= AC_MOP_THRESHOLD else (
             f"attack too weak: {ATTACK_NAMES[attack]} at ε {eps:g} also leaves C_E's M∘P (the control) at accuracy "
             f"{kc / nc:.3g} [{low:.3g}, {high:.3g}], above {AC_MOP_THRESHOLD:g}")

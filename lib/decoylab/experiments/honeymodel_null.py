@@ -1,0 +1,133 @@
+"""Is it the watermark? The random-key null of HoneyModels (Abdou, Sheatsley, Beugin, Shipp, McDaniel,
+"HoneyModels: Machine Learning Honeypots", MILCOM 2021).
+
+The paper's premise (§I, §III-C): an attack on the HoneyModel reproduces *its* watermark, and the detector
+(§III-C-4) catches the attacker by reading the secret key's features. Neither the paper nor the benign-model
+control (``HoneyModel.control()``) asks whether a key the model never learned would do as well. Here the same
+adversarial examples are read with ``n_keys`` random keys of the secret key's size and amplitude on other
+pixels: if Sim(W, Ŵ) and the detector's AUC are as high with a random key, what they measure is the attack's
+footprint on any set of pixels (PGD moves every pixel by ε; on MNIST's black background a perturbation can
+only be positive), not the watermark.
+
+- ``random_keys`` — keys of the secret key's shape, size and amplitude on pixels it does not use;
+- ``key_null_table`` — per model, attack and key: mean Sim(W, Ŵ) with its n, and the held-out detector AUC;
+- ``key_null_claims`` — per attack, the secret key minus a random key (paired on the same examples), judged.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from decoylab import claims, results, stats
+from decoylab.defenses import honeymodels as hm
+from decoylab.experiments.honeymodel_claims import PAPER, heldout_images, heldout_scores, setting_differences
+from decoylab.experiments.honeymodels import PAPER_ATTACKS
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+NULL_SEED_OFFSET = 7_919  # random keys are seeded at seed + offset + i: never the secret key's seed
+
+
+def random_keys(key: hm.WatermarkKey, count: int, seed: int) -> list[hm.WatermarkKey]:
+    """``count`` keys of the secret key's shape, size and amplitude that no model was trained on, each on pixels
+    the secret key does not use (a shared pixel would carry the watermark into the null); where the secret key
+    covers more than half of the input, the rest is drawn from its pixels. Seeded at ``seed`` + an offset."""
+    n_features, size = int(np.prod(key.shape)), len(key.indices)
+    outside = np.setdiff1d(np.arange(n_features), key.indices.numpy())
+    found = []
+    for i in range(count):
+        rng = np.random.default_rng(seed + NULL_SEED_OFFSET + i)
+        chosen = rng.choice(outside, size=min(size, len(outside)), replace=False)
+        if len(chosen) < size:
+            chosen = np.concatenate([chosen, rng.choice(key.indices.numpy(), size=size - len(chosen), replace=False)])
+        signs = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=size)
+        found.append(hm.WatermarkKey(key.shape, torch.from_numpy(np.sort(chosen)).long(), torch.from_numpy(signs),
+                                     key.amplitude, key.watermark_size, True))
+    return found
+
+
+def _pairs(adversarial: Mapping[str, Any]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    return {name: (r.x_adv, r.success) for name, r in adversarial.items()}
+
+
+def key_null_table(key: hm.WatermarkKey, attacked: Mapping[str, tuple[torch.Tensor, Mapping[str, Any]]], *,
+                   n_keys: int, seed: int, reading: str, samples: str, test_fraction: float = 0.2) -> "pd.DataFrame":
+    """One row per model (``attacked``: ``{"HoneyModel": (x, adversarial), "benign model": ...}``), attack and
+    key (the secret one, then ``random_keys``): mean Sim(W, Ŵ) over the successful examples with their number,
+    and the held-out AUC of a detector trained like Table I's on that key's features."""
+    import pandas as pd
+
+    keys = [("secret", key)] + [(f"random {i + 1}", k) for i, k in enumerate(random_keys(key, n_keys, seed))]
+    rows = []
+    for who, (x, adversarial) in attacked.items():
+        for name, k in keys:
+            _, report = hm.train_detector(k, x, _pairs(adversarial), test_fraction=test_fraction, seed=seed,
+                                          samples=samples)
+            for attack, r in adversarial.items():
+                sim = hm.reconstruction(k, r.x_adv[r.success], x[r.success], reading)
+                rows.append({"model": who, "attack": attack, "key": name,
+                             "similarity": float(sim.mean()) if len(sim) else float("nan"), "n": len(sim),
+                             "detector AUC": report.rows[attack]["auc"], "n held out": report.rows[attack]["n_test"]})
+    return pd.DataFrame(rows)
+
+
+def key_null_claims(key: hm.WatermarkKey, x: torch.Tensor, adversarial: Mapping[str, Any], params: Mapping[str, Any],
+                    *, n_train: int, test_fraction: float = 0.2) -> list[claims.Verdict]:
+    """Per paper attack on the HoneyModel (``x`` and its ``adversarial`` results): Sim(W, Ŵ) with the secret key
+    minus with the first random key, a paired bootstrap over the successful examples; the per-attack detector's
+    held-out AUC with the secret key minus with that random key, a paired bootstrap over the held-out images."""
+    seed, samples, reading = params["SEED"], params["DETECTOR_SAMPLES"], params["RECONSTRUCTION"]
+    (other,) = random_keys(key, 1, seed)
+    differences = setting_differences(params, n_train)
+    held = heldout_images(len(x), seed, test_fraction)
+    by_id = {c.id: c for c in claims.declared(PAPER)}
+    verdicts = []
+    for attack in PAPER_ATTACKS:
+        r = adversarial[attack]
+        ok = r.success.bool()
+        secret_sim, random_sim = (hm.reconstruction(k, r.x_adv[ok], x[ok], reading).double().numpy()
+                                  for k in (key, other))
+        note = (f"the same {int(ok.sum())} successful examples read with the secret key and with a random key of "
+                f"its size (seed {seed + NULL_SEED_OFFSET}); {reading} reading; {differences}")
+        if len(secret_sim) >= 2:
+            value, interval = stats.bootstrap_mean_difference(secret_sim, random_sim, paired=True, seed=seed)
+            measured = claims.Measurement(value, interval, len(x), len(secret_sim), (seed,), note,
+                                          parts={"secret key": _mean(secret_sim, len(x), seed, note),
+                                                 "random key": _mean(random_sim, len(x), seed, note)})
+        else:
+            measured = claims.not_measured(note, n=len(x), n_successful=len(secret_sim))
+        verdicts.append(results.record_claim(by_id[f"{PAPER}.premise.{attack}.reconstruction_over_random_key"],
+                                             measured))
+        verdicts.append(results.record_claim(by_id[f"{PAPER}.premise.{attack}.auc_over_random_key"],
+                                             _auc_difference(key, other, x, attack, r, held, samples, seed,
+                                                             f"held-out {100 * test_fraction:g} % of the attacked "
+                                                             f"images, per-attack detectors; {note}")))
+    return verdicts
+
+
+def _mean(values: np.ndarray, n_images: int, seed: int, note: str) -> claims.Measurement:
+    return claims.Measurement(float(values.mean()), stats.mean_interval(float(values.mean()), float(values.std()),
+                                                                        len(values)), n_images, len(values), (seed,),
+                              note)
+
+
+def _auc_difference(key: hm.WatermarkKey, other: hm.WatermarkKey, x: torch.Tensor, attack: str, r, held: torch.Tensor,
+                    samples: str, seed: int, note: str) -> claims.Measurement:
+    """The secret key's detector AUC minus the random key's, scored on the same held-out images."""
+    scored = []
+    for k in (key, other):
+        detector, _ = hm.train_detector(k, x, {attack: (r.x_adv, r.success)}, seed=seed, samples=samples)
+        scored.append(heldout_scores(k, detector, x, {attack: r}, held, samples))
+    secret, random_key = scored
+    if secret.scores is None or random_key.scores is None or secret.labels.min() == secret.labels.max():
+        return claims.not_measured(note, n=secret.n_images, n_successful=secret.n_successful)
+    value, interval = stats.bootstrap_auc_difference(secret.labels, secret.scores, random_key.scores, seed=seed)
+    parts = {name: claims.Measurement(*stats.bootstrap_auc(h.labels, h.scores, seed=seed), h.n_images,
+                                      h.n_successful, (seed,), note)
+             for name, h in (("secret key", secret), ("random key", random_key))}
+    return claims.Measurement(value, interval, secret.n_images, secret.n_successful, (seed,), note, parts=parts)
+
