@@ -346,6 +346,9 @@ def test_random_key_null_tells_the_secret_watermark_from_a_footprint_on_every_pi
     assert v["honeymodels.premise.jsma.reconstruction_over_random_key"].outcome != REPRODUCED
     assert v["honeymodels.premise.jsma.auc_over_random_key"].outcome in (INCONCLUSIVE, NOT_REPRODUCED)
     assert v["honeymodels.premise.cw.auc_over_random_key"].outcome == INCONCLUSIVE  # 20 successes: too few
+    finding = hnull.key_null_finding(list(v.values()))
+    assert "**PGD**: Sim(W, Ŵ) 1 with the secret key" in finding and "the watermark contributes" in finding
+    assert "**JSMA**" in finding and "**JSMA**: Sim(W, Ŵ) 1" not in finding
     table = hnull.key_null_table(key, {"HoneyModel": (x, adv)}, n_keys=3, seed=0, reading="perturbation",
                                  samples="successful")
     assert list(table["key"].unique()) == ["secret", "random 1", "random 2", "random 3"]

@@ -131,3 +131,36 @@ def _auc_difference(key: hm.WatermarkKey, other: hm.WatermarkKey, x: torch.Tenso
              for name, h in (("secret key", secret), ("random key", random_key))}
     return claims.Measurement(value, interval, secret.n_images, secret.n_successful, (seed,), note, parts=parts)
 
+
+
+def key_null_finding(verdicts) -> str:
+    """What the random-key claims of this run say, one sentence per attack, rendered from their verdicts and
+    numbers (for notebook 10's Summary)."""
+    from decoylab.claims import NOT_REPRODUCED, REPRODUCED, fmt
+
+    by_id = {v.claim.id: v for v in verdicts}
+    lines = ["**Is it the watermark?** The same adversarial examples read with the secret key and with a key the "
+             "model never learned (section 7):", ""]
+    for attack in PAPER_ATTACKS:
+        sim = by_id.get(f"{PAPER}.premise.{attack}.reconstruction_over_random_key")
+        auc = by_id.get(f"{PAPER}.premise.{attack}.auc_over_random_key")
+        if sim is None or auc is None:
+            continue
+
+        def pair(v) -> str:
+            parts = v.measurement.parts
+            if not parts:
+                return "not measured"
+            return (f"{fmt(parts['secret key'].value)} with the secret key, {fmt(parts['random key'].value)} with a "
+                    "random one")
+
+        outcomes = {sim.outcome, auc.outcome}
+        if outcomes == {REPRODUCED}:
+            reading = "the secret key reads more on both counts: the watermark contributes"
+        elif outcomes == {NOT_REPRODUCED}:
+            reading = "a key the model never learned does as well: this is the attack's footprint, not the watermark"
+        else:
+            reading = (f"reconstruction {sim.outcome}, detection {auc.outcome} (see the claims for why: "
+                       "an interval across 0 or too few successful examples decides nothing)")
+        lines.append(f"- **{attack.upper()}**: Sim(W, Ŵ) {pair(sim)}; detector AUC {pair(auc)}: {reading}.")
+    return "\n".join(lines)
