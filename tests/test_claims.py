@@ -46,9 +46,21 @@ def test_hanley_mcneil_agrees_with_the_bootstrap_and_keeps_to_the_unit_interval(
     assert all(math.isnan(b) for b in stats.hanley_mcneil(0.8, 0, 10))
 
 
-def test_mean_interval_is_the_normal_one_and_needs_two_values():
-    assert stats.mean_interval(0.5, 0.2, 16) == (pytest.approx(0.5 - Z * 0.05), pytest.approx(0.5 + Z * 0.05))
+def test_mean_interval_is_students_t_and_needs_two_values():
+    t15, t2 = 2.131449545559776, 4.302652729749462  # t quantiles 0.975 at 15 and 2 degrees of freedom
+    assert stats.mean_interval(0.5, 0.2, 16) == (pytest.approx(0.5 - t15 * 0.05), pytest.approx(0.5 + t15 * 0.05))
+    assert stats.mean_interval(0.9, 0.03, 3)[1] == pytest.approx(0.9 + t2 * 0.03 / math.sqrt(3))
     assert all(math.isnan(b) for b in stats.mean_interval(0.5, float("nan"), 1))
+
+
+def test_median_interval_covers_the_median_at_least_95_percent():
+    from scipy.stats import binom
+
+    for n in (6, 8, 16, 21, 100, 1000):
+        low, high = stats.median_interval(np.arange(n))
+        r = int(low) + 1  # the lower bound's rank
+        assert high == n - r and 1 - 2 * binom.cdf(r - 1, n, 0.5) >= 0.95
+    assert all(math.isnan(b) for b in stats.median_interval(np.arange(5)))
 
 
 def test_mover_difference_of_two_proportions_is_newcombes_interval():

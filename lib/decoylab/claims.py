@@ -29,7 +29,7 @@ def fmt(x: float | str | None) -> str:  # a stored results.json writes NaN as th
     return "—" if x is None else x if isinstance(x, str) else f"{x:.4g}"
 
 
-def _span(interval: tuple[float, float]) -> str:
+def span(interval: tuple[float, float]) -> str:
     return f"[{fmt(interval[0])}, {fmt(interval[1])}]"
 
 
@@ -138,7 +138,7 @@ class Verdict:
 
 
 def _bounds(m: Measurement, satisfied: bool, violated: bool, test: str) -> Verdict:
-    where = f"the 95 % interval {_span(m.interval)}"
+    where = f"the 95 % interval {span(m.interval)}"
     if satisfied:
         return Verdict(REPRODUCED, f"the whole of {where} is {test}", measurement=m)
     if violated:
@@ -213,7 +213,7 @@ class Ordering:
         if self.increasing:
             pairs = [(b, a) for a, b in pairs]
         spans = {(a, b): m.difference_interval(a, b) for a, b in pairs}
-        text = "; ".join(f"{a} − {b}: {_span(s)}" for (a, b), s in spans.items())
+        text = "; ".join(f"{a} − {b}: {span(s)}" for (a, b), s in spans.items())
         if any(math.isnan(x) for s in spans.values() for x in s):
             return Verdict(INCONCLUSIVE, f"a part is not a number ({text})", measurement=m)
         reversed_ = ", ".join(f"{b} above {a}" for (a, b), (_, high) in spans.items() if high < 0)
@@ -307,7 +307,7 @@ def _items(verdicts: Iterable[Verdict] | Mapping[str, Mapping[str, Any]]) -> lis
 def rows(verdicts: Iterable[Verdict] | Mapping[str, Mapping[str, Any]]) -> list[list[Any]]:
     """One row per claim (``COLUMNS``) from Verdicts or from results.json's ``claims`` mapping."""
     return [[d["id"], d.get("source", ""), d.get("paper_value"), d.get("value"),
-             _span(d["interval"]) if d.get("interval") else "", d.get("n"), d.get("n_successful"), d["verdict"],
+             span(d["interval"]) if d.get("interval") else "", d.get("n"), d.get("n_successful"), d["verdict"],
              d["reason"], d.get("note") or ""] for d in _items(verdicts)]
 
 
@@ -340,11 +340,11 @@ def _evidence(d: Mapping[str, Any]) -> str:
 
 def _sentence(d: Mapping[str, Any]) -> str:
     if d.get("interval"):
-        measured = f"this run measured {fmt(d.get('value'))} (95 % interval {_span(d['interval'])}; {_evidence(d)})"
+        measured = f"this run measured {fmt(d.get('value'))} (95 % interval {span(d['interval'])}; {_evidence(d)})"
     elif not d.get("parts"):
         measured = "this run measured nothing"
     else:  # an ordering: its parts
-        values = ", ".join(f"{k} = {fmt(p['value'])} {_span(p['interval'])}" for k, p in (d.get("parts") or {}).items())
+        values = ", ".join(f"{k} = {fmt(p['value'])} {span(p['interval'])}" for k, p in (d.get("parts") or {}).items())
         measured = f"this run measured {values} ({_evidence(d)})"
     paper = f"the paper's {fmt(d['paper_value'])}" if d.get("paper_value") is not None else "the paper's statement"
     lead = f"- **{d['verdict'].capitalize()}** — {d.get('source', '')} (`{d['id']}`): {d.get('statement', '')} "

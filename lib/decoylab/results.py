@@ -125,9 +125,14 @@ def record_claim(claim, measurement, *, undecided: str | None = None):
 
     from decoylab.claims import INCONCLUSIVE, Verdict
 
-    numbers_ = () if measurement.value is None else (measurement.value, *(measurement.interval or (math.nan,)))
-    if any(math.isnan(x) for x in numbers_):  # unmeasured: results.json and the report carry None, not "nan"
-        measurement = replace(measurement, value=None, interval=None)
+    def unmeasured(x) -> bool:
+        return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isnan(x)
+
+    # unmeasured: results.json and the report carry None, not "nan"
+    if unmeasured(measurement.value):
+        measurement = replace(measurement, value=None)
+    if measurement.interval is not None and any(map(unmeasured, measurement.interval)):
+        measurement = replace(measurement, interval=None)
     verdict = Verdict(INCONCLUSIVE, undecided, claim, measurement) if undecided else claim.judge(measurement)
     _CLAIMS[claim.id] = _plain(verdict.as_dict(), claim.id)
     _VERDICTS[claim.id] = verdict

@@ -2,7 +2,7 @@
 McNeil; percentile bootstraps of AUCs, of their differences and of differences of means), and the
 Gaussian-kernel MMD with its bootstrap and permutation test (vectorised in torch).
 
-HoneyModels §IV-D (Fig. 5) measures indistinguishability with MMD over bootstrap draws of 50
+HoneyModels §IV-C (Fig. 5) measures indistinguishability with MMD over bootstrap draws of 50
 adversarial samples; here every draw reuses one precomputed kernel matrix over the pooled samples,
 so 1000 draws cost a few gathers instead of 1000 kernel evaluations.
 """
@@ -30,12 +30,15 @@ def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     return (0.0 if k == 0 else max(0.0, centre - half)), (1.0 if k == n else min(1.0, centre + half))
 
 
-def mean_interval(mean: float, sd: float, n: int, z: float = Z95) -> tuple[float, float]:
-    """The normal-approximation 95 % interval of a mean of ``n`` values with standard deviation ``sd``
-    (NaN bounds when ``n`` < 2: one value gives no spread)."""
+def mean_interval(mean: float, sd: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Student's t interval of a mean of ``n`` values with sample standard deviation ``sd`` (ddof 1): t with
+    n − 1 degrees of freedom, so that a handful of values (fingerprint sets, seeds) gets its wide interval.
+    NaN bounds when ``n`` < 2: one value gives no spread."""
+    from scipy.stats import t
+
     if n < 2 or not math.isfinite(sd):
         return float("nan"), float("nan")
-    half = z * sd / math.sqrt(n)
+    half = float(t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
     return mean - half, mean + half
 
 
@@ -53,16 +56,18 @@ def hanley_mcneil(auc: float, n_positive: int, n_negative: int, z: float = Z95) 
     return max(0.0, auc - half), min(1.0, auc + half)
 
 
-def median_interval(values, z: float = Z95) -> tuple[float, float]:
-    """The distribution-free 95 % interval of a median: the order statistics n/2 ∓ z·√n/2 (the binomial's
-    normal approximation; Conover, "Practical Nonparametric Statistics", §3.2). NaN bounds below 6 values."""
+def median_interval(values, level: float = 0.95) -> tuple[float, float]:
+    """The distribution-free interval of a median: the order statistics X(r) and X(n + 1 − r), r the largest rank
+    whose binomial(n, ½) tail stays within (1 − ``level``)/2 (Conover, "Practical Nonparametric Statistics",
+    §3.2), so the coverage is at least ``level``. NaN bounds below 6 values (no such r)."""
+    from scipy.stats import binom
+
     ordered = np.sort(np.asarray(values, dtype=float).ravel())
     n = len(ordered)
-    if n < 6:
+    r = int(binom.ppf((1 - level) / 2, n, 0.5))  # P(B < r) <= (1 - level)/2 for B ~ binomial(n, 1/2)
+    if n < 6 or r < 1:
         return float("nan"), float("nan")
-    half = z * math.sqrt(n) / 2
-    low, high = max(0, math.floor(n / 2 - half)), min(n - 1, math.ceil(n / 2 + half) - 1)
-    return float(ordered[low]), float(ordered[high])
+    return float(ordered[r - 1]), float(ordered[n - r])
 
 
 def percentile_interval(draws, level: float = 0.95) -> tuple[float, float]:

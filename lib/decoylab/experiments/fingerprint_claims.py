@@ -293,7 +293,7 @@ def evaluate_sweep_claims(train_set, test_set, settings: SweepSettings, *, n_gri
                 # "falls by no more than 8 %" would pass on any rise: a size of fall needs a fall to judge
                 _unmeasured(found, missing, [f"{PAPER}.fig3.eps.cw_l2.fall_not_substantial"],
                             f"no fall to judge: the AUC rose by {measured.value:.3g} "
-                            f"{claims._span(measured.interval)} from ε {low:g} to {high:g} (auc_falls carries the "
+                            f"{claims.span(measured.interval)} from ε {low:g} to {high:g} (auc_falls carries the "
                             "verdict)")
         if not swept or n_sets < 2:
             _unmeasured(found, missing, [f"{PAPER}.fig4.{key}.auc_std"],

@@ -78,10 +78,15 @@ def key_null_table(key: hm.WatermarkKey, attacked: Mapping[str, tuple[torch.Tens
 def key_null_claims(key: hm.WatermarkKey, x: torch.Tensor, adversarial: Mapping[str, Any], params: Mapping[str, Any],
                     *, n_train: int, test_fraction: float = 0.2) -> list[claims.Verdict]:
     """Per paper attack on the HoneyModel (``x`` and its ``adversarial`` results): Sim(W, Ŵ) with the secret key
-    minus with the first random key, a paired bootstrap over the successful examples; the per-attack detector's
-    held-out AUC with the secret key minus with that random key, a paired bootstrap over the held-out images."""
+    minus with the first random key (section 7's table shows the spread over all of them), a paired bootstrap
+    over the successful examples; the per-attack detector's held-out AUC with the secret key minus with that
+    random key, a paired bootstrap over the held-out images. Where no random key can avoid the secret key's
+    pixels (a key over more than half of the input) the claims are not measured."""
     seed, samples, reading = params["SEED"], params["DETECTOR_SAMPLES"], params["RECONSTRUCTION"]
     (other,) = random_keys(key, 1, seed)
+    shared = len(set(other.indices.tolist()) & set(key.indices.tolist()))
+    overlap = (f"not measured: the secret key covers {100 * key.watermark_size:g} % of the input, so a random key "
+               f"of its size shares {shared} of its pixels and carries the watermark into the null") if shared else None
     differences = setting_differences(params, n_train)
     held = heldout_images(len(x), seed, test_fraction)
     by_id = {c.id: c for c in claims.declared(PAPER)}
@@ -91,8 +96,8 @@ def key_null_claims(key: hm.WatermarkKey, x: torch.Tensor, adversarial: Mapping[
         ok = r.success.bool()
         secret_sim, random_sim = (hm.reconstruction(k, r.x_adv[ok], x[ok], reading).double().numpy()
                                   for k in (key, other))
-        note = (f"the same {int(ok.sum())} successful examples read with the secret key and with a random key of "
-                f"its size (seed {seed + NULL_SEED_OFFSET}); {reading} reading; {differences}")
+        note = (f"the same {int(ok.sum())} successful examples read with the secret key and with the first random key "
+                f"of its size on other pixels (seed {seed + NULL_SEED_OFFSET}); {reading} reading; {differences}")
         if len(secret_sim) >= 2:
             value, interval = stats.bootstrap_mean_difference(secret_sim, random_sim, paired=True, seed=seed)
             measured = claims.Measurement(value, interval, len(x), len(secret_sim), (seed,), note,
@@ -101,26 +106,29 @@ def key_null_claims(key: hm.WatermarkKey, x: torch.Tensor, adversarial: Mapping[
         else:
             measured = claims.not_measured(note, n=len(x), n_successful=len(secret_sim))
         verdicts.append(results.record_claim(by_id[f"{PAPER}.premise.{attack}.reconstruction_over_random_key"],
-                                             measured))
-        verdicts.append(results.record_claim(by_id[f"{PAPER}.premise.{attack}.auc_over_random_key"],
-                                             _auc_difference(key, other, x, attack, r, held, samples, seed,
-                                                             f"held-out {100 * test_fraction:g} % of the attacked "
-                                                             f"images, per-attack detectors; {note}")))
+                                             measured, undecided=overlap))
+        auc = _auc_difference(key, other, x, attack, r, held, samples, seed, test_fraction,
+                              f"held-out {100 * test_fraction:g} % of the attacked images, per-attack detectors; "
+                              f"{note}")
+        verdicts.append(results.record_claim(by_id[f"{PAPER}.premise.{attack}.auc_over_random_key"], auc,
+                                             undecided=overlap))
     return verdicts
 
 
 def _mean(values: np.ndarray, n_images: int, seed: int, note: str) -> claims.Measurement:
-    return claims.Measurement(float(values.mean()), stats.mean_interval(float(values.mean()), float(values.std()),
-                                                                        len(values)), n_images, len(values), (seed,),
-                              note)
+    mean = float(values.mean())
+    return claims.Measurement(mean, stats.mean_interval(mean, float(values.std(ddof=1)), len(values)), n_images,
+                              len(values), (seed,), note)
 
 
 def _auc_difference(key: hm.WatermarkKey, other: hm.WatermarkKey, x: torch.Tensor, attack: str, r, held: torch.Tensor,
-                    samples: str, seed: int, note: str) -> claims.Measurement:
-    """The secret key's detector AUC minus the random key's, scored on the same held-out images."""
+                    samples: str, seed: int, test_fraction: float, note: str) -> claims.Measurement:
+    """The secret key's detector AUC minus the random key's, scored on the same held-out images (the split of
+    ``train_detector`` at ``test_fraction``, so neither detector saw them)."""
     scored = []
     for k in (key, other):
-        detector, _ = hm.train_detector(k, x, {attack: (r.x_adv, r.success)}, seed=seed, samples=samples)
+        detector, _ = hm.train_detector(k, x, {attack: (r.x_adv, r.success)}, test_fraction=test_fraction, seed=seed,
+                                        samples=samples)
         scored.append(heldout_scores(k, detector, x, {attack: r}, held, samples))
     secret, random_key = scored
     if secret.scores is None or random_key.scores is None or secret.labels.min() == secret.labels.max():
@@ -129,15 +137,23 @@ def _auc_difference(key: hm.WatermarkKey, other: hm.WatermarkKey, x: torch.Tenso
     parts = {name: claims.Measurement(*stats.bootstrap_auc(h.labels, h.scores, seed=seed), h.n_images,
                                       h.n_successful, (seed,), note)
              for name, h in (("secret key", secret), ("random key", random_key))}
+    if parts["secret key"].value == parts["random key"].value == 1.0:  # as table_one_claims names its ceiling
+        note = (f"ceiling: the random key's detector separates {attack.upper()} perfectly too (AUC 1.0 both), so "
+                f"this detection does not need the secret key; {note}")
     return claims.Measurement(value, interval, secret.n_images, secret.n_successful, (seed,), note, parts=parts)
 
+
+def _pair(v: claims.Verdict) -> str:
+    parts = v.measurement.parts
+    if not parts:
+        return "not measured"
+    return (f"{claims.fmt(parts['secret key'].value)} with the secret key, "
+            f"{claims.fmt(parts['random key'].value)} with a random one")
 
 
 def key_null_finding(verdicts) -> str:
     """What the random-key claims of this run say, one sentence per attack, rendered from their verdicts and
     numbers (for notebook 10's Summary)."""
-    from decoylab.claims import NOT_REPRODUCED, REPRODUCED, fmt
-
     by_id = {v.claim.id: v for v in verdicts}
     lines = ["**Is it the watermark?** The same adversarial examples read with the secret key and with a key the "
              "model never learned (section 7):", ""]
@@ -146,21 +162,14 @@ def key_null_finding(verdicts) -> str:
         auc = by_id.get(f"{PAPER}.premise.{attack}.auc_over_random_key")
         if sim is None or auc is None:
             continue
-
-        def pair(v) -> str:
-            parts = v.measurement.parts
-            if not parts:
-                return "not measured"
-            return (f"{fmt(parts['secret key'].value)} with the secret key, {fmt(parts['random key'].value)} with a "
-                    "random one")
-
         outcomes = {sim.outcome, auc.outcome}
-        if outcomes == {REPRODUCED}:
+        if outcomes == {claims.REPRODUCED}:
             reading = "the secret key reads more on both counts: the watermark contributes"
-        elif outcomes == {NOT_REPRODUCED}:
-            reading = "a key the model never learned does as well: this is the attack's footprint, not the watermark"
+        elif outcomes == {claims.NOT_REPRODUCED}:
+            reading = ("a key the model never learned does as well" + (" (both detectors at the AUC ceiling)" if
+                       auc.measurement.note.startswith("ceiling") else "") +
+                       ": this is the attack's footprint, not the watermark")
         else:
-            reading = (f"reconstruction {sim.outcome}, detection {auc.outcome} (see the claims for why: "
-                       "an interval across 0 or too few successful examples decides nothing)")
-        lines.append(f"- **{attack.upper()}**: Sim(W, Ŵ) {pair(sim)}; detector AUC {pair(auc)}: {reading}.")
+            reading = f"reconstruction {sim.outcome}, detection {auc.outcome}: the claims below give each reason"
+        lines.append(f"- **{attack.upper()}**: Sim(W, Ŵ) {_pair(sim)}; detector AUC {_pair(auc)}: {reading}.")
     return "\n".join(lines)

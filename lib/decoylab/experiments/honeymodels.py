@@ -47,16 +47,16 @@ FIG4_BOUNDS = {column: (f"{column}_low", f"{column}_high") for column in FIG4_CU
 
 def with_fig4_intervals(sweep_frame: "pd.DataFrame") -> "pd.DataFrame":
     """``sweep``'s rows with each Fig. 4 curve's 95 % interval (``FIG4_BOUNDS``' columns): Wilson's for the
-    accuracy on ``n_test`` images, mean ± 1.96 standard errors for each attack's reconstruction over its
-    successful examples (none where fewer than two)."""
+    accuracy on ``n_test`` images, Student's t for each attack's mean reconstruction over its
+    successful examples (``stats.mean_interval``; none where fewer than two)."""
     out = sweep_frame.copy()
     bounds = [stats.wilson(round(a * n), int(n)) for a, n in zip(out["accuracy"], out["n_test"])]
     out["accuracy_low"], out["accuracy_high"] = [b[0] for b in bounds], [b[1] for b in bounds]
     for attack in PAPER_ATTACKS:
-        k = out[f"{attack}_n_successful"].astype(float)
-        half = stats.Z95 * out[f"{attack}_reconstruction_sd"] / k.where(k >= 2).pow(0.5)
-        out[f"{attack}_reconstruction_low"] = out[f"{attack}_reconstruction"] - half
-        out[f"{attack}_reconstruction_high"] = out[f"{attack}_reconstruction"] + half
+        bounds = [stats.mean_interval(m, sd, int(k)) for m, sd, k in
+                  zip(out[f"{attack}_reconstruction"], out[f"{attack}_reconstruction_sd"], out[f"{attack}_n_successful"])]
+        out[f"{attack}_reconstruction_low"] = [b[0] for b in bounds]
+        out[f"{attack}_reconstruction_high"] = [b[1] for b in bounds]
     return out
 
 
@@ -323,7 +323,8 @@ def record_sweep(sweep_frame: "pd.DataFrame", *, where: str, size_sweep_poison: 
                        paper=paper_values.values("honeymodels", "accuracy_drop_0_to_90")["mnist"],
                        source="HoneyModels " + paper_values.source("honeymodels", "accuracy_drop_0_to_90"),
                        match=results.settings_match(dataset, "mnist", paper_settings, differences),
-                       note=f"{where}; interval: Newcombe's for a difference of two rates")
+                       note=f"{where}; interval: Newcombe's for a difference of two rates, unpaired (both rates are "
+                            "on the same test images, so it is conservative)")
 
 
 def chosen_examples(result, samples: str) -> torch.Tensor:
@@ -365,8 +366,9 @@ def record_mmd(summary: "pd.DataFrame", *, where: str, sample_size: int) -> None
     for attack, row in summary.iterrows():
         n_benign, n_honey = int(row["n benign"]), int(row["n honey"])
         results.record(f"{attack}_overlap_accuracy", row["overlap accuracy"], n=min(n_benign, n_honey),
-                       note=f"{where}; 0.5 = indistinguishable; n: examples of the model with fewer (its 95 % "
-                            "interval is the Fig. 5 claim's, split-half). The paper shows Fig. 5 only as curves")
+                       note=f"{where}; 0.5 = indistinguishable; n: examples of the model with fewer. The paper's "
+                            "design, biased toward distinguishable with few examples; the Fig. 5 claim measures the "
+                            "unbiased split-half overlap, with its interval. The paper shows Fig. 5 only as curves")
         results.record(f"{attack}_permutation_p", row["p (all examples)"], n=n_benign + n_honey,
                        note=f"{n_benign} vs {n_honey} examples")
         results.record(f"{attack}_permutation_p_small", row[f"p ({sample_size} vs {sample_size})"],

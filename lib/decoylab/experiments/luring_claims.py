@@ -233,7 +233,7 @@ def _short_training(claim: claims.Claim, measurement: claims.Measurement, ctx: _
     trained, paper = ctx.parameters["COMPONENT_EPOCHS"], PAPER_SETTINGS[ctx.run.paper_dataset]["component_epochs"]
     if trained >= paper or claim.judge(measurement).outcome != claims.NOT_REPRODUCED:
         return None
-    return (f"settings too short to refute: the gap {measurement.value:.3g} {claims._span(measurement.interval)} exceeds the "
+    return (f"settings too short to refute: the gap {measurement.value:.3g} {claims.span(measurement.interval)} exceeds the "
             f"bound, but P trained {trained} of the paper's {paper} epochs (Algorithm 1, Appendix B)")
 
 
