@@ -439,7 +439,7 @@ def test_indistinguishability_claims_from_disjoint_halves(recorded_claims):
     cw = v["honeymodels.fig5.cw.overlap_accuracy"]
     assert cw.outcome == INCONCLUSIVE and cw.measurement.n_successful == 60 and "at least 100" in cw.reason
     # against a second benign model: JSMA's gap is the HoneyModel's alone (the second benign model's examples
-    # look like the first's), unless the second benign model's examples are as far off (then no gap beyond it)
+    # look like the first's); where two benign models are already told apart, no gap beyond them can show
     adversarial["second benign"] = {"cw": _result(three, few), "pgd": _result(three, every),
                                     "jsma": _result(three, every)}
     v = _by_id(hc.indistinguishability_claims(adversarial, params, n_train=500, resamples=50))
@@ -448,7 +448,8 @@ def test_indistinguishability_claims_from_disjoint_halves(recorded_claims):
     assert v["honeymodels.fig5.pgd.overlap_beyond_another_model"].outcome == REPRODUCED
     adversarial["second benign"]["jsma"] = _result((three + 0.5).clamp(0, 1), every)
     v = _by_id(hc.indistinguishability_claims(adversarial, params, n_train=500, resamples=50))
-    assert v["honeymodels.fig5.jsma.overlap_beyond_another_model"].outcome == REPRODUCED
+    ceiling = v["honeymodels.fig5.jsma.overlap_beyond_another_model"]
+    assert ceiling.outcome == INCONCLUSIVE and ceiling.reason.startswith("ceiling: two benign models' JSMA")
 
 
 def test_poison_scale_holds_the_optimiser_steps_and_shows_both_accuracies():
