@@ -101,6 +101,13 @@ def test_record_carries_n_and_an_interval_for_rates(tmp_path, monkeypatch):
         results.record("tpr", 0.5, proportion=True)
     with pytest.raises(ValueError, match="must be a count"):
         results.record("tpr", 0.5, n=2.5, proportion=True)
+    from decoylab import stats
+
+    results.record("auc_scored", 0.8, n=50, auc_against=200)  # an AUC without its scores: Hanley and McNeil's
+    saved = json.loads((tmp_path / results.PARTIAL_FILE).read_text())
+    assert saved["auc_scored"]["interval"] == pytest.approx(list(stats.hanley_mcneil(0.8, 50, 200)))
+    with pytest.raises(ValueError, match="needs the n it rests on"):
+        results.record("auc_scored", 0.8, auc_against=200)
     results.clear()
 
 

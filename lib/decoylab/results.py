@@ -74,10 +74,12 @@ def match_label(match: str | None) -> str | None:
     return next((label for label in MATCH_LABELS if match == label or match.startswith(label + ": ")), None)
 
 
-def _evidence(name: str, value: Any, n: int | None, interval: Any, proportion: bool) -> dict[str, Any]:
-    """``n`` and a 95 % interval beside a recorded value: Wilson's for a proportion of ``n``, else the given one."""
+def _evidence(name: str, value: Any, n: int | None, interval: Any, proportion: bool,
+              auc_against: int | None) -> dict[str, Any]:
+    """``n`` and a 95 % interval beside a recorded value: Wilson's for a proportion of ``n``, Hanley and McNeil's
+    for an AUC of ``n`` positives against ``auc_against`` negatives, else the given one."""
     if n is None:
-        if proportion or interval is not None:
+        if proportion or interval is not None or auc_against is not None:
             raise ValueError(f"result {name!r}: an interval or a proportion needs the n it rests on")
         return {}
     if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 0:
@@ -86,16 +88,23 @@ def _evidence(name: str, value: Any, n: int | None, interval: Any, proportion: b
         from decoylab.stats import wilson
 
         interval = wilson(round(float(value) * int(n)), int(n))
+    if auc_against is not None and interval is None:
+        from decoylab.stats import hanley_mcneil
+
+        interval = hanley_mcneil(float(value), int(n), int(auc_against))
     return {"n": int(n), "interval": _plain(list(interval), name) if interval is not None else None}
 
 
 def record(name: str, value: Any, paper: Any = None, source: str | None = None, note: str | None = None,
-           match: str | None = None, *, n: int | None = None, interval: Any = None, proportion: bool = False) -> None:
+           match: str | None = None, *, n: int | None = None, interval: Any = None, proportion: bool = False,
+           auc_against: int | None = None) -> None:
     """Record result ``name``. ``paper`` is the paper's number for the same quantity (from
     ``decoylab.paper_values``), ``source`` names its table or figure and ``match`` says whether the
     settings match (``settings_match``: one of ``MATCH_LABELS``, then every difference); ``note`` says what else
     the reader needs. ``n`` is the count the value rests on (images, successful adversarial examples) and
-    ``interval`` its 95 % interval; ``proportion=True`` computes Wilson's interval for a rate of ``n``."""
+    ``interval`` its 95 % interval; ``proportion=True`` computes Wilson's interval for a rate of ``n``;
+    ``auc_against`` (the negatives an AUC of ``n`` positives was measured against) Hanley and McNeil's, for an AUC
+    whose scores are not at hand to bootstrap."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"name={name!r}: a result needs a non-empty string name")
     if paper is not None and not source:
@@ -104,7 +113,7 @@ def record(name: str, value: Any, paper: Any = None, source: str | None = None, 
         raise ValueError(f"result {name!r}: match={match!r} is not allowed; beside a paper value it must be one of "
                          f"{', '.join(MATCH_LABELS)}, optionally followed by ': ' and the differences "
                          f"(see results.settings_match)")
-    evidence = _evidence(name, value, n, interval, proportion)
+    evidence = _evidence(name, value, n, interval, proportion, auc_against)
     _RESULTS[name] = {"value": _plain(value, name), "paper": _plain(paper, name), "source": source, "note": note,
                       "match": match if paper is not None else None, **evidence}
     folder = run_dir()

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from decoylab import attacks, claims, params, results, stats
+from decoylab import attacks, claims, params, results
 from decoylab.defenses.base import Defense
 from decoylab.specs import compare as compare_specs
 from decoylab.specs.common import FPR
@@ -422,10 +422,10 @@ def record_comparison(setup: ComparisonSetup, costs, comparison, fprs) -> None:
         if contender.defense is not None:
             results.record(f"{key}.tpr@{first}", row[f"TPR @ {first}"], n=won, proportion=won > 0,
                            note=f"{where}; n: successful examples")
-            results.record(f"{key}.auc", row["AUC"], n=won, interval=stats.hanley_mcneil(row["AUC"], won, attacked),
+            results.record(f"{key}.auc", row["AUC"], n=won, auc_against=attacked,
                            note=f"{where}; n: successful examples against {attacked} clean; {AUC_INTERVAL}")
             results.record(f"{key}.control_auc", row["control AUC"], source="control", n=control_won,
-                           interval=stats.hanley_mcneil(row["control AUC"], control_won, attacked),
+                           auc_against=attacked,
                            note=f"{contender.control_description}; n: its successful examples; {AUC_INTERVAL}")
 
 
@@ -440,7 +440,7 @@ def record_overlay(setup: ComparisonSetup, comparison) -> None:
             if detector is not None:
                 won = int(row["n successful" if role == "defense" else "control n successful"])
                 results.record(f"overlay_{name}_{role}_{attack}_auc", row[column], n=won,
-                               interval=stats.hanley_mcneil(row[column], won, int(row["n attacked"])),
+                               auc_against=int(row["n attacked"]),
                                note=f"{attack} crafted on the {name} model ({setup.model_name}, {setup.dataset}), "
                                     f"{won} successful examples vs {int(row['n attacked'])} clean; {what}; "
                                     f"{AUC_INTERVAL}")

@@ -171,10 +171,11 @@ def _curve(contender: Contender, steps: list[AdaptiveAttack], x, y, x_calibratio
             detection = float(flagged.float().mean()) if len(flagged) else float("nan")
             rate = float(success.float().mean())
             overall = rate * (1 - (detection if detection == detection else 0.0))
-            tried.append((overall, weight, rate, detection, float(r.l2[success].mean()) if success.any() else float("nan")))
-        overall, weight, rate, detection, l2 = max(tried, key=lambda t: t[0])
+            tried.append((overall, weight, rate, detection, float(r.l2[success].mean()) if success.any() else float("nan"),
+                          int(success.sum())))
+        overall, weight, rate, detection, l2, n_successful = max(tried, key=lambda t: t[0])
         rows.append({"defense": contender.name, "level": level, "knowledge": step.knowledge, "n attacked": len(y),
-                     "n successful": round(rate * len(y)), "success": rate,
+                     "n successful": n_successful, "success": rate,
                      "detection": detection, "overall": overall, "weight": weight, "mean_l2": l2,
                      "grad_steps": spent, "note": step.note})
     return rows

@@ -331,7 +331,7 @@ def record_results(run: LuringRun, *, n_test: int | None = None,
         results.record(f"clean_flagged_{key}", row["clean flagged (M ≠ M∘P)"], n=n_clean, proportion=True,
                        note="the detector's false alarms on clean held-out images")
         results.record(f"auc_mim_w_{key}", row["AUC (MIM-W)"], n=n_adversarial,
-                       interval=stats.hanley_mcneil(row["AUC (MIM-W)"], n_adversarial, n_clean),
+                       auc_against=n_clean,
                        note=f"soft score {run.score_kind}, MIM-W ({row['MIM-W variant']}) at ε {run.detection_eps} "
                             f"vs {n_clean} clean held-out images; interval: Hanley and McNeil's")
         results.record(f"auc_clean_vs_clean_{key}", row["AUC clean vs clean (control)"], n=n_clean,
