@@ -87,7 +87,9 @@ def test_control_is_the_unfitted_c_e_baseline_with_the_same_settings():
 
 def test_training_freezes_m_and_changes_p(fitted):
     luring, ce, tr, te, cache = fitted
-    fresh_target = train.train_or_load("luring_mnist", tr.x, tr.y, 10, luring.target_config, cache=cache, log=None)
+    fit_idx, _ = luring._split(len(tr.x), tr.y)  # M, like P, never sees the validation images (the authors' code)
+    fresh_target = train.train_or_load("luring_mnist", tr.x[fit_idx], tr.y[fit_idx], 10, luring.target_config,
+                                       cache=cache, log=None)
     for k, v in fresh_target.state_dict().items():
         assert torch.equal(v, luring.target.state_dict()[k]), f"M changed while P trained: {k}"
         assert torch.equal(v, luring.attacked_model.target.state_dict()[k])
@@ -95,6 +97,22 @@ def test_training_freezes_m_and_changes_p(fitted):
     p_luring = luring.attacked_model.component.state_dict()
     p_ce = ce.attacked_model.component.state_dict()
     assert any(not torch.equal(p_luring[k], p_ce[k]) for k in p_luring)  # different losses, different P
+
+
+def test_the_training_curve_comes_back_from_the_cache(fitted):
+    """P's validation accuracy per epoch is stored beside its weights, so notebook 30 shows how far training went
+    on a cache hit too."""
+    from decoylab.experiments import luring as lx
+
+    luring, _, tr, _, cache = fitted
+    again = lu.Luring("luring", target_config=luring.target_config, train_config=luring.train_config,
+                      component_init="auto", cache=cache, log=None).fit(tr)
+    assert again.history is not None and again.history.selection == luring.history.selection
+    curves = lx.training_curves({"luring": again})
+    assert list(curves.step) == [again.steps_per_epoch * e for e in (1, 2, 3, 4)]  # 4 epochs
+    assert again.steps_per_epoch == -(-(1200 - 120) // 32) and set(curves.n) == {120}
+    assert curves.kept.sum() == 1 and curves[curves.kept].step.item() == again.history.best_epoch * again.steps_per_epoch
+    assert 0 < curves["M's validation accuracy"].iloc[0] <= 1
 
 
 def test_luring_stretches_the_gap_and_score_is_zero_iff_agree(fitted):
@@ -216,10 +234,12 @@ def _claims_run(n=400):
     run = lx.LuringRun(dataset="mnist5k", paper_dataset="mnist", paper_settings=False, attack_preset="luring_mnist",
                        n_attack=n, n_defense=n, n_cw=0, score_kind="margin", detection_eps=0.3, accuracy=None,
                        characterisation=char, defense=table, detection=[], distortion=[])
-    parameters = {**{k: v for k, v in zip(("TARGET_EPOCHS", "COMPONENT_EPOCHS", "COMPONENT_BATCH_SIZE", "COMPONENT_LR",
-                                          "COMPONENT_LR_DROPS", "STACK_EPOCHS", "LURING_WEIGHT", "COMPONENT_INIT"),
-                                         (5, 64, 64, 0.001, [45, 58], 5, 1.0, "random"))},
-                  "ITER_STEPS": None, "ITER_STEP_SIZE": None, "MIM_L2_STEP_SIZE": None, "SPSA_STEPS": 5,
+    parameters = {**{k: v for k, v in zip(("TARGET_EPOCHS", "COMPONENT_STEPS", "COMPONENT_EPOCHS", "COMPONENT_BATCH_SIZE",
+                                          "COMPONENT_LR", "COMPONENT_LR_DROPS", "COMPONENT_LR_VALUES", "STACK_EPOCHS",
+                                          "LURING_WEIGHT", "COMPONENT_INIT", "VALIDATION_FRACTION"),
+                                         (5, 50000, 64, 64, 0.001, [35000, 45000], [0.0002, 0.0004], 5, 1.0, "random",
+                                          0.1))},
+                  "ITER_STEPS": None, "MIM_W_STEPS": None, "ITER_STEP_SIZE": None, "MIM_L2_STEP_SIZE": None, "SPSA_STEPS": 5,
                   "SPSA_SAMPLES": None, "ECO_QUERIES": None}
     return lc, run, parameters
 
@@ -287,7 +307,7 @@ def test_transfer_claims_wait_for_a_component_that_mimics_its_target():
     from decoylab.claims import INCONCLUSIVE, REPRODUCED
 
     lc, run, parameters = _claims_run()
-    parameters = {**parameters, "COMPONENT_EPOCHS": 4}  # far shorter than the paper's 64
+    parameters = {**parameters, "COMPONENT_STEPS": None, "COMPONENT_EPOCHS": 4}  # far fewer steps than the paper's
     y = torch.zeros(1000, dtype=torch.long)
     target_ok, mop_ok = _bools(1000, 950), _bools(1000, 850)  # M∘P 0.10 below M (the paper: 0.017)
     defenses = {"luring": _Predicting(torch.where(mop_ok, 0, 1), torch.where(target_ok, 0, 1))}

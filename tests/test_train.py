@@ -65,7 +65,10 @@ def test_custom_loss_needs_a_key(small):
 
 @pytest.mark.parametrize("kwargs,needle", [({"epochs": 0}, "epochs=0"), ({"lr": -1.0}, "lr=-1.0"),
                                            ({"optimizer": "rmsprop"}, "optimizer='rmsprop'"),
-                                           ({"batch_size": 0}, "batch_size=0")])
+                                           ({"batch_size": 0}, "batch_size=0"), ({"lr": float("inf")}, "lr=inf"),
+                                           ({"steps": 0}, "steps=0"),
+                                           ({"milestones": [5, 2], "milestone_lrs": [1e-4, 1e-5]}, "increasing"),
+                                           ({"milestones": [2], "milestone_lrs": [1e-4, 1e-5]}, "one lr per milestone")])
 def test_bad_training_settings(kwargs, needle):
     with pytest.raises(ValueError, match=needle):
         train.TrainConfig(**kwargs)
@@ -78,3 +81,35 @@ def test_correct_subset_is_stratified(small):
     assert len(idx) == 50
     assert (train.predict(m, te.x[idx]).argmax(1) == te.y[idx]).all()
     assert len(te.y[idx].unique()) >= 8
+
+
+def test_a_step_budget_stops_after_that_many_batches_with_the_milestone_lrs(small):
+    """The Luring code trains P for a number of optimiser steps, with learning rates given per milestone."""
+    from decoylab import models
+
+    tr, _ = small
+    batch_sizes = []
+
+    def counting_loss(model, x, y):
+        batch_sizes.append(len(x))
+        return train.cross_entropy(model, x, y)
+
+    m = models.build("mlp", tr.info.shape, 10, seed=0)
+    cfg = train.TrainConfig(batch_size=64, lr=1e-3, steps=17, schedule="step", milestones=[10, 15],
+                            milestone_lrs=[2e-4, 4e-4])
+    assert cfg.epochs_for(400) == 3  # 7 batches per epoch
+    original = torch.optim.Adam.step
+    lrs = []
+
+    def step(self, *a, **k):
+        lrs.append(self.param_groups[0]["lr"])
+        return original(self, *a, **k)
+
+    torch.optim.Adam.step = step
+    try:
+        history = train.fit(m, tr.x, tr.y, cfg, loss_fn=counting_loss, device="cpu", log=None)
+    finally:
+        torch.optim.Adam.step = original
+    assert len(lrs) == 17 and len(history.epoch_loss) == 3
+    assert lrs[:10] == [1e-3] * 10 and lrs[10:15] == pytest.approx([2e-4] * 5) and lrs[15:] == pytest.approx([4e-4] * 2)
+    assert len(batch_sizes) == 17 and batch_sizes[6] == 400 - 6 * 64  # an epoch's last, short batch is a step

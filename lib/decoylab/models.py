@@ -236,12 +236,13 @@ def _conv(cin: int, cout: int, bn: bool = False, act: nn.Module | None = None, p
 def luring_p_mnist(input_shape: Shape) -> nn.Module:
     """Luring Table 5, the MNIST component P: the Keras convolutional autoencoder it lists
     (16-8-8 filters down, 8-8-16 up, sigmoid). Table 5 prints two poolings and three upsamplings,
-    which cannot return 28x28; the authors' code pools three times (28-14-7-4, the last one padded)
-    and un-pads with one unpadded 3x3 conv (16 -> 14), which is what is built here."""
+    which cannot return 28x28; the authors' code downsamples a third time with the third convolution
+    itself (stride 2, 'same' padding: 7 -> 4) and un-pads with one unpadded 3x3 conv (16 -> 14),
+    which is what is built here."""
     c = input_shape[0]
     return nn.Sequential(
         *_conv(c, 16, act=nn.ReLU()), nn.MaxPool2d(2), *_conv(16, 8, act=nn.ReLU()), nn.MaxPool2d(2),
-        *_conv(8, 8, act=nn.ReLU()), nn.MaxPool2d(2, ceil_mode=True),
+        nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU(),
         *_conv(8, 8, act=nn.ReLU()), nn.Upsample(scale_factor=2), *_conv(8, 8, act=nn.ReLU()), nn.Upsample(scale_factor=2),
         *_conv(8, 16, act=nn.ReLU(), padding=0), nn.Upsample(scale_factor=2), *_conv(16, c, act=nn.Sigmoid()))
 
@@ -276,14 +277,28 @@ COMPONENTS: dict[str, Callable[[Shape], nn.Module]] = {
 }
 
 
+def keras_initialisation(module: nn.Module) -> nn.Module:
+    """Keras' default initialisation, which the Luring authors' code starts P from (Algorithm 1: "randomly
+    initialised"): Glorot-uniform weights and zero biases in every convolution and dense layer. PyTorch's default
+    (uniform ±1/√fan_in, random biases) shrinks the signal through P's seven ReLU convolutions, so a fresh P
+    starts from a nearly input-independent image and learns more slowly."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(layer.weight)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+    return module
+
+
 def build_component(name: str, input_shape: Shape, seed: int | None = None) -> nn.Module:
-    """Build an image-to-image component (Luring's P) for ``input_shape``; it must give back that shape."""
+    """Build an image-to-image component (Luring's P) for ``input_shape``, Keras-initialised like the authors'
+    P (``keras_initialisation``); it must give back that shape."""
     if name not in COMPONENTS:
         raise ValueError(f"component={name!r} is not known; allowed: {', '.join(COMPONENTS)}")
     with torch.random.fork_rng(devices=[]):
         if seed is not None:
             torch.manual_seed(seed)
-        component = COMPONENTS[name](tuple(input_shape))
+        component = keras_initialisation(COMPONENTS[name](tuple(input_shape)))
     with torch.no_grad():
         out = component.eval()(torch.zeros(1, *input_shape)).shape[1:]
     if tuple(out) != tuple(input_shape):

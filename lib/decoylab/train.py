@@ -5,6 +5,7 @@ Fingerprinting through ``loss_fn`` (eq. 13 adds the fingerprint term to cross-en
 """
 from __future__ import annotations
 
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -39,8 +40,14 @@ class TrainConfig:
     nesterov: bool = False
     weight_decay: float = 0.0
     schedule: str = "constant"
-    milestones: Sequence[int] = ()  # epochs at which "step" multiplies the lr by gamma
+    milestones: Sequence[int] = ()  # epochs (steps when ``steps`` is set) at which "step" changes the lr
     gamma: float = 0.1
+    # The lr from each milestone on, when a paper gives values rather than a factor (the Luring code:
+    # 0.001, then 0.0002 at step 35 000 and 0.0004 at 45 000); empty: multiply by gamma at each milestone.
+    milestone_lrs: Sequence[float] = ()
+    # Optimiser steps in all; when set, training stops after this many batches (epochs is then ignored)
+    # and the milestones count steps. The Luring code trains P for 50 000 steps whatever the data's size.
+    steps: int | None = None
 
     def __post_init__(self):
         problems = []
@@ -50,10 +57,19 @@ class TrainConfig:
             problems.append(f"batch_size={self.batch_size!r}: must be an integer >= 1")
         if self.optimizer not in OPTIMIZERS:
             problems.append(f"optimizer={self.optimizer!r}: allowed {', '.join(OPTIMIZERS)}")
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
-            problems.append(f"lr={self.lr!r}: must be a number > 0")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            problems.append(f"lr={self.lr!r}: must be a finite number > 0")
         if self.schedule not in SCHEDULES:
             problems.append(f"schedule={self.schedule!r}: allowed {', '.join(SCHEDULES)}")
+        if self.steps is not None and (isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1):
+            problems.append(f"steps={self.steps!r}: must be None or an integer >= 1")
+        if list(self.milestones) != sorted(self.milestones):
+            problems.append(f"milestones={list(self.milestones)!r}: must be in increasing order")
+        if self.milestone_lrs and len(self.milestone_lrs) != len(self.milestones):
+            problems.append(f"milestone_lrs={list(self.milestone_lrs)!r}: needs one lr per milestone "
+                            f"({len(self.milestones)} milestones)")
+        if any(not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0) for v in self.milestone_lrs):
+            problems.append(f"milestone_lrs={list(self.milestone_lrs)!r}: each must be a finite number > 0")
         if not 0 <= self.momentum < 1:
             problems.append(f"momentum={self.momentum!r}: must be in [0, 1)")
         if self.weight_decay < 0:
@@ -61,6 +77,11 @@ class TrainConfig:
         if problems:
             raise ValueError("invalid training settings: " + "; ".join(problems))
         self.milestones = tuple(int(m) for m in self.milestones)
+        self.milestone_lrs = tuple(float(v) for v in self.milestone_lrs)
+
+    def epochs_for(self, n: int) -> int:
+        """Epochs the loop runs over ``n`` examples: ``epochs``, or enough to hold ``steps`` batches."""
+        return self.epochs if self.steps is None else math.ceil(self.steps / math.ceil(n / self.batch_size))
 
 
 @dataclass
@@ -79,10 +100,15 @@ def _optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
 
 
 def _scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer):
+    if cfg.schedule == "step" and cfg.milestone_lrs:
+        def factor(t: int) -> float:
+            passed = sum(t >= m for m in cfg.milestones)
+            return 1.0 if passed == 0 else cfg.milestone_lrs[passed - 1] / cfg.lr
+        return torch.optim.lr_scheduler.LambdaLR(opt, factor)
     if cfg.schedule == "step":
         return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg.milestones), gamma=cfg.gamma)
     if cfg.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps or cfg.epochs)
     return None
 
 
@@ -126,18 +152,23 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig | N
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         torch.manual_seed(seed)
-        for epoch in range(cfg.epochs):
+        epochs, steps_left = cfg.epochs_for(len(x)), cfg.steps
+        for epoch in range(epochs):
             perm = torch.randperm(len(x), generator=order_rng).to(dev)
             batches = perm.split(cfg.batch_size)
+            if steps_left is not None:
+                batches, steps_left = batches[:steps_left], steps_left - min(steps_left, len(batches))
             total, count = 0.0, 0
-            for idx in _progress(batches, len(batches), f"epoch {epoch + 1}/{cfg.epochs}", progress):
+            for idx in _progress(batches, len(batches), f"epoch {epoch + 1}/{epochs}", progress):
                 loss = loss_fn(model, x[idx], y[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                if sched is not None and cfg.steps is not None:
+                    sched.step()  # milestones count steps
                 total += float(loss.detach()) * len(idx)
                 count += len(idx)
-            if sched is not None:
+            if sched is not None and cfg.steps is None:
                 sched.step()
             history.epoch_loss.append(total / max(count, 1))
             note = ""
@@ -152,7 +183,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig | N
                     history.best_epoch = epoch + 1
                 note = f", selection score {value:.4f}"
             if log is not None and config.is_batch():
-                log(f"epoch {epoch + 1}/{cfg.epochs}: loss {history.epoch_loss[-1]:.4f}{note}")
+                log(f"epoch {epoch + 1}/{epochs}: loss {history.epoch_loss[-1]:.4f}{note}")
     if select is not None:
         model.load_state_dict(best_state)
     history.seconds = time.perf_counter() - start

@@ -20,6 +20,8 @@ best M∘P accuracy on a held-out validation split (the authors' checkpoint choi
 from __future__ import annotations
 
 import copy
+import dataclasses
+import math
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -136,19 +138,22 @@ class Luring(TrainedDefense):
     around a target M trained (or loaded from the cache) on the same data.
 
     ``Luring(approach, weight=λ, target_name=..., component_name=..., target_config=...,
-    train_config=... (P's training), stack_config=...)``; ``fit(train_set)``."""
+    train_config=... (P's training), stack_config=..., auto_config=... (Auto's P; default P's),
+    target_data="fit" | "all")``; ``fit(train_set)``."""
     name = "luring"
     control_description = "the C_E baseline: the same M and P trained to mimic M, no luring loss"
 
     def __init__(self, approach: str = "luring", *, weight: float = 1.0, target_name: str = "luring_mnist",
                  component_name: str = "luring_p_mnist", target_config: train.TrainConfig | None = None,
                  train_config: train.TrainConfig | None = None, stack_config: train.TrainConfig | None = None,
+                 auto_config: train.TrainConfig | None = None,
                  validation_fraction: float = 0.1, score_kind: str = "margin", component_init: str = "random",
-                 seed: int = 0, cache=None, device: str | None = None, log: Callable[[str], None] | None = print):
+                 target_data: str = "fit", seed: int = 0, cache=None, device: str | None = None, log: Callable[[str], None] | None = print):
         params.check_each(approach=(approach, specs.APPROACH), weight=(weight, specs.WEIGHT),
                           target_name=(target_name, common_specs.MODEL), component_name=(component_name, specs.COMPONENT),
                           validation_fraction=(validation_fraction, specs.VALIDATION_FRACTION),
-                          score_kind=(score_kind, specs.SCORE_KIND), component_init=(component_init, specs.COMPONENT_INIT))
+                          score_kind=(score_kind, specs.SCORE_KIND), component_init=(component_init, specs.COMPONENT_INIT),
+                          target_data=(target_data, specs.TARGET_DATA_CHOICE))
         super().__init__(model_name=target_name, train_config=train_config, seed=seed, cache=cache, device=device,
                          log=log)
         self.approach = approach
@@ -156,11 +161,14 @@ class Luring(TrainedDefense):
         self.component_name = component_name
         self.target_config = target_config or train.TrainConfig(epochs=5, batch_size=28)
         self.stack_config = stack_config or self.target_config
+        self.auto_config = auto_config or self.train_config
         self.validation_fraction = validation_fraction
         self.score_kind = score_kind
         self.component_init = component_init
+        self.target_data = target_data
         self.target: nn.Module | None = None
-        self.history: train.TrainHistory | None = None
+        self.history: train.TrainHistory | None = None  # P's training: loss and validation accuracy per epoch
+        self.steps_per_epoch = self.validation_images = self.target_validation_accuracy = None
         self.input_shape: tuple[int, ...] | None = None
         self.num_classes: int | None = None
 
@@ -198,10 +206,14 @@ class Luring(TrainedDefense):
         # Built first: it also fails early on a shape the component cannot take.
         component = models.build_component(self.component_name, shape, self.seed + 1)
         self.input_shape, self.num_classes = shape, k
-        self.target = train.train_or_load(self.model_name, x, y, k, self.target_config, seed=self.seed,
-                                          cache=self.cache, device=self.device, log=self.log)
-        self.target.requires_grad_(False)
         fit_idx, val_idx = self._split(len(x), y)
+        # "fit": M, like P, never sees the validation split (the authors' code trains M on what is left after
+        # holding it out), so that P's checkpoint is chosen on images new to both; "all": M is the network
+        # trained on every training image (the comparison's shared base network)
+        seen = fit_idx if self.target_data == "fit" else slice(None)
+        self.target = train.train_or_load(self.model_name, x[seen], y[seen], k, self.target_config,
+                                          seed=self.seed, cache=self.cache, device=self.device, log=self.log)
+        self.target.requires_grad_(False)
         dev = next(self.target.parameters()).device
         x_val, y_val = x[val_idx].to(dev), y[val_idx].to(dev)
         start = "random"
@@ -222,7 +234,7 @@ class Luring(TrainedDefense):
             # No labels: the loop's label slot carries M's logits (what the luring and C_E losses read),
             # computed only when P is trained (not on a cache hit).
             training_targets = lambda: train.predict(self.target, x[fit_idx]).to(dev)  # noqa: E731
-            cfg = self.train_config
+            cfg = self.auto_config if self.approach == "auto" else self.train_config
             loss = {"luring": luring_loss(self.weight), "ce": mimic_loss, "auto": reconstruction_loss}[self.approach]
         parts = {"approach": self.approach, "weight": self.weight if self.approach == "luring" else None,
                  "component": self.component_name, "target": self.model_name,
@@ -237,10 +249,20 @@ class Luring(TrainedDefense):
         cache = self.cache or Cache()
         self.model = cache.model(augmented.to(dev), parts, run).to(dev)
         self.model.requires_grad_(False)
-        self.history = histories[0] if histories else None
+        # The validation accuracy after every epoch is kept beside the weights: how far P's training went
+        # (notebook 30's training curves) is known on a cache hit too.
+        if histories:
+            self.history = histories[0]
+            cache.save("training_histories", parts, dataclasses.asdict(self.history))
+        else:
+            stored = cache.load("training_histories", parts)
+            self.history = train.TrainHistory(**stored) if stored else None
+        self.steps_per_epoch = math.ceil(len(fit_idx) / cfg.batch_size)
+        self.validation_images = len(val_idx)
+        self.target_validation_accuracy = train.accuracy(self.target, x_val, y_val)
         if self.log is not None:
             where = (f"trained in {self.history.seconds:.1f} s, kept epoch {self.history.best_epoch}"
-                     if self.history else "loaded from cache")
+                     if histories else "loaded from cache")
             self.log(f"{self.label} M∘P ({self.component_name} + {self.model_name}): {where}")
         return self
 
@@ -296,7 +318,8 @@ class Luring(TrainedDefense):
         augmented, target = self._require()
         payload = {"approach": self.approach, "weight": self.weight, "component_name": self.component_name,
                    "score_kind": self.score_kind, "validation_fraction": self.validation_fraction,
-                   "component_init": self.component_init, "input_shape": list(self.input_shape),
+                   "component_init": self.component_init, "target_data": self.target_data,
+                   "input_shape": list(self.input_shape),
                    "num_classes": self.num_classes}
         if augmented.target is not target:  # Stack retrains its copy of M; the hidden M is saved beside it
             payload["target_state_dict"] = target.state_dict()
@@ -310,7 +333,8 @@ class Luring(TrainedDefense):
         stored = torch.load(Path(path), map_location="cpu", weights_only=True)
         defense = cls(stored["approach"], weight=stored["weight"], target_name=stored["model_name"],
                       component_name=stored["component_name"], validation_fraction=stored["validation_fraction"],
-                      score_kind=stored["score_kind"], component_init=stored["component_init"], seed=stored["seed"],
+                      score_kind=stored["score_kind"], component_init=stored["component_init"],
+                      target_data=stored.get("target_data", "all"), seed=stored["seed"],
                       cache=cache, device=device, log=log)
         shape, k = tuple(stored["input_shape"]), stored["num_classes"]
         augmented = Augmented(models.build_component(stored["component_name"], shape), models.build(stored["model_name"], shape, k),

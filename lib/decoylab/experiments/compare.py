@@ -171,7 +171,8 @@ def _luring(ctx: BuildContext) -> Built:
     fast_init = ctx.settings["luring_component_init"] == "auto"
     luring = lu.Luring("luring", weight=lu.PAPER_WEIGHT[lu.paper_dataset(ctx.train_set.info.name) or "mnist"],
                        target_name=ctx.model_name, component_name=ctx.settings["luring_component"],
-                       component_init=ctx.settings["luring_component_init"], seed=ctx.seed, cache=ctx.cache,
+                       component_init=ctx.settings["luring_component_init"], target_data="all", seed=ctx.seed,
+                       cache=ctx.cache,
                        log=ctx.log, target_config=ctx.train_config,
                        train_config=train.TrainConfig(epochs=ctx.settings["luring_component_epochs"],
                                                       batch_size=32 if fast_init else 64,

@@ -189,6 +189,21 @@ def accuracy_table(defenses: dict[str, Luring], target: nn.Module, x: torch.Tens
                                     **{d.label: quoted.get(a, (None, None))[1] for a, d in defenses.items()}}})
 
 
+def training_curves(defenses: dict[str, Luring]):
+    """P's training as it went (Algorithm 1; the authors' code checks M∘P's validation accuracy every 1000
+    steps and keeps the best): one row per approach and epoch with the optimiser steps so far, M∘P's accuracy
+    on the held-out validation images and M's on the same images. Approaches trained without a history
+    (loaded from an old cache entry) are left out."""
+    import pandas as pd
+
+    rows = [{"approach": d.label, "step": (epoch + 1) * d.steps_per_epoch, "validation accuracy": accuracy,
+             "M's validation accuracy": d.target_validation_accuracy, "n": d.validation_images,
+             "kept": epoch + 1 == d.history.best_epoch}
+            for d in defenses.values() if d.history is not None and d.history.selection
+            for epoch, accuracy in enumerate(d.history.selection)]
+    return pd.DataFrame(rows, columns=["approach", "step", "validation accuracy", "M's validation accuracy", "n", "kept"])
+
+
 def detection_table(defenses: dict[str, Luring], defense_rows: list[dict], x_clean: torch.Tensor, x: torch.Tensor,
                     y: torch.Tensor, eps: float, *, fpr: float, preset: str = "luring_mnist",
                     overrides: dict | None = None, cache=None, seed: int = 0) -> tuple[list[dict], dict]:

@@ -18,6 +18,7 @@ setting that differs from the paper's (``settings_note``).
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
@@ -66,6 +67,23 @@ def _differs(what: str, kit, paper) -> list[str]:
     return [] if kit == paper or paper is None else [f"{what} {kit} (paper: {paper})"]
 
 
+def component_steps(parameters: Mapping, n_train: int) -> int:
+    """P's optimiser steps in this run: ``COMPONENT_STEPS``, or its epochs times the batches of P's training
+    split (the training images less the validation share)."""
+    if parameters["COMPONENT_STEPS"]:
+        return int(parameters["COMPONENT_STEPS"])
+    n_fit = n_train - max(1, int(n_train * parameters["VALIDATION_FRACTION"]))
+    return parameters["COMPONENT_EPOCHS"] * math.ceil(n_fit / parameters["COMPONENT_BATCH_SIZE"])
+
+
+def paper_component_steps(paper_dataset: str) -> int:
+    """P's optimiser steps in the paper: the authors' code's count (MNIST), else Appendix B's epochs of the
+    training split at its batch size."""
+    paper = PAPER_SETTINGS[paper_dataset]
+    return paper["component_steps"] or paper["component_epochs"] * math.ceil(paper["train_images"]
+                                                                            / paper["component_batch_size"])
+
+
 def settings_note(parameters: Mapping, run: LuringRun, *, n_train: int, attack: str | None = None,
                   n_points: int | None = None, n_test: int | None = None) -> str:
     """Every way this run's settings differ from the paper's (Appendices A, B, D.1, F) for one measurement:
@@ -74,14 +92,19 @@ def settings_note(parameters: Mapping, run: LuringRun, *, n_train: int, attack: 
     out = _differs("data set", run.dataset, run.paper_dataset)
     out += _differs("training images", n_train, paper["train_images"])
     out += _differs("M's epochs", p["TARGET_EPOCHS"], paper["target_epochs"])
-    if p["COMPONENT_EPOCHS"] != paper["component_epochs"]:
-        auto = f", {paper['auto_epochs']} for Auto" if paper["auto_epochs"] else ""
-        out.append(f"P's epochs {p['COMPONENT_EPOCHS']} (paper: {paper['component_epochs']} for Luring and C_E{auto})")
+    steps, paper_steps = component_steps(p, n_train), paper_component_steps(run.paper_dataset)
+    if steps != paper_steps:
+        auto = f"; Auto {paper['auto_epochs']} epochs" if paper["auto_epochs"] else ""
+        out.append(f"P's optimiser steps {steps:,} (paper: {paper_steps:,} for Luring and C_E{auto})")
     out += _differs("P's batch", p["COMPONENT_BATCH_SIZE"], paper["component_batch_size"])
     out += _differs("P's learning rate", p["COMPONENT_LR"], paper["component_lr"])
-    drops, paper_drops = (", ".join(map(str, d)) or "none"
-                          for d in (p["COMPONENT_LR_DROPS"], paper["component_lr_drops"]))
-    out += _differs("P's learning-rate drops at epochs", drops, paper_drops)
+    unit, paper_drops = (("step", paper["component_lr_steps"]) if p["COMPONENT_STEPS"] and paper["component_lr_steps"]
+                         else ("epoch", paper["component_lr_drops"]))
+    drops, paper_drops = (", ".join(map(str, d)) or "none" for d in (p["COMPONENT_LR_DROPS"], paper_drops))
+    out += _differs(f"P's learning-rate drops at {unit}s", drops, paper_drops)
+    if p["COMPONENT_LR_DROPS"]:
+        values = ", ".join(map(str, p["COMPONENT_LR_VALUES"])) or "× 0.2 each"
+        out += _differs("P's learning rates after the drops", values, ", ".join(map(str, paper["component_lr_values"])))
     out += _differs("Stack's epochs", p["STACK_EPOCHS"], paper["stack_epochs"])
     out += _differs("λ", p["LURING_WEIGHT"], paper["weight"])
     if p["COMPONENT_INIT"] == "auto":
@@ -95,7 +118,7 @@ def settings_note(parameters: Mapping, run: LuringRun, *, n_train: int, attack: 
         step = p["MIM_L2_STEP_SIZE"] if attack == "mim_l2" else p["ITER_STEP_SIZE"]
         out += _differs(f"{name} step", step or paper["fig2_step_size"], paper["fig2_step_size"])
     elif attack == "mim_w":
-        out += _differs("MIM-W iterations", steps or paper["mim_w_iterations"], paper["mim_w_iterations"])
+        out += _differs("MIM-W iterations", p["MIM_W_STEPS"] or paper["mim_w_iterations"], paper["mim_w_iterations"])
         out += [f"MIM-W step {p['ITER_STEP_SIZE']} (0.01 by default)"] if p["ITER_STEP_SIZE"] else []
         out.append("MIM-TI/DIM-TI kernel and DIM's p of the paper's Luring model for every approach (Tables 11-13)")
     elif attack == "spsa":
@@ -230,11 +253,11 @@ def _declared(claim: claims.Claim, spec: Mapping, ctx: _Run, defenses, test_set)
 def _short_training(claim: claims.Claim, measurement: claims.Measurement, ctx: _Run) -> str | None:
     """Shorter training than the paper's can only widen M∘P's accuracy gap, so a gap within the claim's bound
     still reproduces it, but a wider one does not refute it: that verdict waits for the paper's schedule."""
-    trained, paper = ctx.parameters["COMPONENT_EPOCHS"], PAPER_SETTINGS[ctx.run.paper_dataset]["component_epochs"]
+    trained, paper = component_steps(ctx.parameters, ctx.n_train), paper_component_steps(ctx.run.paper_dataset)
     if trained >= paper or claim.judge(measurement).outcome != claims.NOT_REPRODUCED:
         return None
     return (f"settings too short to refute: the gap {measurement.value:.3g} {claims.span(measurement.interval)} exceeds the "
-            f"bound, but P trained {trained} of the paper's {paper} epochs (Algorithm 1, Appendix B)")
+            f"bound, but P trained {trained:,} of the paper's {paper:,} optimiser steps (Algorithm 1, Appendix B)")
 
 
 #: The transfer claims (Fig. 2, Table 14) compare M∘P's that mimic M: the paper's Luring M∘P is 1.7 points below M

@@ -19,7 +19,7 @@ NOTEBOOKS: dict[str, dict[str, Spec]] = {
     "TEMPLATE": {k: common.SHARED[k] for k in ("DATASET", "N_TRAIN", "SEED", "INTERACTIVE")},
     **honeymodels.NOTEBOOKS, **attractors.NOTEBOOKS, **luring.NOTEBOOKS, **fingerprints.NOTEBOOKS, **compare.NOTEBOOKS,
 }
-RULES: dict[str, list[Callable[[Mapping[str, Any]], list[str]]]] = {**compare.RULES, **attractors.RULES}
+RULES: dict[str, list[Callable[[Mapping[str, Any]], list[str]]]] = {**compare.RULES, **attractors.RULES, **luring.RULES}
 
 
 def for_notebook(name: str) -> dict[str, Spec]:
