@@ -481,3 +481,41 @@ def test_a_rise_is_no_fall_whose_size_could_be_judged(monkeypatch):
     assert by_id["fingerprints.fig3.eps.cw_l2.auc_falls"].outcome == claims.NOT_REPRODUCED
     size = by_id["fingerprints.fig3.eps.cw_l2.fall_not_substantial"]
     assert size.outcome == claims.INCONCLUSIVE and "no fall to judge: the AUC rose" in size.reason
+
+
+def test_the_trend_over_n_spans_the_fingerprint_sets():
+    """Fig. 3's change from one end of a sweep to the other: one set gives the images' bootstrap; several give
+    the mean of the per-set changes with Student's t over the sets, clipped to what two AUCs allow."""
+    import numpy as np
+
+    from decoylab.experiments import fingerprint_claims as nfc
+
+    rng = np.random.default_rng(0)
+
+    def scores(shift):  # (clean, adversarial): an AUC that grows with shift
+        return rng.normal(0, 1, 60), rng.normal(shift, 1, 40)
+
+    per_set = [(scores(2.0 + d), scores(1.0)) for d in (0.0, 0.3, -0.2)]
+    one = nfc.trend_over_sets(per_set[:1], labels=("N 30", "N 5"), images=100, seeds=(0,), note="")
+    many = nfc.trend_over_sets(per_set, labels=("N 30", "N 5"), images=100, seeds=(0, 1, 2), note="")
+    assert one.interval[0] < one.value < one.interval[1] and one.n_successful == 40
+    per_set_values = [m.value for m in many.parts.values()]
+    assert many.value == pytest.approx(np.mean(per_set_values)) and len(per_set_values) == 3
+    assert -1 <= many.interval[0] < many.value < many.interval[1] <= 1
+    assert many.interval[1] - many.interval[0] > max(per_set_values) - min(per_set_values)  # t with 2 dof is wide
+
+
+def test_the_trend_sentences_read_each_interval_and_refuse_too_few_examples():
+    import pandas as pd
+
+    from decoylab.experiments import fingerprint_claims as nfc
+
+    rows = pd.DataFrame([
+        {"epochs": 2, "attack": "CW-L2", "AUC change": -0.1, "low": -0.15, "high": -0.05, "successful": 40,
+         "accuracy at N 1": 0.8, "accuracy at N 5": 0.7},
+        {"epochs": 8, "attack": "CW-L2", "AUC change": 0.01, "low": -0.03, "high": 0.05, "successful": 12,
+         "accuracy at N 1": 0.95, "accuracy at N 5": 0.94}])
+    text = nfc.trend_sentences(rows)
+    assert "after 2 epochs -0.100 [-0.15, -0.05] (falls; 40 successful)" in text
+    assert "after 8 epochs +0.010, inconclusive: 12 successful examples (fewer than 30)" in text
+    assert "2 epochs N 1 0.800, N 5 0.700" in text

@@ -131,6 +131,25 @@ def auc_difference(first: tuple[np.ndarray, np.ndarray], second: tuple[np.ndarra
     return claims.difference(parts[0], parts[1], labels=labels, interval=interval, note=note)
 
 
+def trend_over_sets(per_set: list[tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]], *,
+                    labels: tuple[str, str], images: int, seeds: tuple[int, ...], note: str) -> claims.Measurement:
+    """AUC(first) − AUC(second) (Fig. 3's change from one end of a sweep to the other), measured on each
+    fingerprint set (``per_set``: per set, the (clean, adversarial) scores at both ends). One set: the bootstrap
+    over the pre-test images (``auc_difference``). Several: the mean of the per-set differences with Student's t
+    interval over the sets, so that the interval spans the fingerprints' randomness as well as the images'."""
+    per_set_measured = [auc_difference(first, second, labels=labels, images=images, seeds=seeds, note=note)
+                        for first, second in per_set]
+    if len(per_set_measured) == 1 or any(m.value is None for m in per_set_measured):
+        return per_set_measured[0] if len(per_set_measured) == 1 else claims.combined(
+            {f"set {k}": m for k, m in enumerate(per_set_measured)}, note=note)
+    values = np.array([m.value for m in per_set_measured])
+    mean = float(values.mean())
+    low, high = stats.mean_interval(mean, float(values.std(ddof=1)), len(values))
+    interval = (max(low, -1.0), min(high, 1.0))  # a difference of two AUCs lies in [-1, 1]
+    return claims.combined({f"set {k}": m for k, m in enumerate(per_set_measured)}, value=mean, interval=interval,
+                           note=note)
+
+
 def separation(clean: np.ndarray, adversarial: np.ndarray, *, fpr: float = 0.05, draws: int = 1000, seed: int = 0,
                images: int, seeds: tuple[int, ...], note: str) -> claims.Measurement:
     """The fraction of adversarial scores above the clean scores' (1 − ``fpr``) quantile (``metrics.tpr_at_fpr``),
@@ -256,10 +275,11 @@ def _point_scores(point: Mapping[str, Any], attack: str) -> tuple[np.ndarray, np
 
 
 def evaluate_sweep_claims(train_set, test_set, settings: SweepSettings, *, n_grid, eps_grid, n: int, eps: float,
-                          n_sets: int, run: RunSettings, cache=None) -> list[claims.Verdict]:
+                          n_sets: int, run: RunSettings, sweep_sets: int = 1, cache=None) -> list[claims.Verdict]:
     """Notebook 41's claims, each measured and recorded: per attack, the AUC at the grid's largest N minus at its
-    smallest (ε = ``eps``, Fig. 3 left), the same over ε (N = ``n``, Fig. 3 middle) and the AUC's std over
-    ``n_sets`` fingerprint sets (Fig. 4). Reads the sweep's cached points (``sweep_point``) with their scores."""
+    smallest (ε = ``eps``, Fig. 3 left), the same over ε (N = ``n``, Fig. 3 middle), both on ``sweep_sets``
+    fingerprint sets (``trend_over_sets``), and the AUC's std over ``n_sets`` fingerprint sets (Fig. 4). Reads the
+    sweep's cached points (``sweep_point``) with their scores."""
     def point(n_, eps_, seed=0):
         return sweep_point(train_set, test_set, settings, n=n_, eps=eps_, fingerprint_seed=seed, cache=cache,
                            with_evidence=True)
@@ -267,8 +287,8 @@ def evaluate_sweep_claims(train_set, test_set, settings: SweepSettings, *, n_gri
     images, seeds, found, missing = min(settings.n_pretest, len(test_set.y)), run.seeds, {}, {}
     in_range = sorted(v for v in set(eps_grid) if v <= PAPER_MAX_EPS)
     beyond = sorted(set(eps_grid) - set(in_range))
-    axes = {"n": ("N", sorted(set(n_grid)), lambda v: point(v, eps), f"ε {eps}", ""),
-            "eps": ("ε", in_range, lambda v: point(n, v), f"N {n}", f"; ε {', '.join(f'{v:g}' for v in beyond)} "
+    axes = {"n": ("N", sorted(set(n_grid)), lambda v, k: point(v, eps, k), f"ε {eps}", ""),
+            "eps": ("ε", in_range, lambda v, k: point(n, v, k), f"N {n}", f"; ε {', '.join(f'{v:g}' for v in beyond)} "
                     f"left out, beyond the paper's range (at most {PAPER_MAX_EPS:g})" if beyond else "")}
     for label in PAPER_ATTACKS:
         key, swept = attack_key(label), label in settings.attack_names
@@ -281,13 +301,16 @@ def evaluate_sweep_claims(train_set, test_set, settings: SweepSettings, *, n_gri
                 _unmeasured(found, missing, ids, why)
                 continue
             low, high = grid[0], grid[-1]
+            which = ("fingerprint set 0" if sweep_sets == 1
+                     else f"mean over {sweep_sets} fingerprint sets, Student's t over the sets")
             note = run.note(label, paper_dataset="mnist", extra=[
-                f"{name} {high:g} against {name} {low:g} ({held}, fingerprint set 0; the paper's grid is not "
+                f"{name} {high:g} against {name} {low:g} ({held}, {which}; the paper's grid is not "
                 f"printed){left_out}",
                 SUCCESSFUL_ONLY])
-            measured = auc_difference(_point_scores(at(high), label), _point_scores(at(low), label),
-                                      labels=(f"{name} {high:g}", f"{name} {low:g}"), images=images,
-                                      seeds=seeds, note=note)
+            measured = trend_over_sets([(_point_scores(at(high, k), label), _point_scores(at(low, k), label))
+                                        for k in range(sweep_sets)],
+                                       labels=(f"{name} {high:g}", f"{name} {low:g}"), images=images,
+                                       seeds=tuple(dict.fromkeys((*seeds, *range(sweep_sets)))), note=note)
             found.update({i: measured for i in ids})
             if (axis, label) == ("eps", "CW-L2") and measured.interval and measured.interval[0] > 0:
                 # "falls by no more than 8 %" would pass on any rise: a size of fall needs a fall to judge
@@ -307,3 +330,64 @@ def evaluate_sweep_claims(train_set, test_set, settings: SweepSettings, *, n_gri
                 "per set: " + SUCCESSFUL_ONLY]))
     order = notebook_claim_ids("41_roc_curves")
     return _record({i: found[i] for i in order}, missing)
+
+
+def trend_by_training_length(train_set, test_set, settings: SweepSettings, *, n_grid, eps: float, epochs_list,
+                             sets: int, cache=None):
+    """Whether Fig. 3's trend over N depends on how long the nets trained: per training length (epochs) and
+    attack, the AUC at the grid's largest N minus at its smallest (ε = ``eps``) on ``sets`` fingerprint sets
+    (``trend_over_sets``), with the nets' mean test accuracy at both ends. Every point is a cached ``sweep_point``
+    whose settings differ only in the training length. Each row is recorded (``trend_<attack>_<epochs>ep``)."""
+    import dataclasses
+
+    import pandas as pd
+
+    low, high = min(n_grid), max(n_grid)
+    images, rows = min(settings.n_pretest, len(test_set.y)), []
+    for epochs in epochs_list:
+        at = dataclasses.replace(settings, train_config=dataclasses.replace(settings.train_config, epochs=int(epochs)))
+        points = {(v, k): sweep_point(train_set, test_set, at, n=v, eps=eps, fingerprint_seed=k, cache=cache,
+                                      with_evidence=True) for v in (low, high) for k in range(sets)}
+        accuracy = {v: float(np.mean([points[(v, k)]["accuracy"] for k in range(sets)])) for v in (low, high)}
+        for label in settings.attack_names:
+            m = trend_over_sets([(_point_scores(points[(high, k)], label), _point_scores(points[(low, k)], label))
+                                 for k in range(sets)], labels=(f"N {high}", f"N {low}"), images=images,
+                                seeds=tuple(range(sets)), note="")
+            note = (f"AUC at N {high} minus at N {low}, ε {eps}, {epochs} training epochs, "
+                    + (f"mean over {sets} fingerprint sets, Student's t over the sets" if sets > 1
+                       else "fingerprint set 0, bootstrap over the images")
+                    + f"; {SUCCESSFUL_ONLY} (n: the fewest successful examples behind it, of {images} pre-test points)")
+            results.record(f"trend_{attack_key(label)}_{epochs}ep", m.value, n=m.n_successful, interval=m.interval,
+                           note=note)
+            low_end, high_end = m.interval if m.interval else (None, None)
+            rows.append({"epochs": epochs, "attack": label, "AUC change": m.value, "low": low_end, "high": high_end,
+                         "successful": m.n_successful,
+                         f"accuracy at N {low}": accuracy[low], f"accuracy at N {high}": accuracy[high]})
+    return pd.DataFrame(rows)
+
+
+def trend_sentences(by_length) -> str:
+    """Markdown rendering ``trend_by_training_length``'s rows: per attack, the AUC's change from the smallest to the
+    largest N at each training length, read from its interval (falls, rises, or no change the interval can tell)."""
+    import pandas as pd
+
+    def reading(row) -> str:
+        if pd.isna(row["AUC change"]) or pd.isna(row["low"]):
+            return "not measured (no successful example, or one set without spread)"
+        if row["successful"] < claims.DETECTION_MIN_SUCCESSES:
+            return (f"{row['AUC change']:+.3f}, inconclusive: {row['successful']} successful examples "
+                    f"(fewer than {claims.DETECTION_MIN_SUCCESSES})")
+        word = "falls" if row["high"] < 0 else "rises" if row["low"] > 0 else "no change the interval can tell"
+        return (f"{row['AUC change']:+.3f} {claims.span((row['low'], row['high']))} ({word}; "
+                f"{row['successful']} successful)")
+
+    lines = []
+    for attack, rows in by_length.groupby("attack", sort=False):
+        parts = [f"after {r['epochs']} epochs {reading(r)}" for _, r in rows.iterrows()]
+        lines.append(f"- **{attack}**: " + "; ".join(parts))
+    accuracy = by_length.drop_duplicates("epochs")
+    acc_cols = [c for c in by_length.columns if c.startswith("accuracy at N")]
+    lines.append("- test accuracy: " + "; ".join(
+        f"{r['epochs']} epochs " + ", ".join(f"{c[len('accuracy at '):]} {r[c]:.3f}" for c in acc_cols)
+        for _, r in accuracy.iterrows()))
+    return "AUC at the largest N minus at the smallest, by training length (section 3b):\n\n" + "\n".join(lines)

@@ -33,4 +33,5 @@ NOTEBOOKS = {
 #: Notebook 41's fingerprint sweeps (its overlay's parameters are in ``specs.compare``).
 SWEEPS = {"DX_MODE": DX_MODE, "DY_SIGN": DY_SIGN, "FP_WEIGHT": WEIGHT, "N_GRID": list_of(integer(1)),
           "EPS_GRID": list_of(UNIT), "N_FINGERPRINTS": N_FINGERPRINTS, "FP_EPS": FP_EPS,
-          "N_FINGERPRINT_SETS": COUNT, "SWEEP_ATTACKS": ATTACK_LABELS, **PAPER_ATTACK_SETTINGS}
+          "N_FINGERPRINT_SETS": COUNT, "SWEEP_SETS": COUNT, "TREND_EPOCHS": list_of(integer(1), non_empty=False),
+          "SWEEP_ATTACKS": ATTACK_LABELS, **PAPER_ATTACK_SETTINGS}
