@@ -152,6 +152,7 @@ def defense_table(defenses: dict[str, Luring], x: torch.Tensor, y: torch.Tensor,
                 best = worst_case(measured)
                 ref = quoted.get((attack, round(float(eps), 4), name))
                 rows.append({"attack": attack, "eps": eps, "approach": name, "variant": best["variant"],
+                             "successful": int((~best["points"]["mop_correct"]).sum()),
                              "AC_MoP": best["AC_MoP"], "AC_M": best["AC_M"], "DAC": best["DAC"],
                              "paper_AC_MoP": ref[0] if ref else None, "paper_AC_M": ref[1] if ref else None,
                              "paper_DAC": ref[2] if ref else None, "points": best["points"]})
@@ -339,7 +340,8 @@ def record_results(run: LuringRun, *, n_test: int | None = None,
         for metric in ("AC_MoP", "AC_M", "DAC"):
             ref = row[f"paper_{metric}"]
             results.record(f"{metric.lower()}_{key}", row[metric], paper=ref, source=src if ref is not None else None,
-                           match=attacked, n=run.n_defense, proportion=True, note=f"{ds}, {run.n_defense} points{variant}")
+                           match=attacked, n=run.n_defense, proportion=True,
+                           note=f"{ds}, {run.n_defense} points, {row['successful']} successful on M∘P{variant}")
     for row in run.detection:
         key, n_clean, n_adversarial = row["approach"].lower(), int(row["n clean"]), int(row["n adversarial"])
         halves = (n_clean // 2, n_clean - n_clean // 2)

@@ -189,11 +189,16 @@ class _Run:
                 f"{', '.join(absent)} (ε run: {', '.join(f'{e:g}' for e in run_eps) or 'none'})")
 
     def too_weak(self, attack: str, eps: float, approaches) -> str | None:
-        """'attack too weak' when an M∘P keeps more accuracy than the paper's beyond the tolerance rule."""
+        """'too little evidence' when the attack fools an M∘P on fewer than 30 points, 'attack too weak' when it
+        leaves an M∘P more accurate than the paper's beyond the tolerance rule."""
         quoted = PAPER_DEFENSE_TABLE[self.run.paper_dataset]
         for approach in approaches:
             correct = self.table[(attack, round(float(eps), 4), approach)]["points"]["mop_correct"]
             k, n = int(correct.sum()), len(correct)
+            if n - k < claims.DETECTION_MIN_SUCCESSES:
+                return (f"too little evidence: {ATTACK_NAMES[attack]} at ε {eps:g} fools {APPROACH_LABELS[approach]}'s "
+                        f"M∘P on {n - k} of {n} points, fewer than {claims.DETECTION_MIN_SUCCESSES} successful "
+                        "adversarial examples; AC_M and DAC would count its failures as harmless")
             low, high = stats.wilson(k, n)
             ref = quoted.get((attack, round(float(eps), 4), approach))
             if ref is None:
