@@ -368,3 +368,26 @@ def test_figure_claims_judge_figs_5_to_7():
     assert "data set digits" in good["cosine_M"].measurement.note
     assert bad["cosine_M"].outcome == bad["cosine_M_over_C"].outcome == "not reproduced"
     assert {v.outcome for v in few} == {"inconclusive"}  # 10 images: below the claims' 30
+
+
+def test_f_d_reads_perturbations_that_know_nothing_of_the_attractors(setup):
+    """Section 3b of notebook 20: F_d's flag rate on noise of size ε beside FGSM crafted on C and on M. Noise flags
+    more as ε grows (whatever its direction), which is what the control has to rule out."""
+    from decoylab.experiments import attractor_controls as xctl
+
+    defense, x_calibration, x, y = setup
+    defense.calibrate(x_calibration, 0.05)
+    x, y = x[:40], y[:40]
+    noisy = xctl.perturbed(x, 0.1, "random sign", seed=0)
+    assert torch.allclose((noisy - x).abs().amax(), torch.tensor(0.1), atol=1e-6) and noisy.min() >= 0 and noisy.max() <= 1
+    with pytest.raises(ValueError, match="kind='gaussian'"):
+        xctl.perturbed(x, 0.1, "gaussian", seed=0)
+    with pytest.raises(Exception, match="eps_list"):
+        xctl.flag_rates_against_eps(defense, x, y, [1.5])
+    table = xctl.flag_rates_against_eps(defense, x, y, [0.3, 0.004], seed=0)
+    assert list(table.perturbation.unique()) == list(xctl.PERTURBATIONS) and set(table.n) == {40}
+    sign = table[table.perturbation == "random sign"].set_index("eps")["flagged"]
+    assert sign[0.3] > sign[0.004]
+    assert all(low <= f <= high for f, (low, high) in zip(table.flagged, table.interval))
+    text = xctl.finding(table)
+    assert "ε 0.3: FGSM crafted on M is flagged" in text and "n 40 each" in text

@@ -34,7 +34,7 @@ NOTEBOOKS = {
     "20_attractors": {**SHARED, **TRAINING, **_DECODER, "CODEWORDS": CODEWORD_SET, "N_ATTACK": COUNT,
                       "N_CALIBRATION": integer(10), "ATTACKS": ATTACK_LIST, "ITERATION_CAP": ITERATION_CAP,
                       "BINARY_STEPS_CAP": BINARY_STEPS_CAP, "SAMPLES_CAP": SAMPLES_CAP, "INITIAL_CONST": INITIAL_CONST,
-                      "FPRS": FPR_LIST, "INTEGRATED": boolean()},
+                      "FPRS": FPR_LIST, "INTEGRATED": boolean(), "CONTROL_EPS": list_of(UNIT, non_empty=False)},
     "21_kde_gradient_analysis": {**{k: v for k, v in SHARED.items() if k != "N_TEST"}, **TRAINING, **_DECODER, "N_KDE": COUNT, "N_DENSITY": COUNT,
                                  "DENSITY_SAMPLES": integer(2), "DENSITY_RADIUS": number(0.0, low_open=True),
                                  "TRAPDOOR_AMPLITUDE": UNIT, "N_TRAPDOOR_ATTACK": COUNT},
