@@ -141,3 +141,37 @@ def test_a_file_system_without_locks_still_builds_and_stores(tmp_path, monkeypat
     cache, calls = Cache(tmp_path), []
     first = cache.get_or_build("adv", {"id": 2}, _builder(calls))
     assert len(calls) == 1 and torch.equal(first["w"], cache.load("adv", {"id": 2})["w"])
+
+
+
+def test_written_files_get_the_permissions_of_the_umask(tmp_path, monkeypatch):
+    """A shared cache and a runs folder served to colleagues must be readable by others: every file the kit writes
+    (through fileio: cache entries, results, figures, reports) gets 0666 less the umask, not mkstemp's 0600."""
+    import os
+    import stat
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from decoylab import results
+    from decoylab.cache import Cache
+
+    def mode(path):
+        return stat.S_IMODE(path.stat().st_mode)
+
+    monkeypatch.setenv("DECOYLAB_RUN_DIR", str(tmp_path / "run"))
+    previous = os.umask(0o022)
+    try:
+        entry = Cache(tmp_path / "cache").save("models", {"a": 1}, {"w": torch.zeros(2)})
+        results.record("a_rate", 0.5, n=10, proportion=True)
+        results.save_figure(plt.figure(), "figure")
+        os.umask(0o077)
+        fileio.atomic_write_text(tmp_path / "private.txt", "x")
+    finally:
+        os.umask(previous)
+        results.clear()
+    written = [entry, entry.with_suffix(".json"), *(p for p in (tmp_path / "run").rglob("*") if p.is_file())]
+    assert len(written) >= 4 and all(mode(p) == 0o644 for p in written), {str(p): oct(mode(p)) for p in written}
+    assert mode(tmp_path / "private.txt") == 0o600
