@@ -38,13 +38,17 @@ bench: venv
 workshop: venv
 	$(VENV)/bin/decoylab workshop --preset $(PRESET) --jobs $(JOBS)
 
-## JupyterLab for a room: every address of this machine, port $(PORT), one shared token $(TOKEN), figures in
-## seaborn's "talk" context (larger fonts and lines for a projector)
+## JupyterLab for a room: every address of this machine, port $(PORT), one shared token (a random one unless
+## TOKEN is given, printed in the room's URL), figures in seaborn's "talk" context (larger fonts for a projector).
+## Plain HTTP: see the README's "Serving a room safely".
 PORT  ?= 8888
-TOKEN ?= decoylab
+TOKEN ?=
 lab-room: venv
-	DECOYLAB_PLOT_CONTEXT=talk $(VENV)/bin/jupyter lab workshop --no-browser --ip=0.0.0.0 --port=$(PORT) \
-		--ServerApp.token=$(TOKEN)
+	@token="$(TOKEN)"; [ -n "$$token" ] || token=$$($(PY) -c 'import secrets; print(secrets.token_hex(16))'); \
+	host=$$(hostname -I 2>/dev/null | cut -d' ' -f1); \
+	echo "Room URL for the participants: http://$${host:-$$(hostname)}:$(PORT)/lab?token=$$token"; \
+	DECOYLAB_PLOT_CONTEXT=talk exec $(VENV)/bin/jupyter lab workshop --no-browser --ip=0.0.0.0 --port=$(PORT) \
+		--ServerApp.token="$$token"
 
 clean-runs:
 	rm -rf runs

@@ -26,3 +26,16 @@ def test_readme_test_command_is_what_ci_runs():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci/run").read_text()
     assert "make test" in readme and "make test" in ci
+
+
+def test_the_room_server_draws_a_random_token_unless_given_one():
+    """`make lab-room` serves every address: a published fixed token would let anyone on the network in."""
+    import subprocess
+
+    def dry_run(*args):
+        return subprocess.run(["make", "-n", "lab-room", *args], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout
+
+    drawn = dry_run()
+    assert "secrets.token_hex(16)" in drawn and "Room URL" in drawn and "token=decoylab" not in drawn
+    assert 'token="mine"' in dry_run("TOKEN=mine")
