@@ -153,6 +153,17 @@ def test_model_must_return_logits(setup):
         attacks.run("fgsm", setup[0], x, y[:-1])
 
 
+def test_images_outside_the_data_range_are_refused_before_any_attack(setup):
+    """x × 255 or NaN pixels would be "attacked" and counted as successes; both are refused, naming the fix."""
+    model, x, y = setup
+    with pytest.raises(ValueError, match=r"x spans \[0, 255\]; attacks need images in \[0, 1\]"):
+        attacks.run("fgsm", model, x * 255 / x.max(), y, eps=0.3)
+    broken = x.clone()
+    broken[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="1 NaN or infinite values"):
+        attacks.run("fgsm", model, broken, y, eps=0.3)
+
+
 def test_extra_loss_hook_changes_the_attack(setup):
     """An adaptive term that punishes brightness makes PGD darken its perturbation."""
     model, x, y = setup

@@ -85,6 +85,12 @@ def run(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, target
         raise ValueError(f"x and y differ in length: {len(x)} vs {len(y)}")
     if len(x) == 0:
         raise ValueError("x is empty: there is nothing to attack (was a subset of correctly classified inputs empty?)")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"x holds {int((~torch.isfinite(x)).sum())} NaN or infinite values; attacks need finite "
+                         "images in [0, 1]")
+    if float(x.min()) < -1e-6 or float(x.max()) > 1 + 1e-6:
+        raise ValueError(f"x spans [{float(x.min()):.4g}, {float(x.max()):.4g}]; attacks need images in [0, 1] "
+                         "(their budgets and clipping assume it: divide 8-bit pixels by 255)")
     if entry.targeting == "never" and targeted:
         raise ValueError(f"attack {name!r} cannot be targeted")
     if entry.targeting == "always" and not targeted:
