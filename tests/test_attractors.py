@@ -385,9 +385,11 @@ def test_f_d_reads_perturbations_that_know_nothing_of_the_attractors(setup):
     with pytest.raises(Exception, match="eps_list"):
         xctl.flag_rates_against_eps(defense, x, y, [1.5])
     table = xctl.flag_rates_against_eps(defense, x, y, [0.3, 0.004], seed=0)
-    assert list(table.perturbation.unique()) == list(xctl.PERTURBATIONS) and set(table.n) == {40}
+    assert list(table.perturbation.unique()) == ["none (clean)", *xctl.PERTURBATIONS] and set(table.n) == {40}
+    assert table.eps.iloc[0] == 0 and len(xctl.flag_rates_against_eps(defense, x, y, [0.3, 0.3])) == 1 + 4
     sign = table[table.perturbation == "random sign"].set_index("eps")["flagged"]
     assert sign[0.3] > sign[0.004]
     assert all(low <= f <= high for f, (low, high) in zip(table.flagged, table.interval))
     text = xctl.finding(table)
-    assert "ε 0.3: FGSM crafted on M is flagged" in text and "n 40 each" in text
+    assert "ε 0.3: FGSM crafted on M is flagged" in text and "n 40 each; FGSM succeeded on" in text
+    assert "unperturbed:" in text and "conservative" in text

@@ -503,6 +503,9 @@ def test_the_trend_over_n_spans_the_fingerprint_sets():
     assert many.value == pytest.approx(np.mean(per_set_values)) and len(per_set_values) == 3
     assert -1 <= many.interval[0] < many.value < many.interval[1] <= 1
     assert many.interval[1] - many.interval[0] > max(per_set_values) - min(per_set_values)  # t with 2 dof is wide
+    # Sets that agree exactly still leave the images' sampling error in the interval (they share the images)
+    same = nfc.trend_over_sets([per_set[0]] * 3, labels=("N 30", "N 5"), images=100, seeds=(0,), note="")
+    assert same.interval[1] - same.interval[0] > 0.05 and same.interval[0] < same.value < same.interval[1]
 
 
 def test_the_trend_sentences_read_each_interval_and_refuse_too_few_examples():

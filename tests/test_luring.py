@@ -323,3 +323,19 @@ def test_transfer_claims_wait_for_a_component_that_mimics_its_target():
     drop = verdicts["luring.table8.mnist.luring.accuracy_drop"]
     assert drop.outcome == INCONCLUSIVE and drop.reason.startswith("settings too short to refute")
     assert verdicts["luring.sec4_3.mnist.pgd.ac_mop"].outcome == REPRODUCED  # white-box AC_MoP needs no fidelity
+
+
+def test_the_learning_rate_drops_must_fit_the_training_they_count_in():
+    """COMPONENT_LR_DROPS count steps when COMPONENT_STEPS is set and epochs otherwise: a drop beyond the end, the
+    wrong unit, or one learning rate too many is named before any compute."""
+    from decoylab import specs
+
+    paper = {"COMPONENT_STEPS": 50000, "COMPONENT_EPOCHS": 64, "COMPONENT_LR_DROPS": [35000, 45000],
+             "COMPONENT_LR_VALUES": [0.0002, 0.0004]}
+    assert specs.notebook_problems("30_luring", paper) == []
+    epochs_with_step_drops = {**paper, "COMPONENT_STEPS": None}
+    assert "must each fall before the end of training" in specs.notebook_problems("30_luring", epochs_with_step_drops)[0]
+    assert "COMPONENT_EPOCHS=64" in specs.notebook_problems("30_luring", epochs_with_step_drops)[0]
+    assert "one learning rate per drop (2)" in specs.notebook_problems(
+        "30_luring", {**paper, "COMPONENT_LR_VALUES": [0.0002]})[0]
+    assert "increasing order" in specs.notebook_problems("30_luring", {**paper, "COMPONENT_LR_DROPS": [45000, 35000]})[0]

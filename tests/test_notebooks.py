@@ -54,7 +54,7 @@ PLAUSIBLE = {
                                            and 0 <= r["adaptive_auc_kit_adaptive"] <= 1),
     # M learns; PGD at 0.3 fools the augmented models; DAC >= AC_M by definition (eq. 4).
     "30_luring": lambda r: (r["accuracy_target"] > 0.5 and r["accuracy_luring"] > 0.3
-                            and all(r[f"dac_{a}_eps0.3_{m}"] >= r[f"ac_m_{a}_eps0.3_{m}"] - 1e-9
+                            and all(r[f"dac_{a}_eps0.3_{m}"] >= r[f"ac_m_{a}_eps0.3_{m}"] - 1e-6  # float32 rounding
                                     for a in ("spsa", "eco", "mim_w") for m in ("stack", "auto", "ce", "luring"))
                             and 0 <= r["clean_flagged_luring"] <= 1 and r["cw_l2_target"] > 0),
     # M keeps C's accuracy; PGD that follows W is flagged at least as often as PGD on C alone.

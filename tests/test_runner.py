@@ -233,3 +233,49 @@ def test_builders_start_first_and_the_notebooks_reading_their_cache_last():
         assert order.index(reader) >= len(order) - len(runner.READS_CACHE_OF)  # among the last
     others = [n for n in order if n not in runner.READS_CACHE_OF and n not in runner.READS_CACHE_OF.values()]
     assert others == sorted(others)
+
+
+def test_a_runs_folder_belongs_to_one_run_at_a_time(kit):
+    """A second run on the same runs folder stops with the first one's pid instead of sharing its partial files."""
+    import fcntl
+
+    tmp, dirs = kit
+    folder = tmp / "runs" / "tiny"
+    folder.mkdir(parents=True)
+    with open(folder / runner.LOCK_FILE, "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        held.write("4242")
+        held.flush()
+        code, log = _run(dirs, notebooks=["01_good"])
+    assert code == 2 and "in use by another decoylab run (pid 4242)" in log and "--runs-dir" in log
+    assert not (folder / "01_good").exists()
+    code, log = _run(dirs, notebooks=["01_good"])  # released: the next run goes ahead
+    assert code == 0 and "01_good: ok" in log
+
+
+def test_ctrl_c_stops_the_run_within_seconds_and_leaves_no_ok(kit):
+    """SIGINT to a running `decoylab run`: the running notebook is killed with its kernel, the queued one never
+    starts, exit 130, and neither is recorded ok (the next run redoes them)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    tmp, dirs = kit
+    _notebook(dirs["notebooks_dir"] / "01_good.ipynb", "import time\ntime.sleep(120)")
+    code = (f"import sys; from decoylab import specs, params; from decoylab.specs import common; "
+            f"specs.NOTEBOOKS.update({{n: {{'SEED': common.SEED, 'EPS': common.UNIT, 'INTERACTIVE': params.boolean()}} "
+            f"for n in ('01_good', '02_bad')}}); from decoylab.tools import runner; "
+            f"sys.exit(runner.run(preset='tiny', notebooks_dir={str(dirs['notebooks_dir'])!r}, "
+            f"params_dir={str(dirs['params_dir'])!r}, runs_dir={str(dirs['runs_dir'])!r}))")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not list((tmp / "runs/tiny/01_good").glob(".01_good.running.ipynb")) and time.time() < deadline:
+        time.sleep(0.5)
+    time.sleep(3)  # the kernel is sleeping inside the notebook now
+    start = time.time()
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert time.time() - start < 20 and "interrupted" in out
+    assert not (tmp / "runs/tiny/01_good/results.json").exists() and not (tmp / "runs/tiny/02_bad/results.json").exists()

@@ -120,6 +120,15 @@ def bootstrap_auc_difference(labels, scores, control_scores, *, control_labels=N
     """(AUC(scores) − AUC(control_scores), percentile-bootstrap interval). Without ``control_labels`` both
     score the same examples and each draw resamples the same examples for both (paired); with them the
     two samples are independent and resampled separately."""
+    value, boot = bootstrap_auc_difference_draws(labels, scores, control_scores, control_labels=control_labels,
+                                                 draws=draws, seed=seed)
+    return value, percentile_interval(boot, level)
+
+
+def bootstrap_auc_difference_draws(labels, scores, control_scores, *, control_labels=None, draws: int = 1000,
+                                   seed: int = 0) -> tuple[float, np.ndarray]:
+    """``bootstrap_auc_difference``'s value and its ``draws`` bootstrap replicates (to combine several
+    differences draw by draw, e.g. a mean over fingerprint sets)."""
     pos, neg = _split(labels, scores)
     paired = control_labels is None
     cpos, cneg = _split(labels if paired else control_labels, control_scores)
@@ -131,7 +140,7 @@ def bootstrap_auc_difference(labels, scores, control_scores, *, control_labels=N
                                                 rng.integers(0, len(cneg), (d, len(cneg))))
         boot.append(_auc_rows(pos[ip], neg[ineg]) - _auc_rows(cpos[icp], cneg[icneg]))
     value = _auc_rows(pos[None], neg[None])[0] - _auc_rows(cpos[None], cneg[None])[0]
-    return float(value), percentile_interval(np.concatenate(boot), level)
+    return float(value), np.concatenate(boot)
 
 
 def bootstrap_mean_difference(a, b, *, paired: bool = False, draws: int = 1000, seed: int = 0,

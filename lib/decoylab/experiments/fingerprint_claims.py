@@ -135,8 +135,10 @@ def trend_over_sets(per_set: list[tuple[tuple[np.ndarray, np.ndarray], tuple[np.
                     labels: tuple[str, str], images: int, seeds: tuple[int, ...], note: str) -> claims.Measurement:
     """AUC(first) − AUC(second) (Fig. 3's change from one end of a sweep to the other), measured on each
     fingerprint set (``per_set``: per set, the (clean, adversarial) scores at both ends). One set: the bootstrap
-    over the pre-test images (``auc_difference``). Several: the mean of the per-set differences with Student's t
-    interval over the sets, so that the interval spans the fingerprints' randomness as well as the images'."""
+    over the pre-test images (``auc_difference``). Several: the mean of the per-set differences, and an interval
+    that spans both sources of chance: the hull of Student's t interval over the sets (the fingerprints'
+    randomness) and the percentile bootstrap of the mean over the images (every set is scored on the same
+    pre-test images, so the spread between sets cannot show the images' own sampling error), clipped to [-1, 1]."""
     per_set_measured = [auc_difference(first, second, labels=labels, images=images, seeds=seeds, note=note)
                         for first, second in per_set]
     if len(per_set_measured) == 1 or any(m.value is None for m in per_set_measured):
@@ -144,8 +146,15 @@ def trend_over_sets(per_set: list[tuple[tuple[np.ndarray, np.ndarray], tuple[np.
             {f"set {k}": m for k, m in enumerate(per_set_measured)}, note=note)
     values = np.array([m.value for m in per_set_measured])
     mean = float(values.mean())
-    low, high = stats.mean_interval(mean, float(values.std(ddof=1)), len(values))
-    interval = (max(low, -1.0), min(high, 1.0))  # a difference of two AUCs lies in [-1, 1]
+    t_low, t_high = stats.mean_interval(mean, float(values.std(ddof=1)), len(values))
+    seed = seeds[0] if seeds else 0
+    draws = []
+    for first, second in per_set:
+        (labels_a, scores_a), (labels_b, scores_b) = _labelled(*first), _labelled(*second)
+        draws.append(stats.bootstrap_auc_difference_draws(labels_a, scores_a, scores_b, control_labels=labels_b,
+                                                          seed=seed)[1])
+    b_low, b_high = stats.percentile_interval(np.mean(draws, axis=0))
+    interval = (max(min(t_low, b_low), -1.0), min(max(t_high, b_high), 1.0))
     return claims.combined({f"set {k}": m for k, m in enumerate(per_set_measured)}, value=mean, interval=interval,
                            note=note)
 

@@ -67,21 +67,17 @@ def _differs(what: str, kit, paper) -> list[str]:
     return [] if kit == paper or paper is None else [f"{what} {kit} (paper: {paper})"]
 
 
-def component_steps(parameters: Mapping, n_train: int) -> int:
-    """P's optimiser steps in this run: ``COMPONENT_STEPS``, or its epochs times the batches of P's training
-    split (the training images less the validation share)."""
-    if parameters["COMPONENT_STEPS"]:
-        return int(parameters["COMPONENT_STEPS"])
-    n_fit = n_train - max(1, int(n_train * parameters["VALIDATION_FRACTION"]))
-    return parameters["COMPONENT_EPOCHS"] * math.ceil(n_fit / parameters["COMPONENT_BATCH_SIZE"])
-
-
-def paper_component_steps(paper_dataset: str) -> int:
-    """P's optimiser steps in the paper: the authors' code's count (MNIST), else Appendix B's epochs of the
-    training split at its batch size."""
+def component_budget(parameters: Mapping, n_train: int, paper_dataset: str) -> tuple[int, int, str]:
+    """(this run's, the paper's, unit) of P's training length, in the unit the paper gives: optimiser steps where
+    the authors' code counts them (MNIST: 50 000), else epochs (Appendix B). A run given in the other unit is
+    converted over P's training split (the training images less the validation share)."""
     paper = PAPER_SETTINGS[paper_dataset]
-    return paper["component_steps"] or paper["component_epochs"] * math.ceil(paper["train_images"]
-                                                                            / paper["component_batch_size"])
+    n_fit = n_train - max(1, int(n_train * parameters["VALIDATION_FRACTION"]))
+    batches = math.ceil(n_fit / parameters["COMPONENT_BATCH_SIZE"])
+    steps, epochs = parameters["COMPONENT_STEPS"], parameters["COMPONENT_EPOCHS"]
+    if paper["component_steps"]:
+        return int(steps) if steps else epochs * batches, int(paper["component_steps"]), "optimiser steps"
+    return (math.ceil(steps / batches) if steps else epochs), int(paper["component_epochs"]), "epochs"
 
 
 def settings_note(parameters: Mapping, run: LuringRun, *, n_train: int, attack: str | None = None,
@@ -92,10 +88,10 @@ def settings_note(parameters: Mapping, run: LuringRun, *, n_train: int, attack: 
     out = _differs("data set", run.dataset, run.paper_dataset)
     out += _differs("training images", n_train, paper["train_images"])
     out += _differs("M's epochs", p["TARGET_EPOCHS"], paper["target_epochs"])
-    steps, paper_steps = component_steps(p, n_train), paper_component_steps(run.paper_dataset)
-    if steps != paper_steps:
+    trained, paper_length, unit = component_budget(p, n_train, run.paper_dataset)
+    if trained != paper_length:
         auto = f"; Auto {paper['auto_epochs']} epochs" if paper["auto_epochs"] else ""
-        out.append(f"P's optimiser steps {steps:,} (paper: {paper_steps:,} for Luring and C_E{auto})")
+        out.append(f"P's {unit} {trained:,} (paper: {paper_length:,} for Luring and C_E{auto})")
     out += _differs("P's batch", p["COMPONENT_BATCH_SIZE"], paper["component_batch_size"])
     out += _differs("P's learning rate", p["COMPONENT_LR"], paper["component_lr"])
     unit, paper_drops = (("step", paper["component_lr_steps"]) if p["COMPONENT_STEPS"] and paper["component_lr_steps"]
@@ -258,11 +254,11 @@ def _declared(claim: claims.Claim, spec: Mapping, ctx: _Run, defenses, test_set)
 def _short_training(claim: claims.Claim, measurement: claims.Measurement, ctx: _Run) -> str | None:
     """Shorter training than the paper's can only widen M∘P's accuracy gap, so a gap within the claim's bound
     still reproduces it, but a wider one does not refute it: that verdict waits for the paper's schedule."""
-    trained, paper = component_steps(ctx.parameters, ctx.n_train), paper_component_steps(ctx.run.paper_dataset)
+    trained, paper, unit = component_budget(ctx.parameters, ctx.n_train, ctx.run.paper_dataset)
     if trained >= paper or claim.judge(measurement).outcome != claims.NOT_REPRODUCED:
         return None
     return (f"settings too short to refute: the gap {measurement.value:.3g} {claims.span(measurement.interval)} exceeds the "
-            f"bound, but P trained {trained:,} of the paper's {paper:,} optimiser steps (Algorithm 1, Appendix B)")
+            f"bound, but P trained {trained:,} of the paper's {paper:,} {unit} (Algorithm 1, Appendix B)")
 
 
 #: The transfer claims (Fig. 2, Table 14) compare M∘P's that mimic M: the paper's Luring M∘P is 1.7 points below M

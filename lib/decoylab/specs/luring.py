@@ -42,7 +42,8 @@ NOTEBOOKS = {
 
 
 def learning_rates_match_drops(values: Mapping[str, Any]) -> list[str]:
-    """One learning rate per drop, or none (then each drop multiplies it by 0.2); drops in increasing order."""
+    """One learning rate per drop, or none (then each drop multiplies it by 0.2); drops in increasing order and
+    inside the training (in steps when ``COMPONENT_STEPS`` is set, in epochs otherwise)."""
     drops, lrs = values.get("COMPONENT_LR_DROPS"), values.get("COMPONENT_LR_VALUES")
     found = []
     if isinstance(drops, (list, tuple)) and list(drops) != sorted(drops):
@@ -50,6 +51,12 @@ def learning_rates_match_drops(values: Mapping[str, Any]) -> list[str]:
     if isinstance(drops, (list, tuple)) and isinstance(lrs, (list, tuple)) and lrs and len(lrs) != len(drops):
         found.append(f"COMPONENT_LR_VALUES={lrs!r} is not allowed; give one learning rate per drop "
                      f"({len(drops)}) or none")
+    # The drops count steps when COMPONENT_STEPS is set, epochs otherwise: one beyond the training never happens
+    steps, epochs = values.get("COMPONENT_STEPS"), values.get("COMPONENT_EPOCHS")
+    length, unit = (steps, "COMPONENT_STEPS") if steps else (epochs, "COMPONENT_EPOCHS")
+    if isinstance(drops, (list, tuple)) and isinstance(length, int) and any(d >= length for d in drops):
+        found.append(f"COMPONENT_LR_DROPS={drops!r} is not allowed with {unit}={length!r}: the drops count "
+                     f"{'steps' if steps else 'epochs'} and must each fall before the end of training")
     return found
 
 

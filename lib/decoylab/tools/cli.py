@@ -16,7 +16,8 @@ before anything runs; a bad key, type or value stops the run with exit code 2 an
 untouched. Outputs: runs/<preset>/<notebook>/<notebook>.ipynb (executed copy), figures/,
 results.json; then runs/<preset>/summary.json, report.md and report.html.
 Widgets are off in batch runs (INTERACTIVE is set to false).
-Exit codes: 0 all notebooks ran, 1 a notebook failed (the others still run), 2 bad input.
+Exit codes: 0 all notebooks ran, 1 a notebook failed (the others still run), 2 bad input or runs folder in use
+by another run, 130 stopped by Ctrl-C or SIGTERM (running notebooks killed, queued ones cancelled).
 
 examples:
   decoylab run                          every notebook, quick preset

@@ -67,6 +67,8 @@ def execute(task: Task, preset: str, env: dict[str, Any]) -> dict[str, Any]:
     os.environ["DECOYLAB_RUN_DIR"] = str(task.out_dir)
     task.out_dir.mkdir(parents=True, exist_ok=True)
     partial, claims_partial = task.out_dir / PARTIAL_FILE, task.out_dir / CLAIMS_PARTIAL_FILE
+    # A run that dies before the end must leave no "ok" behind: the next run then redoes this notebook
+    (task.out_dir / RESULTS_FILE).unlink(missing_ok=True)
     partial.unlink(missing_ok=True)
     claims_partial.unlink(missing_ok=True)
     running = task.out_dir / f".{task.name}.running.ipynb"

@@ -15,9 +15,11 @@ For each selected notebook ``notebooks/<nb>.ipynb`` and preset ``params/<preset>
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import json
 import os
+import signal
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
@@ -36,6 +38,47 @@ SKIPPED_NOTEBOOKS = ("TEMPLATE",)
 
 class RunnerError(Exception):
     """A problem found before anything ran (bad preset, unknown notebook, bad parameters)."""
+
+
+LOCK_FILE = ".run.lock"
+INTERRUPTED = 130  # the exit code of a run stopped by Ctrl-C or SIGTERM (128 + SIGINT)
+
+
+@contextlib.contextmanager
+def owned(folder: Path):
+    """Hold ``folder`` (a preset's runs folder) for this run alone: an exclusive ``flock`` on its lock file, which
+    names the holder's pid. A second run on the same folder gets a ``RunnerError`` naming that pid instead of
+    sharing (and deleting) the first one's partial results. The kernel releases the lock when the holder dies."""
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): runs are not guarded
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK_FILE, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise RunnerError(f"{folder} is in use by another decoylab run (pid {holder}); wait for it to finish, "
+                              "or give this run its own --runs-dir") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM reached the runner."""
+
+
+def _raise_interrupted(signum, _frame):
+    raise Interrupted(signal.Signals(signum).name)
 
 
 def _defaults(declared: dict[str, Any]) -> dict[str, Any]:
@@ -218,7 +261,9 @@ def start_order(tasks: list[Task]) -> list[Task]:
 def run(preset: str = "quick", notebooks: list[str] | None = None, jobs: int = 1, force: bool = False,
         notebooks_dir: str | Path = "notebooks", params_dir: str | Path = "params", runs_dir: str | Path = "runs",
         log: Callable[[str], None] = print, executor: str = "local", ray_address: str | None = None) -> int:
-    """Run the preset; return the exit code (0 all ok, 1 a notebook failed, 2 bad input).
+    """Run the preset; return the exit code (0 all ok, 1 a notebook failed, 2 bad input or the runs folder in use
+    by another run, 130 interrupted by Ctrl-C or SIGTERM: queued notebooks cancelled, running ones killed with
+    their kernels, the report written from what finished).
 
     ``executor="local"`` runs ``jobs`` notebooks at a time in local processes; ``"ray"`` sends each to
     a Ray task (``decoylab.tools.executor``) on the cluster at ``ray_address`` (None: a local Ray instance)."""
@@ -234,6 +279,40 @@ def run(preset: str = "quick", notebooks: list[str] | None = None, jobs: int = 1
     except (RunnerError, executors.ExecutorError) as err:
         log(f"error: {err}")
         return 2
+
+    preset_dir = runs_dir / preset
+    import threading
+
+    # Ctrl-C and SIGTERM stop the run promptly (only the main thread may set handlers; elsewhere they stay)
+    main = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
+    failed = interrupted = 0
+    try:
+        with owned(preset_dir):
+            for sig in previous:
+                signal.signal(sig, _raise_interrupted)
+            failed = _run_tasks(tasks, preset, jobs, force, executor, ray_address, log)
+    except RunnerError as err:
+        log(f"error: {err}")
+        return 2
+    except (Interrupted, KeyboardInterrupt) as err:
+        interrupted = 1
+        log(f"interrupted ({err or 'SIGINT'}): running notebooks stopped, queued ones cancelled; their results are "
+            "not recorded, and the next run redoes them")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if preset_dir.is_dir():
+        paths = report.write(preset_dir)
+        log(f"summary: {paths['summary']}; report: {paths['markdown']} and {paths['html']}")
+    if failed:
+        log(f"{failed} notebook(s) failed")
+    return INTERRUPTED if interrupted else 1 if failed else 0
+
+
+def _run_tasks(tasks, preset, jobs, force, executor, ray_address, log) -> int:
+    """Run every task not already completed; log one line per notebook; return how many failed."""
+    from decoylab.tools import executor as executors
 
     todo = start_order([t for t in tasks if force or not _completed(t)])
     for t in tasks:
@@ -255,28 +334,50 @@ def run(preset: str = "quick", notebooks: list[str] | None = None, jobs: int = 1
                 where = f"cell {e['cell']}" if e.get("cell") is not None else "startup"
                 log(f"[{i}/{len(todo)}] {t.name}: FAILED at {where}: {e['ename']}: {e['evalue']} "
                     f"(see {t.out_dir / (t.name + '.ipynb')})")
-    preset_dir = runs_dir / preset
-    if preset_dir.is_dir():
-        paths = report.write(preset_dir)
-        log(f"summary: {paths['summary']}; report: {paths['markdown']} and {paths['html']}")
-    if failed:
-        log(f"{failed} notebook(s) failed")
-    return 1 if failed else 0
+    return failed
 
 
 def _share_cores(workers: int) -> None:
     """In each worker: give the notebook's kernel (which inherits this environment) its share of the
     cores, so N notebooks at a time do not each start a thread per core and oversubscribe them.
-    A thread count the user has set is kept."""
+    A thread count the user has set is kept. Each worker leads its own process group (with the kernel it
+    starts), so the runner alone receives Ctrl-C and can stop a worker together with its kernel."""
+    os.setpgrp()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
     if workers > 1:
         os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
 
 
+def _die_with_parent() -> None:
+    """Linux: have the kernel kill this worker when the runner dies, even by SIGKILL (prctl PR_SET_PDEATHSIG), so
+    that no orphan goes on writing into a runs folder the next run owns. Elsewhere a no-op."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _stop(pool: ProcessPoolExecutor, futures) -> None:
+    """Cancel the queued notebooks and kill the running ones: each worker's process group (its kernel with it)."""
+    for future in futures:
+        future.cancel()
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
 def _local(todo: list[Task], preset: str, env: dict[str, Any], jobs: int):
-    """Yield ``(task, results document)`` as each notebook finishes in the local process pool."""
+    """Yield ``(task, results document)`` as each notebook finishes in the local process pool; on an
+    interruption, stop every worker and kernel before passing it on (``_stop``)."""
     workers = min(jobs, len(todo))
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_share_cores,
-                             initargs=(workers,)) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_share_cores,
+                               initargs=(workers,))
+    futures = {}
+    try:
         futures = {pool.submit(execute, t, preset, env): t for t in todo}
         for future in as_completed(futures):
             try:
@@ -285,3 +386,7 @@ def _local(todo: list[Task], preset: str, env: dict[str, Any], jobs: int):
                 doc = {"status": "failed", "seconds": None, "error": {"cell": None, "ename": type(err).__name__,
                                                                       "evalue": str(err)}}
             yield futures[future], doc
+    except BaseException:
+        _stop(pool, futures)
+        raise
+    pool.shutdown(wait=True)
