@@ -44,8 +44,8 @@ def number(low: float | None = None, high: float | None = None, *, low_open: boo
         return v is None or ((low is None or (v > low if low_open else v >= low))
                              and (high is None or (v < high if high_open else v <= high)))
 
-    left = "(" if low_open else "["
-    right = ")" if high_open else "]"
+    left = "(" if low_open or low is None else "["
+    right = ")" if high_open or high is None else "]"
     span = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
     return Spec((int, float, type(None)) if optional else (int, float), ok,
                 f"a number in {span}" + (" or null" if optional else ""))
