@@ -58,6 +58,8 @@ def _run(dirs, **kw):
     ("EPS: 2.0\n", "EPS=2.0 is not allowed; EPS must be a number in (0, 1]"),
     ("SEED: -3\n", "SEED=-3 is not allowed"),
     ("- EPS\n", "must be a mapping"),
+    ("# only a comment\n", "is empty (or only comments): it would run the notebook's own defaults"),
+    ("", "is empty"),
 ])
 def test_bad_parameters_stop_everything_before_any_notebook(kit, yaml_text, needle):
     tmp, dirs = kit

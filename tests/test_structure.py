@@ -152,3 +152,18 @@ def test_the_torch_free_name_lists_mirror_the_registries():
     assert common.COMPONENTS == tuple(models.COMPONENTS)
     assert common.ATTACKS == attacks.names()
     assert common.DEVICES == config.DEVICES
+
+
+def test_the_split_sizes_that_presets_are_checked_against_are_the_data_sets():
+    """A preset's N_TRAIN / N_TEST beyond a split is refused before anything runs, from ``SPLIT_SIZES``: the
+    embedded sets' sizes there are those ``data.load`` gives (the downloaded ones are the standard splits)."""
+    from decoylab import data, specs
+    from decoylab.specs import common
+
+    assert set(common.SPLIT_SIZES) == set(common.DATASETS)
+    for name in ("mnist5k", "digits"):
+        assert common.SPLIT_SIZES[name] == (len(data.load(name, "train").y), len(data.load(name, "test").y))
+    assert specs.notebook_problems("10_honeymodels", {"DATASET": "mnist5k", "N_TRAIN": 5000}) == [
+        "N_TRAIN=5000 is not allowed; mnist5k's train split has 4000 images"]
+    assert specs.notebook_problems("30_luring", {"DATASET": "digits", "N_TEST": 360})[0].startswith("N_TEST=360")
+    assert specs.notebook_problems("30_luring", {"DATASET": "mnist", "N_TRAIN": 60000}) == []

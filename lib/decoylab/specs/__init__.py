@@ -35,6 +35,8 @@ def notebook_problems(name: str, values: Mapping[str, Any], effective: Mapping[s
     and, on ``effective`` (the notebook's defaults with ``values`` on top), the rules that tie several together."""
     found = problems(values, for_notebook(name))
     if not found:
-        for rule in RULES.get(name, []):
-            found += rule(effective if effective is not None else values)
+        checked = effective if effective is not None else values
+        rules = [*RULES.get(name, []), *([common.sizes_fit_the_dataset] if "N_TRAIN" in for_notebook(name) else [])]
+        for rule in rules:
+            found += rule(checked)
     return found

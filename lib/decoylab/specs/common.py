@@ -16,6 +16,11 @@ ATTACKS = ("fgsm", "rfgsm", "bim", "bim_a", "pgd", "mim", "dim", "mim_ti", "dim_
 ATTACK_BACKENDS = ("fast", "art")
 DEVICES = ("auto", "cpu", "cuda")
 
+#: (train, test) images per split, so that a preset asking for more is refused before anything runs (the
+#: embedded sets' splits are the kit's own, ``decoylab.data``; ``tests/test_structure.py`` checks them).
+SPLIT_SIZES = {"mnist5k": (4000, 1000), "digits": (1438, 359), "mnist": (60000, 10000),
+               "fashion_mnist": (60000, 10000), "cifar10": (50000, 10000), "svhn": (73257, 26032)}
+
 DATASET = choice(DATASETS)
 DATA_ROOT = text(optional=True, what="a folder path ($DECOYLAB_DATA when null)")
 MODEL = choice(MODELS)
@@ -32,3 +37,14 @@ SHARED = {"DATASET": DATASET, "DATA_ROOT": DATA_ROOT, "N_TRAIN": OPTIONAL_COUNT,
           "SEED": SEED, "INTERACTIVE": boolean()}
 TRAINING = {"MODEL": MODEL, "EPOCHS": COUNT, "BATCH_SIZE": COUNT, "LR": RATE}
 ATTACK_BACKEND = choice(ATTACK_BACKENDS)
+
+
+def sizes_fit_the_dataset(values) -> list[str]:
+    """N_TRAIN and N_TEST at most the chosen data set's split sizes (``SPLIT_SIZES``)."""
+    sizes = SPLIT_SIZES.get(values.get("DATASET"))
+    found = []
+    for key, available, split in (("N_TRAIN", sizes and sizes[0], "train"), ("N_TEST", sizes and sizes[1], "test")):
+        wanted = values.get(key)
+        if sizes and isinstance(wanted, int) and not isinstance(wanted, bool) and wanted > available:
+            found.append(f"{key}={wanted} is not allowed; {values['DATASET']}'s {split} split has {available} images")
+    return found

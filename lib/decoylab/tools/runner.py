@@ -171,8 +171,10 @@ def _load_yaml(path: Path) -> dict[str, Any]:
         values = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise RunnerError(f"{path}: not valid YAML ({err})") from err
-    if values is None:
-        return {}
+    if values is None or values == {}:
+        # an empty file would silently run the notebook's own defaults (the paper's settings, hours on a CPU)
+        raise RunnerError(f"{path}: is empty (or only comments): it would run the notebook's own defaults; write the "
+                          "parameters this preset sets, or leave the notebook out with --notebooks")
     if not isinstance(values, dict):
         raise RunnerError(f"{path}: must be a mapping of PARAMETER: value, got {type(values).__name__}")
     return values
