@@ -152,6 +152,7 @@ def test_the_torch_free_name_lists_mirror_the_registries():
     assert common.COMPONENTS == tuple(models.COMPONENTS)
     assert common.ATTACKS == attacks.names()
     assert common.DEVICES == config.DEVICES
+    assert common.ART_ATTACKS == tuple(n for n in attacks.names() if "art" in attacks.catalogue_entry(n)["backends"])
 
 
 def test_the_split_sizes_that_presets_are_checked_against_are_the_data_sets():
@@ -167,3 +168,10 @@ def test_the_split_sizes_that_presets_are_checked_against_are_the_data_sets():
         "N_TRAIN=5000 is not allowed; mnist5k's train split has 4000 images"]
     assert specs.notebook_problems("30_luring", {"DATASET": "digits", "N_TEST": 360})[0].startswith("N_TEST=360")
     assert specs.notebook_problems("30_luring", {"DATASET": "mnist", "N_TRAIN": 60000}) == []
+
+
+def test_an_attack_the_chosen_backend_lacks_is_refused_before_training():
+    from decoylab import specs
+
+    assert "only fgsm, bim, pgd" in specs.notebook_problems("00_tour", {"ATTACK": "spsa", "ATTACK_BACKEND": "art"})[0]
+    assert specs.notebook_problems("00_tour", {"ATTACK": "pgd", "ATTACK_BACKEND": "art"}) == []

@@ -19,7 +19,8 @@ NOTEBOOKS: dict[str, dict[str, Spec]] = {
     "TEMPLATE": {k: common.SHARED[k] for k in ("DATASET", "N_TRAIN", "SEED", "INTERACTIVE")},
     **honeymodels.NOTEBOOKS, **attractors.NOTEBOOKS, **luring.NOTEBOOKS, **fingerprints.NOTEBOOKS, **compare.NOTEBOOKS,
 }
-RULES: dict[str, list[Callable[[Mapping[str, Any]], list[str]]]] = {**compare.RULES, **attractors.RULES, **luring.RULES}
+RULES: dict[str, list[Callable[[Mapping[str, Any]], list[str]]]] = {
+    **compare.RULES, **attractors.RULES, **luring.RULES, "00_tour": [common.attack_on_its_backend]}
 
 
 def for_notebook(name: str) -> dict[str, Spec]:

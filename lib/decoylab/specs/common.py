@@ -14,6 +14,8 @@ COMPONENTS = ("luring_p_mnist", "luring_p_svhn", "luring_p_cifar10")
 ATTACKS = ("fgsm", "rfgsm", "bim", "bim_a", "pgd", "mim", "dim", "mim_ti", "dim_ti", "mim_l2", "llc", "rllc", "illc",
            "tmifgsm", "cw2", "ead", "optmargin", "blb", "deepfool", "uap", "jsma", "spsa", "eco")
 ATTACK_BACKENDS = ("fast", "art")
+#: The attacks the "art" backend has (the others are the kit's own, "fast" only).
+ART_ATTACKS = ("fgsm", "bim", "pgd", "mim", "cw2", "ead", "deepfool", "uap", "jsma")
 DEVICES = ("auto", "cpu", "cuda")
 
 #: (train, test) images per split, so that a preset asking for more is refused before anything runs (the
@@ -48,3 +50,12 @@ def sizes_fit_the_dataset(values) -> list[str]:
         if sizes and isinstance(wanted, int) and not isinstance(wanted, bool) and wanted > available:
             found.append(f"{key}={wanted} is not allowed; {values['DATASET']}'s {split} split has {available} images")
     return found
+
+
+def attack_on_its_backend(values) -> list[str]:
+    """ATTACK_BACKEND "art" only with an attack ART has (``ART_ATTACKS``): refused before any training."""
+    attack, backend = values.get("ATTACK"), values.get("ATTACK_BACKEND")
+    if backend == "art" and attack is not None and attack not in ART_ATTACKS:
+        return [f"ATTACK={attack!r} is not allowed with ATTACK_BACKEND='art', which has only {', '.join(ART_ATTACKS)}; "
+                "use ATTACK_BACKEND='fast' or one of those"]
+    return []
