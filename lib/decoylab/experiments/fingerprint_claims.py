@@ -115,20 +115,26 @@ def auc_measurement(clean: np.ndarray, adversarial: np.ndarray, *, images: int, 
     return claims.Measurement(value, interval, images, len(adversarial), seeds, note)
 
 
+def _difference_draws(first: tuple[np.ndarray, np.ndarray], second: tuple[np.ndarray, np.ndarray],
+                      seed: int) -> np.ndarray:
+    """Bootstrap replicates of AUC(first) − AUC(second), the two resampled independently."""
+    (labels_a, scores_a), (labels_b, scores_b) = _labelled(*first), _labelled(*second)
+    return stats.bootstrap_auc_difference_draws(labels_a, scores_a, scores_b, control_labels=labels_b, seed=seed)[1]
+
+
 def auc_difference(first: tuple[np.ndarray, np.ndarray], second: tuple[np.ndarray, np.ndarray], *,
                    labels: tuple[str, str], images: int, seeds: tuple[int, ...], note: str,
-                   measured: tuple[claims.Measurement, claims.Measurement] | None = None) -> claims.Measurement:
+                   measured: tuple[claims.Measurement, claims.Measurement] | None = None,
+                   draws: np.ndarray | None = None) -> claims.Measurement:
     """AUC(first) − AUC(second) of two nets attacked separately: each AUC with its interval (``measured``, when
     the caller has them already), and the difference's interval from a bootstrap that resamples the two
-    independently."""
+    independently (``draws``, its replicates, when the caller has them already)."""
     parts = list(measured or [auc_measurement(*pair, images=images, seeds=seeds, note=note) for pair in (first, second)])
     if any(p.value is None for p in parts):
         return claims.combined(dict(zip(labels, parts)), note=note)
-    labels_a, scores_a = _labelled(*first)
-    labels_b, scores_b = _labelled(*second)
-    _, interval = stats.bootstrap_auc_difference(labels_a, scores_a, scores_b, control_labels=labels_b,
-                                                  seed=seeds[0] if seeds else 0)
-    return claims.difference(parts[0], parts[1], labels=labels, interval=interval, note=note)
+    if draws is None:
+        draws = _difference_draws(first, second, seeds[0] if seeds else 0)
+    return claims.difference(parts[0], parts[1], labels=labels, interval=stats.percentile_interval(draws), note=note)
 
 
 def trend_over_sets(per_set: list[tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]], *,
@@ -139,20 +145,17 @@ def trend_over_sets(per_set: list[tuple[tuple[np.ndarray, np.ndarray], tuple[np.
     that spans both sources of chance: the hull of Student's t interval over the sets (the fingerprints'
     randomness) and the percentile bootstrap of the mean over the images (every set is scored on the same
     pre-test images, so the spread between sets cannot show the images' own sampling error), clipped to [-1, 1]."""
-    per_set_measured = [auc_difference(first, second, labels=labels, images=images, seeds=seeds, note=note)
-                        for first, second in per_set]
+    seed = seeds[0] if seeds else 0
+    draws = [_difference_draws(first, second, seed) if all(len(a) for pair in (first, second) for a in pair) else None
+             for first, second in per_set]
+    per_set_measured = [auc_difference(first, second, labels=labels, images=images, seeds=seeds, note=note, draws=d)
+                        for (first, second), d in zip(per_set, draws)]
     if len(per_set_measured) == 1 or any(m.value is None for m in per_set_measured):
         return per_set_measured[0] if len(per_set_measured) == 1 else claims.combined(
             {f"set {k}": m for k, m in enumerate(per_set_measured)}, note=note)
     values = np.array([m.value for m in per_set_measured])
     mean = float(values.mean())
     t_low, t_high = stats.mean_interval(mean, float(values.std(ddof=1)), len(values))
-    seed = seeds[0] if seeds else 0
-    draws = []
-    for first, second in per_set:
-        (labels_a, scores_a), (labels_b, scores_b) = _labelled(*first), _labelled(*second)
-        draws.append(stats.bootstrap_auc_difference_draws(labels_a, scores_a, scores_b, control_labels=labels_b,
-                                                          seed=seed)[1])
     b_low, b_high = stats.percentile_interval(np.mean(draws, axis=0))
     interval = (max(min(t_low, b_low), -1.0), min(max(t_high, b_high), 1.0))
     return claims.combined({f"set {k}": m for k, m in enumerate(per_set_measured)}, value=mean, interval=interval,

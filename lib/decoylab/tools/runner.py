@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import signal
+import threading
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
@@ -283,8 +284,6 @@ def run(preset: str = "quick", notebooks: list[str] | None = None, jobs: int = 1
         return 2
 
     preset_dir = runs_dir / preset
-    import threading
-
     # Ctrl-C and SIGTERM stop the run promptly (only the main thread may set handlers; elsewhere they stay)
     main = threading.current_thread() is threading.main_thread()
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
