@@ -23,9 +23,10 @@ def setup():
     return defense, te.x[:150], te.x[150:][idx], te.y[150:][idx]
 
 
-def test_watermarked_image_decodes_exactly():
-    """§V-E: an image moved to message t's codewords has Q(x, m_t) = 0, so w_t is the largest correlation."""
-    decoder = at.QIMDecoder.generate(10, 64, seed=1)
+@pytest.mark.parametrize("unit", ["pixel", "interval"])
+def test_watermarked_image_decodes_exactly(unit):
+    """§V-E: an image moved to message t's codewords inside [0, 255] has Q(x, m_t) = 0, so w_t is the largest."""
+    decoder = at.QIMDecoder.generate(10, 64, codewords="in_range", distance_unit=unit, seed=1)
     x = torch.rand(5, 1, 8, 8)
     t = torch.tensor([0, 3, 5, 7, 9])
     marked = decoder.watermarked(x, t)
@@ -33,8 +34,28 @@ def test_watermarked_image_decodes_exactly():
     q = decoder.distance(marked)
     assert torch.allclose(q[torch.arange(5), t], torch.zeros(5), atol=1e-5)
     assert torch.equal(decoder(marked).argmax(1), t)
-    d0, d1 = decoder.bit_distances(x)
+    d0, d1 = at.QIMDecoder.generate(10, 64, seed=1).bit_distances(x)
     assert d0.min() >= 0 and d1.max() <= 1 + 1e-6 and torch.allclose(d0 + d1, torch.ones_like(d0), atol=1e-5)
+
+
+def test_lattice_attractor_is_the_local_maximum_of_w_inside_the_box():
+    """With the lattice, message t's attractor is the nearest codeword of each pixel's bit clipped to [0, 255]: every
+    pixel sits on a codeword (q = 0) or on the box's edge with W's pull pointing out of the box, so no feasible step
+    raises w_t — the attractor W's gradient leads to. On saturated images (MNIST's black and white pixels) many
+    pixels are on the edge."""
+    decoder = at.QIMDecoder.generate(10, 64, seed=1)
+    x = (torch.rand(5, 1, 8, 8) > 0.7).float()  # black and white only
+    t = torch.tensor([0, 3, 5, 7, 9])
+    marked = decoder.watermarked(x, t).requires_grad_(True)
+    w = decoder(marked)[torch.arange(5), t]
+    (pull,) = torch.autograd.grad(w.sum(), marked)
+    bits = decoder.messages[t]
+    d0, d1 = decoder.bit_distances(marked.detach())
+    on_codeword = torch.where(bits.bool(), d1, d0) < 1e-4
+    pixels, pull = marked.detach().flatten(1), pull.flatten(1)
+    pushes_out = ((pixels == 0) & (pull <= 0)) | ((pixels == 1) & (pull >= 0))
+    assert (on_codeword | pushes_out).all() and (~on_codeword).any()
+    assert (w >= decoder(x)[torch.arange(5), t]).all()
 
 
 def test_nearest_attractor_is_the_closest_watermarked_image():
@@ -51,6 +72,7 @@ def test_nearest_attractor_is_the_closest_watermarked_image():
     ({"intervals": [0.0, 128.0]}, "intervals"), ({"intervals": [3.0, 200.0]}, "intervals"),
     ({"weights": [0.0, 0.0]}, "weights"), ({"weights": [1.0, -1.0]}, "weights"), ({"strength": 0}, "strength"),
     ({"a0": 2.0, "a1": 0.5}, "a0=2.0"), ({"a1": -0.1}, "a1=-0.1"), ({"codewords": "all"}, "codewords"),
+    ({"distance_unit": "levels"}, "distance_unit"),
     ({"weights": [1.0]}, "one weight per interval size"), ({"key_seed": -1}, "key_seed")])
 def test_bad_settings_fail_before_anything_is_built(kwargs, needle):
     with pytest.raises(params.ParameterError, match=needle):
@@ -77,12 +99,16 @@ def test_bad_fpr_and_unknown_attack_fail_early(setup):
 
 
 def test_combined_model_keeps_accuracy_and_w_dominates_the_gradient(setup):
-    """Table II and Fig. 5: M classifies like C; the loss gradient through W is far larger than through C."""
+    """Table II and Fig. 5: M classifies like C; the loss gradient through W is far larger than through C (with
+    distances in units of δ, the 40x steeper fine intervals make it larger still)."""
     defense, x_cal, x, y = setup
     assert abs(train.accuracy(defense.attacked_model, x_cal, data.load("digits", "test").y[:150]) -
                train.accuracy(defense.classifier, x_cal, data.load("digits", "test").y[:150])) < 0.05
     split = xg.branch_gradients(defense.attacked_model, x, y)
-    assert float(split["gradient_1"].median()) > 10 * float(split["gradient_2"].median())
+    assert float(split["gradient_1"].median()) > 5 * float(split["gradient_2"].median())
+    steeper = at.Attractors(distance_unit="interval", key_seed=0).protect(defense.classifier, tuple(x.shape[1:]), 10)
+    assert float(xg.branch_gradients(steeper.attacked_model, x, y)["gradient_1"].median()) > \
+        5 * float(split["gradient_1"].median())
 
 
 def test_calibration_sets_u_l_sigma_consistently(setup):
@@ -218,15 +244,38 @@ def test_attack_settings_follow_tables_vii_and_viii():
         xa.attack_settings("bpda", "mnist", iteration_cap=10)
 
 
-def test_w_pulls_toward_the_attractor_within_each_interval_size(setup):
-    """Fig. 7a taken apart: with the in-range codewords W's own gradient points to the exact nearest
-    attractor within each interval size, yet the all-pixel cosine is far smaller (scales 40x apart)."""
+@pytest.mark.parametrize("codewords", ["lattice", "in_range"])
+def test_w_pulls_toward_the_attractor_it_defines(setup, codewords):
+    """Issue 30's mismatch: the attractor ``nearest_attractor`` computes and the way W's own gradient points must
+    agree, on clean images (where W is small) and per interval size. With distances in units of δ the all-pixel
+    cosine is far smaller than within each interval size (scales 40x apart); in pixel values it is not."""
     defense, x = setup[0], setup[1]
-    probe = at.Attractors(codewords="in_range", key_seed=0).protect(defense.classifier, tuple(x.shape[1:]), 10)
-    cos = xg.cosines_by_interval(probe.attacked_model, probe.decoder, x[:100])["W alone (−∇Q)"]
-    per_interval = [float(v.mean()) for k, v in cos.items() if k != "all pixels"]
-    assert len(per_interval) == 2 and min(per_interval) > 0.6
-    assert float(cos["all pixels"].mean()) < 0.5 * min(per_interval)
+    cosines = {}
+    for unit in ("pixel", "interval"):
+        probe = at.Attractors(codewords=codewords, distance_unit=unit, key_seed=0).protect(
+            defense.classifier, tuple(x.shape[1:]), 10)
+        cosines[unit] = {k: float(v.mean()) for k, v in xg.cosines_by_interval(
+            probe.attacked_model, probe.decoder, x[:100])["W alone (−∇Q)"].items()}
+    per_interval = [v for k, v in cosines["interval"].items() if k != "all pixels"]
+    assert len(per_interval) == 2 and min(per_interval) > 0.5
+    assert cosines["interval"]["all pixels"] < 0.5 * min(per_interval)
+    assert cosines["pixel"]["all pixels"] > 0.5
+
+
+def test_recovery_follows_the_attractors_not_the_perturbation(setup):
+    """§V-D with the default decoder (lattice, pixel distances): F_r = argmin W recovers the true class of FGSM
+    examples crafted on M far more often than of examples crafted on C alone (the control); with distances in units
+    of δ (the kit's first reading) it does not."""
+    from decoylab.experiments import attractor_definitions as xd
+
+    defense, x_calibration, x, y = setup
+    table = xd.compare_definitions(defense.classifier, x, y, x_calibration, intervals=(3.0, 128.0), weights=(1.0, 3.0),
+                                   strength=0.5, key_seed=0, eps_list=[0.3])
+    row = table.set_index(["codewords", "distance unit"]).loc[("lattice", "pixel")]
+    assert row["successful on M"] >= 10 and row["recovered, M"] > row["recovered, C (control)"] + 0.2
+    old = table.set_index(["codewords", "distance unit"]).loc[("lattice", "interval")]
+    assert old["recovered, M"] < row["recovered, M"] - 0.2
+    assert "recovered" in xd.display_table(table).columns[-1] and "lattice, pixel units" in xd.finding(table)
 
 
 def test_attack_cache_tells_apart_models_that_differ_only_in_settings(setup, tmp_path):

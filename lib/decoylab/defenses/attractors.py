@@ -4,8 +4,9 @@ the combined model's gradients walks toward a watermarked point (an *attractor*)
 
 - ``QIMDecoder`` — §V-E as a differentiable module: pixels on [0, 255], one interval size δᵢ per
   pixel (drawn from ``intervals``), codewords of bit 0 at 0.5δ, 2.5δ, … and of bit 1 at 1.5δ,
-  3.5δ, …; q = distance to the nearest codeword of the message bit; Q(x, m) = Σ αᵢ qᵢ; the
-  correlation wₖ = S(closeness) with S of eq. 3; n secret messages of ℓ bits.
+  3.5δ, …; q = distance, in pixel values, to the nearest codeword of the message bit; Q(x, m) = Σ αᵢ qᵢ;
+  the correlation wₖ = S(closeness) with S of eq. 3; n secret messages of ℓ bits. Its attractors
+  (``watermarked``) are the local maxima of wₜ inside the pixel box, where W's gradient leads.
 - ``CombinedModel`` — eq. 2: M(x) = (C(x) + W(x)) / |C(x) + W(x)|₁ with C's softmax as C(x).
 - ``Attractors`` — the shared defense interface: ``attacked_model`` is M, ``score`` folds the
   detector F_d's conditions C1 (max w > U), C2 (min w < L), C3 (stdev w > σ₀) of §V-C into one
@@ -29,7 +30,7 @@ from torch import nn
 from decoylab import config, models, params, train
 from decoylab.defenses.base import AdaptiveAttack, Defense, NotFittedError, TrainedDefense
 from decoylab.specs import attractors as spec
-from decoylab.specs.attractors import CODEWORDS, MAX_INTERVAL, PIXEL_LEVELS  # noqa: F401 (part of this API)
+from decoylab.specs.attractors import CODEWORDS, DISTANCE_UNITS, MAX_INTERVAL, PIXEL_LEVELS  # noqa: F401 (API)
 from decoylab.specs.common import FPR
 
 # The kit's choices where §V-E gives none (written out in notebook 20):
@@ -39,12 +40,12 @@ DEFAULT_A0, DEFAULT_A1 = 1.0, 0.5  # closeness 0.5 (a random image) maps to 0, c
 DEFAULT_STRENGTH = 0.5  # A2: large enough for W's gradient to dominate C's, small enough for accuracy
 
 
-def check_decoder_settings(intervals, weights, strength, a0, a1, codewords) -> None:
+def check_decoder_settings(intervals, weights, strength, a0, a1, codewords, distance_unit="pixel") -> None:
     """W's settings against ``decoylab.specs.attractors``, and the two rules that tie them together;
     a ``params.ParameterError`` names the first bad one before anything is built."""
     params.check_each(intervals=(intervals, spec.INTERVALS), weights=(weights, spec.INTERVAL_WEIGHTS),
                       strength=(strength, spec.STRENGTH), a0=(a0, spec.A0), a1=(a1, spec.A1),
-                      codewords=(codewords, spec.CODEWORD_SET))
+                      codewords=(codewords, spec.CODEWORD_SET), distance_unit=(distance_unit, spec.DISTANCE_UNIT))
     if len(weights) != len(intervals):
         raise params.ParameterError(f"weights={weights!r} is not allowed; give one weight per interval size "
                                     f"({len(intervals)})")
@@ -57,16 +58,21 @@ class QIMDecoder(nn.Module):
     """W_φ of §V-E for inputs in [0, 1] (scaled to [0, 255] inside): one correlation per message.
 
     ``interval_of_pixel`` picks δᵢ per pixel from ``intervals`` (equal shares, seeded); αᵢ is the
-    weight of that interval size. Distances are measured in units of δᵢ (see ``bit_distances``)
-    and Q(x, m) = Σ αᵢ qᵢ / Σ αᵢ; the closeness r = 1 − Q is 1 on an exactly watermarked image and
-    about 0.5 on a random one; wₖ = S(r) = A2·tanh((A0·r − A1) / (1 + A1 − A0·r)) (eq. 3).
+    weight of that interval size. ``distance_unit="pixel"`` (default): qᵢ is the distance in pixel
+    values, as §V-E defines it, divided by the largest interval so that Q(x, m) = Σ αᵢ qᵢ / Σ αᵢ lies
+    in [0, 1] for the lattice (eq. 3's A0, A1 scale "the distances … in the range [0, 1]"); the
+    largest intervals then carry W's output and gradient. ``"interval"``: qᵢ in units of the pixel's
+    own δᵢ, so a 1-level change moves q 40× more on a δ = 3 pixel than on a δ = 128 one and the small
+    intervals carry the gradient (the kit's reading before issue 30: a large attack step scrambles those
+    pixels and recovery fails; notebook 20, section 3c). The closeness r = 1 − Q is 1 on an exactly
+    watermarked image; wₖ = S(r) = A2·tanh((A0·r − A1) / (1 + A1 − A0·r)) (eq. 3).
     The settings are checked where they enter (``generate``, ``Attractors``), not here."""
 
     def __init__(self, messages: torch.Tensor, interval_of_pixel: torch.Tensor, intervals: Sequence[float],
                  weights: Sequence[float], strength: float = DEFAULT_STRENGTH, a0: float = DEFAULT_A0,
-                 a1: float = DEFAULT_A1, codewords: str = "lattice"):
+                 a1: float = DEFAULT_A1, codewords: str = "lattice", distance_unit: str = "pixel"):
         super().__init__()
-        self.codewords = codewords
+        self.codewords, self.distance_unit = codewords, distance_unit
         self.register_buffer("messages", messages.float())  # (n, ℓ) bits
         self.register_buffer("interval_of_pixel", interval_of_pixel.long())  # (ℓ,) index into intervals
         self.register_buffer("delta", torch.tensor(intervals, dtype=torch.float32)[interval_of_pixel])
@@ -79,24 +85,26 @@ class QIMDecoder(nn.Module):
         # The settings that change the output but are not buffers: repr(model) is part of the attack
         # cache's key, so M with another A2 must not find the adversarial set of this one.
         return (f"intervals={self.intervals}, weights={self.weights}, strength={self.strength!r}, "
-                f"a0={self.a0!r}, a1={self.a1!r}, codewords={self.codewords!r}")
+                f"a0={self.a0!r}, a1={self.a1!r}, codewords={self.codewords!r}, distance_unit={self.distance_unit!r}")
 
     @classmethod
     def generate(cls, num_classes: int, num_pixels: int, *, intervals: Sequence[float] = DEFAULT_INTERVALS,
                  weights: Sequence[float] = DEFAULT_WEIGHTS, strength: float = DEFAULT_STRENGTH,
                  a0: float = DEFAULT_A0, a1: float = DEFAULT_A1, codewords: str = "lattice",
-                 seed: int | None = None) -> "QIMDecoder":
+                 distance_unit: str = "pixel", seed: int | None = None) -> "QIMDecoder":
         """n random ℓ-bit messages and a random interval per pixel, from ``seed`` or the OS CSPRNG."""
-        check_decoder_settings(intervals, weights, strength, a0, a1, codewords)
-        return cls._draw(num_classes, num_pixels, intervals, weights, strength, a0, a1, codewords, seed)
+        check_decoder_settings(intervals, weights, strength, a0, a1, codewords, distance_unit)
+        return cls._draw(num_classes, num_pixels, intervals, weights, strength, a0, a1, codewords, seed,
+                         distance_unit)
 
     @classmethod
-    def _draw(cls, num_classes, num_pixels, intervals, weights, strength, a0, a1, codewords, seed) -> "QIMDecoder":
+    def _draw(cls, num_classes, num_pixels, intervals, weights, strength, a0, a1, codewords, seed,
+              distance_unit="pixel") -> "QIMDecoder":
         g = torch.Generator().manual_seed(secrets.randbits(63) if seed is None else seed)
         messages = torch.randint(0, 2, (num_classes, num_pixels), generator=g)
         share = torch.arange(num_pixels) % len(intervals)
         interval_of_pixel = share[torch.randperm(num_pixels, generator=g)]
-        return cls(messages, interval_of_pixel, intervals, weights, strength, a0, a1, codewords)
+        return cls(messages, interval_of_pixel, intervals, weights, strength, a0, a1, codewords, distance_unit)
 
     def _nearest_codeword(self, x: torch.Tensor, bits: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
         """(u − 2k, 2k) for the nearest codeword (2k + 0.5 + b)·δ of bit b inside [0, 255], in units of δ."""
@@ -118,9 +126,10 @@ class QIMDecoder(nn.Module):
         return (u - 2 * torch.round(u / 2)).abs(), (u - 1 - 2 * torch.round((u - 1) / 2)).abs()
 
     def distance(self, x: torch.Tensor) -> torch.Tensor:
-        """Q(x, mₖ) for every message k: (N, n)."""
+        """Q(x, mₖ) for every message k: (N, n), in the decoder's ``distance_unit``."""
         d0, d1 = self.bit_distances(x)
-        return (d0 * self.alpha) @ (1 - self.messages).T + (d1 * self.alpha) @ self.messages.T
+        alpha = self.alpha * (self.delta / self.delta.max() if self.distance_unit == "pixel" else 1.0)
+        return (d0 * alpha) @ (1 - self.messages).T + (d1 * alpha) @ self.messages.T
 
     def correlation_of_closeness(self, closeness: torch.Tensor) -> torch.Tensor:
         """S of eq. 3 applied to r = 1 − Q."""
@@ -131,11 +140,18 @@ class QIMDecoder(nn.Module):
         return self.correlation_of_closeness(1 - self.distance(x))
 
     def watermarked(self, x: torch.Tensor, message: torch.Tensor) -> torch.Tensor:
-        """The nearest image to ``x`` that carries message index ``message`` (one per row) exactly:
-        every pixel moved to the nearest codeword of its bit that lies in [0, 255] (Q = 0)."""
+        """The attractor of message index ``message`` (one per row) that W's gradient leads ``x`` to: the
+        local maximum of w_message inside the pixel box [0, 255]. Every pixel moves to the nearest
+        codeword of its bit — for ``"in_range"`` the nearest inside [0, 255] (Q = 0 there); for the
+        lattice the nearest of the whole coset, clipped to [0, 255] (a black or white pixel whose nearest
+        codeword lies outside stays put: W's gradient points out of the box there, so no attack step can
+        follow it inward, and the paper's "local maximums of W" are these box-constrained ones)."""
         bits = self.messages[message]  # (N, ℓ)
-        k = self._nearest_codeword(x, bits)[1]
-        pixels = (2 * k + 0.5 + bits) * self.delta
+        if self.codewords == "in_range":
+            k = self._nearest_codeword(x, bits)[1]
+        else:  # the same rounding as bit_distances, so that the attractor and the gradient agree at ties
+            k = torch.round((x.flatten(1) * PIXEL_LEVELS / self.delta - 0.5 - bits) / 2)
+        pixels = ((2 * k + 0.5 + bits) * self.delta).clamp(0.0, PIXEL_LEVELS)
         return (pixels / PIXEL_LEVELS).view_as(x)
 
 
@@ -197,12 +213,12 @@ class Attractors(TrainedDefense):
 
     def __init__(self, *, intervals: Sequence[float] = DEFAULT_INTERVALS, weights: Sequence[float] = DEFAULT_WEIGHTS,
                  strength: float = DEFAULT_STRENGTH, a0: float = DEFAULT_A0, a1: float = DEFAULT_A1,
-                 codewords: str = "lattice", key_seed: int | None = None, model_name: str = "deepsec_mnist",
-                 **kwargs):
-        check_decoder_settings(intervals, weights, strength, a0, a1, codewords)
+                 codewords: str = "lattice", distance_unit: str = "pixel", key_seed: int | None = None,
+                 model_name: str = "deepsec_mnist", **kwargs):
+        check_decoder_settings(intervals, weights, strength, a0, a1, codewords, distance_unit)
         params.check("key_seed", key_seed, spec.KEY_SEED)
         super().__init__(model_name=model_name, **kwargs)
-        self.codewords = codewords
+        self.codewords, self.distance_unit = codewords, distance_unit
         self.intervals, self.weights = tuple(intervals), tuple(weights)
         self.strength, self.a0, self.a1, self.key_seed = strength, a0, a1, key_seed
         self.classifier: nn.Module | None = None
@@ -223,7 +239,8 @@ class Attractors(TrainedDefense):
         self.classifier = classifier.eval()
         self.input_shape, self.num_classes = tuple(int(s) for s in input_shape), int(num_classes)
         self.decoder = QIMDecoder._draw(num_classes, math.prod(input_shape), self.intervals, self.weights,
-                                        self.strength, self.a0, self.a1, self.codewords, self.key_seed)
+                                        self.strength, self.a0, self.a1, self.codewords, self.key_seed,
+                                        self.distance_unit)
         device = next(classifier.parameters()).device
         self.model = CombinedModel(self.classifier, self.decoder.to(device)).eval()
         return self
@@ -346,6 +363,7 @@ class Attractors(TrainedDefense):
         self._require()
         settings = {"intervals": list(self.intervals), "weights": list(self.weights), "strength": float(self.strength),
                     "a0": float(self.a0), "a1": float(self.a1), "codewords": self.codewords,
+                    "distance_unit": self.distance_unit,
                     "input_shape": list(self.input_shape), "num_classes": self.num_classes}
         if self.reference is not None:
             settings["reference"] = self.reference.cpu()
@@ -358,13 +376,15 @@ class Attractors(TrainedDefense):
         """The defense ``save`` wrote: same C, same secret, same thresholds."""
         stored = torch.load(Path(path), map_location="cpu", weights_only=True)
         defense = cls(intervals=stored["intervals"], weights=stored["weights"], strength=stored["strength"],
-                      a0=stored["a0"], a1=stored["a1"], codewords=stored["codewords"], model_name=stored["model_name"],
+                      a0=stored["a0"], a1=stored["a1"], codewords=stored["codewords"],
+                      distance_unit=stored.get("distance_unit", "interval"), model_name=stored["model_name"],
                       seed=stored["seed"], cache=cache, device=device, log=log)
         shape, num_classes = tuple(stored["input_shape"]), int(stored["num_classes"])
         state = stored["state_dict"]
         defense.classifier = models.build(stored["model_name"], shape, num_classes, seed=stored["seed"])
         defense.decoder = QIMDecoder(state["decoder.messages"], state["decoder.interval_of_pixel"], defense.intervals,
-                                     defense.weights, defense.strength, defense.a0, defense.a1, defense.codewords)
+                                     defense.weights, defense.strength, defense.a0, defense.a1, defense.codewords,
+                                     defense.distance_unit)
         defense.model = CombinedModel(defense.classifier, defense.decoder)
         defense.model.load_state_dict(state)
         defense.model.to(config.device(device)).eval()

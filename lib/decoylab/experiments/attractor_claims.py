@@ -264,8 +264,9 @@ def figure_claims(*, fig5: Mapping[str, torch.Tensor], fig6: Mapping[str, torch.
                 value, interval = bootstrap_median(z_m, seed=seed)
             else:
                 value, interval = stats.bootstrap_mean_difference(z_m, z_c, paired=True, draws=DRAWS, seed=seed)
-            codewords = ("nearest attractor over the codewords inside [0, 255]; the decoder's codewords: "
-                         f"{run.get('CODEWORDS', 'lattice')} (§V-E leaves the reading open)")
+            codewords = ("nearest attractor: the local maximum of w_t inside [0, 255] under the decoder's codewords ("
+                         f"{run.get('CODEWORDS', 'lattice')}) and distance unit ({run.get('DISTANCE_UNIT', 'pixel')}); "
+                         "§V-E leaves both readings open")
             measurement = Measurement(value, interval, len(z_m), None, (seed,), _note(codewords, *common))
         verdicts.append(results.record_claim(claim, measurement))
     return verdicts

@@ -5,7 +5,7 @@ Recovery of Adversarial Attacks with Injected Attractors", §IV-C, eq. 1 and §V
   additive-watermark decoder W_ω and trapdoor detector D, built analytically;
 - ``branch_gradients`` (Figs. 5, 6), ``nearest_attractor``, ``attractor_cosines``, ``cosines_by_interval``
   and ``local_density_cosines`` (Fig. 7) — the measurements;
-- ``trapdoor_goals``, ``trapdoor_attack_check``, ``cosine_samples``, ``cosines_by_codewords`` and the summary
+- ``trapdoor_goals``, ``trapdoor_attack_check``, ``cosine_samples``, ``cosines_by_definition`` and the summary
   tables — notebook 21's analysis, and ``record_results`` its named results.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from decoylab import metrics, results, stats, train
-from decoylab.defenses.attractors import CODEWORDS, Attractors, CombinedModel, QIMDecoder
+from decoylab.defenses.attractors import CODEWORDS, DISTANCE_UNITS, Attractors, CombinedModel, QIMDecoder
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -289,19 +289,21 @@ def cosine_summary(cosines: dict[str, torch.Tensor]) -> pd.DataFrame:
                         index=["Z1 (C)", "Z2 (M)", "S1 (C)", "S2 (M)"])
 
 
-def cosines_by_codewords(classifier: nn.Module, x: torch.Tensor, num_classes: int, *, intervals, weights,
-                         strength: float, key_seed: int | None) -> pd.DataFrame:
-    """Fig. 7a taken apart (``cosines_by_interval``) for both codeword sets, the mean cosine per row (codewords,
-    direction) and column (all pixels, each interval size); ``x``'s first 1000 images."""
+def cosines_by_definition(classifier: nn.Module, x: torch.Tensor, num_classes: int, *, intervals, weights,
+                          strength: float, key_seed: int | None) -> pd.DataFrame:
+    """Fig. 7a taken apart (``cosines_by_interval``) for both codeword sets and both distance units, the mean
+    cosine per row (codewords, distance unit, direction) and column (all pixels, each interval size); ``x``'s first
+    1000 images."""
     import pandas as pd
 
     rows = {}
-    for codewords in CODEWORDS:  # the decoder of notebook 21's sections 1-3 uses "lattice"; "in_range" is §V-E's list
-        probe = Attractors(intervals=intervals, weights=weights, strength=strength, codewords=codewords,
-                           key_seed=key_seed).protect(classifier, tuple(x.shape[1:]), num_classes)
-        split_cos = cosines_by_interval(probe.attacked_model, probe.decoder, x[:1000])
-        for kind, by_group in split_cos.items():
-            rows[(codewords, kind)] = {group: float(values.mean()) for group, values in by_group.items()}
+    for codewords in CODEWORDS:
+        for unit in DISTANCE_UNITS:
+            probe = Attractors(intervals=intervals, weights=weights, strength=strength, codewords=codewords,
+                               distance_unit=unit, key_seed=key_seed).protect(classifier, tuple(x.shape[1:]), num_classes)
+            split_cos = cosines_by_interval(probe.attacked_model, probe.decoder, x[:1000])
+            for kind, by_group in split_cos.items():
+                rows[(codewords, unit, kind)] = {group: float(values.mean()) for group, values in by_group.items()}
     table = pd.DataFrame(rows).T
     table.attrs["n_images"] = len(x[:1000])  # each mean is over these images
     return table
@@ -344,9 +346,10 @@ def record_results(*, fig5: dict[str, torch.Tensor], fig6: dict[str, torch.Tenso
                f"sphere points each")
     mean("fig7b.cosine_mean_C", s_c, "Fig. 7b (S1)", note_7b)
     mean("fig7b.cosine_mean_M", s_m, "Fig. 7b (S2)", note_7b)
-    for (codewords, kind), row in cosine_table.iterrows():
+    for (codewords, unit, kind), row in cosine_table.iterrows():
         which = "W_pull" if kind.startswith("W") else "M"
         for group, value in row.items():
             key = "all" if group == "all pixels" else "delta" + group.split("=")[1].split()[0]
-            results.record(f"fig7a.{which}_cosine_{codewords}_{key}", value, source="Fig. 7a (taken apart)",
-                           n=cosine_table.attrs.get("n_images"), note=f"cos(x_w − x, {kind}); {group}; {note}")
+            results.record(f"fig7a.{which}_cosine_{codewords}_{unit}_{key}", value, source="Fig. 7a (taken apart)",
+                           n=cosine_table.attrs.get("n_images"),
+                           note=f"cos(x_w − x, {kind}); {group}; codewords {codewords}, distances in {unit} units; {note}")
