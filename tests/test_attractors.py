@@ -342,7 +342,8 @@ def _synthetic_run(*, n=1000, control_flagged=0.0, wrong_m=0):
                 "score_M": tuple(5.0 if h else nan for h in hit_m),  # flagged at both FPRs
                 "score_control": tuple((5.0 if i < control_flagged * on_c else 0.0) if i < on_c else nan
                                        for i in range(n)),
-                "recovered": tuple(hit_m), "success_integrated": tuple(i < integrated for i in range(n))}
+                "recovered": tuple(hit_m), "recovered_control": (False,) * n,  # argmin W never finds C's label
+                "success_integrated": tuple(i < integrated for i in range(n))}
 
     outcomes = {"PGD": attack(n, 800), "FGSM": attack(n, 20), "CW2": attack(0, 0)}
     table = pd.DataFrame({"attack": list(outcomes), "settings": ["Table VII"] * 3})
@@ -355,8 +356,10 @@ def _synthetic_run(*, n=1000, control_flagged=0.0, wrong_m=0):
 
 
 @pytest.mark.parametrize("control_flagged,wrong_m,expected", [
-    (0.0, 0, {"pgd.detection_vs_control": "reproduced", "accuracy_gap": "reproduced"}),
-    (1.0, 100, {"pgd.detection_vs_control": "not reproduced", "accuracy_gap": "not reproduced"})])
+    (0.0, 0, {"pgd.detection_vs_control": "reproduced", "accuracy_gap": "reproduced",
+              "pgd.recovery_vs_control": "inconclusive"}),  # the control detects nothing: nothing to recover
+    (1.0, 100, {"pgd.detection_vs_control": "not reproduced", "accuracy_gap": "not reproduced",
+                "pgd.recovery_vs_control": "reproduced"})])
 def test_table_claims_rest_on_the_successful_examples_and_the_control(control_flagged, wrong_m, expected):
     """800 successful PGD examples, all flagged and recovered: detection, recovery, Table IV and the success drop
     are reproduced; against a control that flags everything too, the attractors cause nothing. FGSM's 20

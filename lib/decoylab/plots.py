@@ -87,27 +87,46 @@ def saliency_grid(columns: dict[str, torch.Tensor], title: str, cell: float = 1.
 
 def kde_panels(panels, *, log_scale: bool = False, legend_title: str = "signal", figsize=(11, 3.6)):
     """Panels side by side, each a filled KDE per labelled sample, every sample normalised on its own:
-    ``panels`` is a list of ``({label: 1-D tensor}, title, x label)``; returns the figure."""
-    import pandas as pd
-
+    ``panels`` is a list of ``({label: 1-D tensor}, title, x label)``; returns the figure. A sample without
+    spread (C's softmax always sums to 1) is a vertical line at its value, not a spike that flattens the other
+    curves; the legends sit below the panels, off the data."""
     fig, axes = plt.subplots(1, len(panels), figsize=figsize, squeeze=False)
     for ax, (samples, title, xlabel) in zip(axes[0], panels):
-        frame = pd.DataFrame({"value": torch.cat(list(samples.values())).numpy(),
-                              legend_title: sum([[label] * len(v) for label, v in samples.items()], [])})
-        sns.kdeplot(data=frame, x="value", hue=legend_title, log_scale=log_scale, common_norm=False, fill=True,
-                    ax=ax, warn_singular=False)
+        colors = sns.color_palette(n_colors=len(samples))
+        for color, (label, values) in zip(colors, samples.items()):
+            values = values.detach().double().cpu().numpy()
+            if values.max() - values.min() <= 1e-9 * max(1.0, abs(values.max())):
+                ax.axvline(values[0], color=color, linewidth=2, label=f"{label} (always {values[0]:.3g})")
+            else:
+                sns.kdeplot(x=values, log_scale=log_scale, fill=True, color=color, label=label, ax=ax,
+                            warn_singular=False)
+        if log_scale:
+            ax.set_xscale("log")
         ax.set(title=title, xlabel=xlabel, ylabel="density")
+        ax.legend(title=legend_title, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2)
     fig.tight_layout()
     return fig
 
 
-def bars_by_group(table, x: str, bars: dict[str, str], *, xlabel: str, ylabel: str, title: str, figsize=(11, 3.8)):
-    """Grouped bars: per value of column ``x`` one bar for each column in ``bars`` ({column: legend label})."""
+def bars_by_group(table, x: str, bars: dict[str, str], *, xlabel: str, ylabel: str, title: str, figsize=(11, 3.8),
+                  colors: dict[str, str] | None = None, tick_notes: dict[str, str] | None = None):
+    """Grouped bars: per value of column ``x`` one bar for each column in ``bars`` ({column: legend label}).
+    ``colors`` maps a column to its colour (a defense's from ``DEFENSE_COLORS``); ``tick_notes`` adds a second line
+    to a group's tick (e.g. how many successes it rests on). A bar of exactly 0 is marked "0", so that it does not
+    read as a missing one; the legend sits right of the axes, off the bars."""
     import pandas as pd
 
-    long = pd.melt(table, id_vars=[x], value_vars=list(bars), var_name="model", value_name="rate").replace(bars)
+    long = pd.melt(table, id_vars=[x], value_vars=list(bars), var_name="model", value_name="rate")
+    palette = {bars[c]: colors[c] for c in bars if colors and c in colors} or None
+    long["model"] = long["model"].map(bars)
     fig, ax = plt.subplots(figsize=figsize)
-    sns.barplot(data=long, x=x, y="rate", hue="model", ax=ax)
+    sns.barplot(data=long, x=x, y="rate", hue="model", ax=ax, palette=palette)
+    for container in ax.containers:
+        ax.bar_label(container, labels=["0" if bar.get_height() == 0 else "" for bar in container], fontsize=7,
+                     padding=1)
+    if tick_notes:
+        groups = [tick.get_text() for tick in ax.get_xticklabels()]
+        ax.set_xticks(range(len(groups)), [f"{g}\n{tick_notes.get(g, '')}".rstrip() for g in groups])
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.tick_params(axis="x", rotation=45)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))

@@ -208,6 +208,20 @@ def _attack_measurement(table, label: str, kind: str, claim, seeds, common: list
         at = "" if fprs[0] == "0.05" else f"recovery on F_d's detections at FPR {fprs[0]} (the paper: 0.05)"
         return _rate(int(o["recovered"].sum()), int(detected.sum()), images=n, seeds=seeds,
                      note=_note(at, note, calibration, "evidence: the detected examples"))
+    if kind == "recovery_vs_control":
+        detected_m = flagged(o["score_M"], fprs[0]) & hit_m
+        detected_c = flagged(o["score_control"], fprs[0]) & hit_c
+        n_m, n_c = int(detected_m.sum()), int(detected_c.sum())
+        note = _note(note, calibration, "evidence: the fewer of the two sets of detected examples")
+        if not (n_m and n_c):
+            return Measurement(None, None, n, min(n_m, n_c), seeds, note)
+        recovered_c = o.get("recovered_control", np.zeros(n, dtype=bool)).astype(bool)
+        measured = claims.proportion(int(o["recovered"].sum()), n_m, images=n, n_successful=n_m, seeds=seeds)
+        control = claims.proportion(int(recovered_c.sum()), n_c, images=n, n_successful=n_c, seeds=seeds)
+        interval = bootstrap_rate_difference(detected_m, o["recovered"], detected_c, recovered_c, seed=seeds[0])
+        return claims.difference(measured, control, labels=("F_r on M's detected examples",
+                                                            "control: F_r on C's detected examples"),
+                                 interval=interval, note=note)
     if kind == "low_fpr_tpr_change":
         low, high = flagged(o["score_M"], "0.005")[hit_m], flagged(o["score_M"], "0.05")[hit_m]
         if not on_m:

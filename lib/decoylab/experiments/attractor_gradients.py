@@ -5,8 +5,9 @@ Recovery of Adversarial Attacks with Injected Attractors", §IV-C, eq. 1 and §V
   additive-watermark decoder W_ω and trapdoor detector D, built analytically;
 - ``branch_gradients`` (Figs. 5, 6), ``nearest_attractor``, ``attractor_cosines``, ``cosines_by_interval``
   and ``local_density_cosines`` (Fig. 7) — the measurements;
-- ``trapdoor_goals``, ``trapdoor_attack_check``, ``cosine_samples``, ``cosines_by_definition`` and the summary
-  tables — notebook 21's analysis, and ``record_results`` its named results.
+- ``trapdoor_goals``, ``trapdoor_attack_check``, ``cosine_samples``, ``sphere_disagreement``,
+  ``local_density_finding``, ``cosines_by_definition`` and the summary tables — notebook 21's analysis, and
+  ``record_results`` its named results.
 """
 from __future__ import annotations
 
@@ -276,6 +277,41 @@ def cosine_samples(defense: Attractors, x: torch.Tensor, *, n_density: int, radi
                                         cache=cache),
             "S2": local_density_cosines(defense.attacked_model, decoder, first, radius=radius, samples=samples,
                                         seed=seed, cache=cache)}
+
+
+@torch.no_grad()
+def sphere_disagreement(defense: Attractors, x: torch.Tensor, *, radius: float, samples: int, seed: int = 0) -> float:
+    """The share of the points Fig. 7b samples (``samples`` per image on the sphere of radius ``radius`` around each
+    image of ``x``, the same draws as ``local_density_cosines``) where M and C decide differently. Where it is 0,
+    H_δ of M equals H_δ of C point for point, so S1 and S2 cannot differ."""
+    g = torch.Generator().manual_seed(seed)
+    device = next(defense.classifier.parameters()).device
+    differ, total = 0, 0
+    for xb in x.split(max(1, 4096 // samples)):
+        u = torch.randn(len(xb), samples, xb[0].numel(), generator=g).to(device)
+        u = u / u.norm(dim=2, keepdim=True)
+        probes = (xb.to(device).flatten(1)[:, None] + radius * u).clamp(0, 1).view(-1, *xb.shape[1:])
+        by_c = train.predict(defense.classifier, probes).argmax(1)
+        by_m = train.predict(defense.attacked_model, probes).argmax(1)
+        differ, total = differ + int((by_c != by_m).sum()), total + len(probes)
+    return differ / total
+
+
+def local_density_finding(cosines: dict[str, torch.Tensor], disagreement: float, *, radius: float) -> str:
+    """Markdown for Fig. 7b from this run: how many estimates are exactly 0, the mean cosines, and whether M's
+    decisions differ from C's anywhere on the sampled spheres (if not, S2 is S1 by construction)."""
+    s_c, s_m = cosines["S1"], cosines["S2"]
+    zero = float(((s_c == 0) & (s_m == 0)).float().mean())
+    text = (f"Fig. 7b (local density, sphere radius {radius:g}, {len(s_m)} images): {zero:.0%} of the images have "
+            f"every sampled point in one class for both models, so their estimated gradient is exactly 0; the mean "
+            f"cosine is {float(s_c.mean()):+.3f} for C and {float(s_m.mean()):+.3f} for M. M and C decide differently "
+            f"on {disagreement:.2%} of the sampled points.")
+    if disagreement == 0:
+        text += (" W's output is small beside C's (Fig. 5a), so it never changes M's decision there: M's local density "
+                 "is C's point for point and no attractor can show in it. The KDE of Fig. 7b is therefore not drawn; "
+                 "the paper's separation of S1 and S2 needs decision regions that W moves, which eq. 2 with a small "
+                 "W does not give.")
+    return text
 
 
 def cosine_summary(cosines: dict[str, torch.Tensor]) -> pd.DataFrame:

@@ -205,6 +205,11 @@ def evaluate_attacks(defense: Attractors, baseline, x: torch.Tensor, y: torch.Te
         # The control: the same F_d on examples crafted on C alone (no attractors to follow).
         control_scores = control.score(on_c.x_adv[on_c.success]) if on_c.success.any() else torch.zeros(0)
         row["control_detection"] = _mean(control_scores > cuts[0])
+        # ... and F_r on the control's detections: recovery by chance, without attractors to follow.
+        control_detected = on_c.x_adv[on_c.success][control_scores > cuts[0]]
+        control_recovered = defense.recover(control_detected) == y[on_c.success][control_scores > cuts[0]] \
+            if len(control_detected) else torch.zeros(0, dtype=torch.bool)
+        row["control_recovery"] = _mean(control_recovered)
         row["control_auc"] = metrics.auc(torch.cat([torch.zeros(len(clean)), torch.ones(len(control_scores))]),
                                          torch.cat([clean, control_scores]))
         for fpr, cut in zip(fprs, cuts):
@@ -218,7 +223,8 @@ def evaluate_attacks(defense: Attractors, baseline, x: torch.Tensor, y: torch.Te
             on_dr = attacks.run(engine, target, x, y, seed=seed, cache=cache, **kwargs)
             row.update(success_integrated=on_dr.success_rate, l2_integrated=_mean(on_dr.l2[on_dr.success]))
         outcomes[label] = _outcomes(on_c.success, hit, scores, control_scores, detected, recovered,
-                                    on_dr.success if merged is not None else None)
+                                    on_dr.success if merged is not None else None,
+                                    control_detected=control_scores > cuts[0], control_recovered=control_recovered)
         rows.append(row)
     table = pd.DataFrame(rows)
     table.attrs["cuts"] = {f"{fpr:g}": float(cut) for fpr, cut in zip(fprs, cuts)}
@@ -230,17 +236,21 @@ def evaluate_attacks(defense: Attractors, baseline, x: torch.Tensor, y: torch.Te
     return table
 
 
-def _outcomes(success_c, success_m, scores, control_scores, detected, recovered, success_integrated):
+def _outcomes(success_c, success_m, scores, control_scores, detected, recovered, success_integrated, *,
+              control_detected, control_recovered):
     """One attack's outcome per attacked image: success on C and on M, F_d's score of M's example and the control's
-    score of C's (NaN where that attack failed), recovered (on F_d's detections at the first FPR) and success on
-    M_(d,r). Tuples, not tensors: pandas compares ``attrs`` with == when it concatenates."""
+    score of C's (NaN where that attack failed), recovered (on F_d's detections at the first FPR; for M's examples
+    and the control's) and success on M_(d,r). Tuples, not tensors: pandas compares ``attrs`` with == when it
+    concatenates."""
     success_c, success_m = success_c.cpu().bool(), success_m.cpu().bool()
     score_m, score_control = torch.full((len(success_m),), float("nan")), torch.full((len(success_c),), float("nan"))
     score_m[success_m], score_control[success_c] = scores.float().cpu(), control_scores.float().cpu()
     recovered_m = torch.zeros(len(success_m), dtype=torch.bool)
     recovered_m[success_m.nonzero().flatten()[detected.cpu()]] = recovered.cpu().bool()
+    recovered_c = torch.zeros(len(success_c), dtype=torch.bool)
+    recovered_c[success_c.nonzero().flatten()[control_detected.cpu()]] = control_recovered.cpu().bool()
     found = {"success_C": success_c, "success_M": success_m, "score_M": score_m, "score_control": score_control,
-             "recovered": recovered_m}
+             "recovered": recovered_m, "recovered_control": recovered_c}
     if success_integrated is not None:
         found["success_integrated"] = success_integrated.cpu().bool()
     return {name: tuple(values.tolist()) for name, values in found.items()}
