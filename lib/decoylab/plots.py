@@ -95,7 +95,9 @@ def kde_panels(panels, *, log_scale: bool = False, legend_title: str = "signal",
         colors = sns.color_palette(n_colors=len(samples))
         for color, (label, values) in zip(colors, samples.items()):
             values = values.detach().double().cpu().numpy()
-            if values.max() - values.min() <= 1e-9 * max(1.0, abs(values.max())):
+            if not len(values):
+                continue
+            if values.max() - values.min() <= 1e-9 * abs(values).max():  # relative: Fig. 6's gradients are ~1e-7
                 ax.axvline(values[0], color=color, linewidth=2, label=f"{label} (always {values[0]:.3g})")
             else:
                 sns.kdeplot(x=values, log_scale=log_scale, fill=True, color=color, label=label, ax=ax,

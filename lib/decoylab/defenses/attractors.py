@@ -36,7 +36,7 @@ from decoylab.specs.common import FPR
 # The kit's choices where §V-E gives none (written out in notebook 20):
 DEFAULT_INTERVALS = (3.0, 128.0)  # §VI-B
 DEFAULT_WEIGHTS = (1.0, 3.0)  # "more weightage on larger interval size" (§VI-F5): 3:1
-DEFAULT_A0, DEFAULT_A1 = 1.0, 0.5  # closeness 0.5 (a random image) maps to 0, closeness 1 to tanh(1)
+DEFAULT_A0, DEFAULT_A1 = 1.0, 0.5  # closeness 0.5 maps to 0, closeness 1 (a watermarked image) to A2·tanh(1)
 DEFAULT_STRENGTH = 0.5  # A2: large enough for W's gradient to dominate C's, small enough for accuracy
 
 

@@ -212,10 +212,13 @@ def _attack_measurement(table, label: str, kind: str, claim, seeds, common: list
         detected_m = flagged(o["score_M"], fprs[0]) & hit_m
         detected_c = flagged(o["score_control"], fprs[0]) & hit_c
         n_m, n_c = int(detected_m.sum()), int(detected_c.sum())
-        note = _note(note, calibration, "evidence: the fewer of the two sets of detected examples")
+        at = "" if fprs[0] == "0.05" else f"recovery on F_d's detections at FPR {fprs[0]} (the paper: 0.05)"
+        note = _note(at, note, calibration, "evidence: the fewer of the two sets of detected examples")
         if not (n_m and n_c):
             return Measurement(None, None, n, min(n_m, n_c), seeds, note)
-        recovered_c = o.get("recovered_control", np.zeros(n, dtype=bool)).astype(bool)
+        if "recovered_control" not in o:  # an older run without the control's recovery decides nothing
+            return Measurement(None, None, n, min(n_m, n_c), seeds, _note("the control's recovery was not measured", note))
+        recovered_c = o["recovered_control"].astype(bool)
         measured = claims.proportion(int(o["recovered"].sum()), n_m, images=n, n_successful=n_m, seeds=seeds)
         control = claims.proportion(int(recovered_c.sum()), n_c, images=n, n_successful=n_c, seeds=seeds)
         interval = bootstrap_rate_difference(detected_m, o["recovered"], detected_c, recovered_c, seed=seeds[0])

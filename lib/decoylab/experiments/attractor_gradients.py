@@ -123,9 +123,9 @@ def branch_gradients(model: CombinedModel | TrapdoorConstruction, x: torch.Tenso
 
 
 def nearest_attractor(decoder: QIMDecoder, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """For each input, the nearest point (L2) whose decoding is *exactly* one of the messages (Q = 0),
-    and that message's class t: per message, every pixel moves to its bit's nearest codeword in
-    [0, 255]; the message whose watermarked image is closest wins."""
+    """For each input, the nearest attractor (L2) and its message's class t: per message, the local maximum of
+    w_t inside [0, 255] that ``QIMDecoder.watermarked`` computes (every pixel at its bit's nearest codeword, clipped
+    to the box); the message whose attractor is closest wins."""
     best, best_dist, label = x.clone(), torch.full((len(x),), float("inf"), device=x.device), \
         torch.zeros(len(x), dtype=torch.long, device=x.device)
     for t in range(decoder.messages.shape[0]):
@@ -302,15 +302,13 @@ def local_density_finding(cosines: dict[str, torch.Tensor], disagreement: float,
     decisions differ from C's anywhere on the sampled spheres (if not, S2 is S1 by construction)."""
     s_c, s_m = cosines["S1"], cosines["S2"]
     zero = float(((s_c == 0) & (s_m == 0)).float().mean())
-    text = (f"Fig. 7b (local density, sphere radius {radius:g}, {len(s_m)} images): {zero:.0%} of the images have "
-            f"every sampled point in one class for both models, so their estimated gradient is exactly 0; the mean "
-            f"cosine is {float(s_c.mean()):+.3f} for C and {float(s_m.mean()):+.3f} for M. M and C decide differently "
-            f"on {disagreement:.2%} of the sampled points.")
+    text = (f"Fig. 7b (local density, sphere radius {radius:g}, {len(s_m)} images): for {zero:.0%} of the images all "
+            f"or none of the sampled points are classified t by both models, so the estimated gradient is exactly 0; "
+            f"the mean cosine is {float(s_c.mean()):+.3f} for C and {float(s_m.mean()):+.3f} for M. M and C decide "
+            f"differently on {disagreement:.2%} of the sampled points.")
     if disagreement == 0:
-        text += (" W's output is small beside C's (Fig. 5a), so it never changes M's decision there: M's local density "
-                 "is C's point for point and no attractor can show in it. The KDE of Fig. 7b is therefore not drawn; "
-                 "the paper's separation of S1 and S2 needs decision regions that W moves, which eq. 2 with a small "
-                 "W does not give.")
+        text += (" So H_δ of M equals H_δ of C at every sampled point, S2 cannot differ from S1, and the KDE of "
+                 "Fig. 7b is not drawn: the separation the paper shows needs points where W changes M's decision.")
     return text
 
 
