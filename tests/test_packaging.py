@@ -22,6 +22,49 @@ def test_environment_yml_mirrors_pyproject():
     assert "packaging" in {_name(r) for r in project["dependencies"]}
 
 
+# Import name -> distribution name, where they differ.
+_DISTRIBUTION = {"art": "adversarial-robustness-toolbox", "sklearn": "scikit-learn", "yaml": "pyyaml",
+                 "IPython": "ipython"}
+
+
+def test_every_third_party_import_of_the_library_is_declared():
+    """scipy and IPython were imported but not declared: a lean install would fail on first use."""
+    import ast
+    import sys
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {_name(r) for r in project["dependencies"]}
+    optional = {_name(r) for extra in project["optional-dependencies"].values() for r in extra}
+    imported = set()
+    for path in (ROOT / "lib" / "decoylab").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = {m for m in imported if m not in sys.stdlib_module_names and m != "decoylab"}
+    missing = {m for m in third_party if _DISTRIBUTION.get(m, m).lower() not in declared | optional}
+    assert not missing, f"imported by lib/decoylab but not in pyproject.toml: {sorted(missing)}"
+
+
+def test_version_and_list_commands():
+    import subprocess
+    import sys
+
+    import decoylab
+    from decoylab.attacks.registry import names
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "decoylab", *args], capture_output=True, text=True, cwd=ROOT)
+
+    assert cli("--version").stdout.strip() == f"decoylab {decoylab.__version__}"
+    listing = cli("list").stdout
+    for name in ("20_attractors", "paper-mnist5k", "mnist5k", "attractors", *names()):
+        assert f"  {name} " in listing
+    bad = cli("list", "attack")
+    assert bad.returncode == 2 and "allowed: notebooks, presets" in bad.stderr
+
+
 def test_readme_test_command_is_what_ci_runs():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci/run").read_text()

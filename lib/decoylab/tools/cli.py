@@ -1,5 +1,5 @@
 """The ``decoylab`` command: ``decoylab run`` executes notebooks, ``decoylab bench`` times them,
-``decoylab workshop`` prepares them for a room."""
+``decoylab workshop`` prepares them for a room, ``decoylab list`` says what there is; ``--version``."""
 from __future__ import annotations
 
 import argparse
@@ -28,7 +28,10 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import decoylab
+
     parser = argparse.ArgumentParser(prog="decoylab", description="Decoy Lab: deception-based defenses study kit")
+    parser.add_argument("--version", action="version", version=f"decoylab {decoylab.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="execute notebooks headless from a YAML preset", description=RUN_HELP,
@@ -66,6 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     shop.add_argument("--no-prebuild", action="store_true", help="only write the notebooks")
     shop.add_argument("--jobs", type=int, default=1)
     _add_dirs(shop, runs=False)
+
+    from decoylab.tools.listing import KINDS
+
+    listing = sub.add_parser("list", help="list notebooks, presets, datasets, attacks and defenses",
+                             description="One line per item, from the registries the runner checks against.")
+    listing.add_argument("kinds", nargs="*", metavar="KIND",
+                         help=f"any of {', '.join(KINDS)}; default all")
+    _add_dirs(listing, runs=False)
     return parser
 
 
@@ -82,6 +93,15 @@ def main(argv: list[str] | None = None) -> int:
         return runner.run(preset=args.preset, notebooks=args.notebooks, jobs=args.jobs, force=args.force,
                           notebooks_dir=args.notebooks_dir, params_dir=args.params_dir, runs_dir=args.runs_dir,
                           executor=args.executor, ray_address=args.ray_address)
+    if args.command == "list":
+        from decoylab.tools import listing
+
+        unknown = [k for k in args.kinds if k not in listing.KINDS]
+        if unknown:
+            print(f"error: decoylab list {unknown[0]!r} is not known; allowed: {', '.join(listing.KINDS)}",
+                  file=sys.stderr)
+            return 2
+        return listing.show(args.kinds or listing.KINDS, notebooks_dir=args.notebooks_dir, params_dir=args.params_dir)
     if args.command == "workshop":
         from decoylab.tools import workshop
 
