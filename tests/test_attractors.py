@@ -212,6 +212,13 @@ def test_evaluate_attacks_measures_m_and_the_control(setup):
     if o["success_M"].any():
         assert float(flagged.sum() / o["success_M"].sum()) == pytest.approx(row["detection"])
     assert not (o["recovered"] & ~flagged).any() and "success_integrated" not in o
+    # the control's recoveries lie on its detections, and give back its row's rate
+    control_flagged = o["score_control"].nan_to_num(float("-inf")) > table.attrs["cuts"]["0.05"]
+    assert not (o["recovered_control"] & ~control_flagged).any()
+    if control_flagged.any():
+        assert float(o["recovered_control"].sum() / control_flagged.sum()) == pytest.approx(row["control_recovery"])
+    shown = xa.table_one(table, "mnist").loc["FGSM"]
+    assert shown["successful on M"] == int(o["success_M"].sum()) and shown["successful on C"] == int(o["success_C"].sum())
 
 
 def test_trapdoor_construction_meets_its_goals_but_does_not_steer_gradients(setup):

@@ -280,6 +280,11 @@ def table_one(table, paper_column: str):
         out[f"{title} (paper)"] = [paper.get(a, (None,) * 8)[field] for a in out.index]
     out.attrs["source"] = f"Table I, {paper_column}"
     out["control: F_d on C's examples"] = by_attack["control_detection"]
+    out["control: F_r on C's detections"] = by_attack["control_recovery"]
+    # What each rate rests on: a detection or recovery rate on fewer than 30 examples decides no claim.
+    outcomes = table.attrs.get("outcomes", {})
+    out["successful on M"] = [sum(outcomes[a]["success_M"]) if a in outcomes else None for a in out.index]
+    out["successful on C"] = [sum(outcomes[a]["success_C"]) if a in outcomes else None for a in out.index]
     return out
 
 
