@@ -3,6 +3,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PRESET ?= quick
 JOBS   ?= 2
+# JupyterLab refuses to run as root unless told; in a container (root) the kit tells it.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: venv run test lab kernel bench workshop lab-room clean-runs
 
@@ -24,7 +26,7 @@ test: venv
 
 ## JupyterLab on the notebooks, with the kit's environment as kernel
 lab: venv
-	$(VENV)/bin/jupyter lab notebooks
+	$(VENV)/bin/jupyter lab notebooks $(ROOT_FLAG)
 
 ## register the environment as a named kernel "Python (Decoy Lab)" for a JupyterLab outside the venv
 kernel: venv
@@ -48,7 +50,7 @@ lab-room: venv
 	host=$$(hostname -I 2>/dev/null | cut -d' ' -f1); \
 	echo "Room URL for the participants: http://$${host:-$$(hostname)}:$(PORT)/lab?token=$$token"; \
 	DECOYLAB_PLOT_CONTEXT=talk exec $(VENV)/bin/jupyter lab workshop --no-browser --ip=0.0.0.0 --port=$(PORT) \
-		--ServerApp.token="$$token"
+		--ServerApp.token="$$token" $(ROOT_FLAG)
 
 clean-runs:
 	rm -rf runs

@@ -82,3 +82,14 @@ def test_the_room_server_draws_a_random_token_unless_given_one():
     drawn = dry_run()
     assert "secrets.token_hex(16)" in drawn and "Room URL" in drawn and "token=decoylab" not in drawn
     assert 'token="mine"' in dry_run("TOKEN=mine")
+
+
+def test_make_lab_runs_as_root_in_a_container():
+    """JupyterLab stops with "Running as root is not recommended" unless given --allow-root; the Makefile adds it
+    for root only."""
+    import os
+    import subprocess
+
+    dry = subprocess.run(["make", "-n", "lab"], capture_output=True, text=True, cwd=ROOT).stdout
+    assert ("--allow-root" in dry) == (os.getuid() == 0)
+
