@@ -204,3 +204,25 @@ def test_security_table_and_records_cover_each_defense_with_something_to_learn(t
             "feature_squeezing.pgd.control_auc", "attractors.pgd.tpr@0.05", "adaptive.attractors.level3.detection",
             "overlay_attractors_control_pgd_auc", "overlay_feature_squeezing_defense_pgd_auc"} <= names
     assert "undefended.pgd.auc" not in names and "overlay_feature_squeezing_control_pgd_auc" not in names
+
+
+def test_retrain_button_says_when_the_result_is_stale_and_is_disabled_while_training():
+    """Notebooks 10 and 40's panels: moving N after training marks the button (orange, "N changed"); while
+    retraining it is disabled; afterwards it is back to "retrain (cached)"."""
+    import ipywidgets as w
+
+    from decoylab.widgets import _Retrain
+
+    n, eps, button = w.IntSlider(value=3), w.FloatSlider(value=0.1), w.Button(description="retrain (cached)")
+    control = _Retrain(button, {"N": n, "ε": eps})
+    seen = []
+    control.run(lambda: seen.append(button.disabled))
+    assert seen == [True] and not button.disabled and button.button_style == "primary"
+    n.value = 5
+    assert button.button_style == "warning" and button.description == "retrain (N changed)"
+    n.value = 3
+    assert button.button_style == "primary"
+    n.value, eps.value = 5, 0.2
+    assert button.description == "retrain (N, ε changed)"
+    control.run(lambda: None)
+    assert button.description == "retrain (cached)" and button.button_style == "primary"

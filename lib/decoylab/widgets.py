@@ -31,6 +31,33 @@ def eps_explorer(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: str
     return w.VBox([slider, label, out])
 
 
+class _Retrain:
+    """A retrain button that says when the shown result is stale (a slider moved since it was computed: the button
+    turns orange and names what changed) and is disabled while it trains, so a second press cannot queue behind."""
+
+    def __init__(self, button, sliders: dict):
+        self.button, self.sliders, self.shown = button, sliders, None
+        for slider in sliders.values():
+            slider.observe(self.mark, names="value")
+
+    def mark(self, _=None):
+        current = {name: s.value for name, s in self.sliders.items()}
+        changed = [name for name in current if self.shown is not None and current[name] != self.shown[name]]
+        self.button.button_style = "warning" if changed else "primary"
+        self.button.description = f"retrain ({', '.join(changed)} changed)" if changed else "retrain (cached)"
+        self.button.tooltip = "the result below is for the settings before the change" if changed else ""
+
+    def run(self, work):
+        """Call ``work()`` with the button disabled; afterwards the shown settings are the current ones."""
+        self.button.disabled, self.button.description = True, "training ..."
+        try:
+            work()
+            self.shown = {name: s.value for name, s in self.sliders.items()}
+        finally:
+            self.button.disabled = False
+            self.mark()
+
+
 def honeymodel_panel(train_set, test_set, *, train_config, watermark_size: float, amplitude: float,
                      poison_percent: float, key_seed: int | None, seed: int = 0, cache=None, probe: int = 100):
     """Watermark size, amplitude and poison % sliders with a retrain button: the HoneyModel's test
@@ -46,8 +73,12 @@ def honeymodel_panel(train_set, test_set, *, train_config, watermark_size: float
     poison = w.FloatSlider(value=poison_percent, min=0.0, max=95.0, step=5.0, description="poison %")
     button = w.Button(description="retrain (cached)", button_style="primary")
     out = w.Output()
+    control = _Retrain(button, {"watermark size": size, "amplitude": amp, "poison %": poison})
 
     def retrain(_=None):
+        control.run(train_and_show)
+
+    def train_and_show():
         out.clear_output(wait=True)
         with out:
             honey = hm.HoneyModel.create(tuple(train_set.x.shape[1:]), watermark_size=size.value, amplitude=amp.value,
@@ -93,6 +124,7 @@ def fingerprint_panel(train_set, x_clean: torch.Tensor, y_clean: torch.Tensor, *
     button = w.Button(description="retrain (cached)", button_style="primary")
     status, matrix = w.Output(), w.Output()
     state: dict = {}
+    control = _Retrain(button, {"N": n_slider, "ε": eps_slider})
 
     def redraw(_=None):
         if not state:
@@ -111,6 +143,9 @@ def fingerprint_panel(train_set, x_clean: torch.Tensor, y_clean: torch.Tensor, *
             display(fig)
 
     def retrain(_=None):
+        control.run(train_and_show)
+
+    def train_and_show():
         status.clear_output(wait=True)
         with status:
             print(f"training (or loading) N = {n_slider.value}, ε = {eps_slider.value:.3g} ...")
