@@ -196,20 +196,31 @@ def box_per_attack(frame, *, value: str, hue: str, colors: dict[str, str], ylabe
 
 
 def sweep_panels(frame, panels: Sequence[tuple[str, str, str, str]], curves: dict[str, tuple[str, str, str]],
-                 ylabel: str, bounds: dict[str, tuple[str, str]] | None = None):
-    """Side-by-side line panels sharing the y axis, one per sweep: ``panels`` holds (value of
-    ``frame.sweep``, x column, x label, title) per panel, ``curves`` {column: (label, colour, marker)};
-    ``bounds`` {column: (low column, high column)} draws each point's 95 % interval as an error bar."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), sharey=True, squeeze=False)
-    for ax, (which, x_col, xlabel, title) in zip(axes[0], panels):
-        part = frame[frame.sweep == which]
-        for col, (label, color, marker) in curves.items():
-            low, high = (bounds or {}).get(col, (None, None))
-            errors = None if low is None else [(part[col] - part[low]).clip(lower=0), (part[high] - part[col]).clip(lower=0)]
-            ax.errorbar(part[x_col], part[col], yerr=errors, marker=marker, color=color, label=label, capsize=3)
-        ax.set(xlabel=xlabel, title=title)
-    axes[0, 0].set_ylabel(ylabel)
-    axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
+                 ylabel: str | None = None, bounds: dict[str, tuple[str, str]] | None = None,
+                 rows: Sequence[tuple[Sequence[str], str]] | None = None):
+    """Line panels, one column per sweep: ``panels`` holds (value of ``frame.sweep``, x column, x label, title)
+    per panel, ``curves`` {column: (label, colour, marker)}; ``bounds`` {column: (low column, high column)} draws
+    each point's 95 % interval as an error bar. ``rows`` [(columns, y label)] puts quantities of different kinds
+    (an accuracy, a cosine) on rows of their own, each row sharing its y axis; without it, one row of every curve
+    labelled ``ylabel``."""
+    rows = list(rows) if rows else [(list(curves), ylabel or "")]
+    fig, axes = plt.subplots(len(rows), len(panels), figsize=(5.5 * len(panels), 3.3 * len(rows) + 0.7),
+                             sharey="row", sharex="col", squeeze=False)
+    for r, (columns, row_label) in enumerate(rows):
+        for ax, (which, x_col, xlabel, title) in zip(axes[r], panels):
+            part = frame[frame.sweep == which]
+            for col in columns:
+                label, color, marker = curves[col]
+                low, high = (bounds or {}).get(col, (None, None))
+                errors = None if low is None else [(part[col] - part[low]).clip(lower=0),
+                                                   (part[high] - part[col]).clip(lower=0)]
+                ax.errorbar(part[x_col], part[col], yerr=errors, marker=marker, color=color, label=label, capsize=3)
+            if r == 0:
+                ax.set_title(title)
+            if r == len(rows) - 1:
+                ax.set_xlabel(xlabel)
+        axes[r, 0].set_ylabel(row_label)
+        axes[r, -1].legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
     fig.tight_layout()
     plt.close(fig)
     return fig
