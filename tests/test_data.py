@@ -108,3 +108,39 @@ def test_truncated_idx_file_is_reported(tmp_path):
     (tmp_path / "train-labels-idx1-ubyte").write_bytes(bytes([0, 0, 8, 1]) + (10).to_bytes(4, "big") + b"\0" * 10)
     with pytest.raises(data.DatasetUnavailableError, match="truncated"):
         data.load("fashion_mnist", "train", data_root=tmp_path)
+
+
+@pytest.mark.parametrize("name,writer,shape", [("mnist", "write_mnist_raw", (1, 28, 28)),
+                                               ("cifar10", "write_cifar10", (3, 32, 32)),
+                                               ("svhn", "write_svhn", (3, 32, 32))])
+def test_a_folder_filled_offline_is_read_in_each_datasets_own_format(name, writer, shape, tmp_path):
+    """Stand-in files in MNIST's raw idx, CIFAR-10's pickle and SVHN's .mat formats load without a download (the
+    files' checksums are not CIFAR's, so torchvision would try to download them again)."""
+    import standins
+
+    getattr(standins, writer)(tmp_path)
+    train, test = data.load(name, "train", data_root=tmp_path), data.load(name, "test", data_root=tmp_path)
+    assert train.x.shape[1:] == shape and train.x.dtype == torch.float32 and 0 <= float(train.x.min())
+    assert float(train.x.max()) <= 1 and set(train.y.tolist()) == set(range(10)) and len(test.y) == 100
+    band = (train.x[:, :, :4].mean((1, 2, 3)) * 255 / 25).round().long()  # the class-coded band, image by image
+    assert torch.equal(band, train.y)
+
+
+def test_a_crafted_cifar_batch_cannot_run_code(tmp_path):
+    import os
+    import pickle
+
+    import standins
+
+    standins.write_cifar10(tmp_path)
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    with open(tmp_path / "cifar10" / "cifar-10-batches-py" / "test_batch", "wb") as f:
+        pickle.dump({"data": Payload(), "labels": []}, f)
+    with pytest.raises(data.DatasetUnavailableError, match="posix.system|os.system|only arrays"):
+        data.load("cifar10", "test", data_root=tmp_path)
+    assert not marker.exists()

