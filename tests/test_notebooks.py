@@ -20,7 +20,7 @@ EXPECTED_RESULTS = {
     "10_honeymodels": {"honey_accuracy", "benign_accuracy", "honey_accuracy_on_watermarked", "pgd_success_honey",
                        "pgd_reconstruction_perturbation", "detector_overall_acc", "detector_overall_tpr",
                        "control_overall_auc"},
-    "11_poison_sweep": {"accuracy_poison_0", "accuracy_poison_50", "pgd_reconstruction_poison_50", "accuracy_size_0.1"},
+    "11_poison_sweep": {"accuracy_poison_0", "accuracy_poison_30", "pgd_reconstruction_poison_30", "accuracy_size_0.1"},
     "12_mmd_bootstrap": {"pgd_overlap_accuracy", "pgd_permutation_p", "pgd_permutation_p_small",
                          "bootstrap_seconds_1000_draws"},
     "40_neural_fingerprinting": {"accuracy_with_fingerprints", "accuracy_without_fingerprints", "auc_fgm",
@@ -46,7 +46,7 @@ PLAUSIBLE = {
     "10_honeymodels": lambda r: (r["honey_accuracy"] > 0.3 and r["pgd_success_honey"] > 0.2
                                  and -1 <= r["pgd_reconstruction_perturbation"] <= 1
                                  and 0 <= r["detector_overall_acc"] <= 1),
-    "11_poison_sweep": lambda r: 0.3 < r["accuracy_poison_0"] <= 1 and -1 <= r["pgd_reconstruction_poison_50"] <= 1,
+    "11_poison_sweep": lambda r: 0.3 < r["accuracy_poison_0"] <= 1 and -1 <= r["pgd_reconstruction_poison_30"] <= 1,
     "12_mmd_bootstrap": lambda r: (0.5 <= r["pgd_overlap_accuracy"] <= 1 and 0 < r["pgd_permutation_p"] <= 1
                                    and r["bootstrap_seconds_1000_draws"] < 30),
     # Even a tiny fingerprinted net learns, and BIM-b's large perturbations break its fingerprints.
