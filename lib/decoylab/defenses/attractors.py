@@ -78,6 +78,10 @@ class QIMDecoder(nn.Module):
         self.register_buffer("delta", torch.tensor(intervals, dtype=torch.float32)[interval_of_pixel])
         alpha = torch.tensor(weights, dtype=torch.float32)[interval_of_pixel]
         self.register_buffer("alpha", alpha / alpha.sum())
+        # Per-pixel weight of the distance in δ units (bit_distances) in the decoder's unit, computed once: the
+        # forward pass runs at every attack step. Not saved: it follows from the buffers and ``distance_unit``.
+        scale = self.delta / self.delta.max() if distance_unit == "pixel" else torch.ones_like(self.delta)
+        self.register_buffer("distance_weight", self.alpha * scale, persistent=False)
         self.intervals, self.weights = tuple(float(d) for d in intervals), tuple(float(a) for a in weights)
         self.strength, self.a0, self.a1 = float(strength), float(a0), float(a1)
 
@@ -128,8 +132,7 @@ class QIMDecoder(nn.Module):
     def distance(self, x: torch.Tensor) -> torch.Tensor:
         """Q(x, mₖ) for every message k: (N, n), in the decoder's ``distance_unit``."""
         d0, d1 = self.bit_distances(x)
-        alpha = self.alpha * (self.delta / self.delta.max() if self.distance_unit == "pixel" else 1.0)
-        return (d0 * alpha) @ (1 - self.messages).T + (d1 * alpha) @ self.messages.T
+        return (d0 * self.distance_weight) @ (1 - self.messages).T + (d1 * self.distance_weight) @ self.messages.T
 
     def correlation_of_closeness(self, closeness: torch.Tensor) -> torch.Tensor:
         """S of eq. 3 applied to r = 1 − Q."""

@@ -12,9 +12,8 @@ examples above recovery on the C-crafted ones.
 """
 from __future__ import annotations
 
-from typing import Sequence
-
 import secrets
+from typing import Sequence
 
 import torch
 
