@@ -175,3 +175,15 @@ def test_written_files_get_the_permissions_of_the_umask(tmp_path, monkeypatch):
     written = [entry, entry.with_suffix(".json"), *(p for p in (tmp_path / "run").rglob("*") if p.is_file())]
     assert len(written) >= 4 and all(mode(p) == 0o644 for p in written), {str(p): oct(mode(p)) for p in written}
     assert mode(tmp_path / "private.txt") == 0o600
+
+
+def test_a_cache_folder_that_cannot_be_written_is_refused_before_building(tmp_path):
+    """(A path below a plain file cannot be created even by root, so this holds for every user.)"""
+    from decoylab.cache import CacheNotWritableError
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    built = []
+    with pytest.raises(CacheNotWritableError, match="DECOYLAB_CACHE") as info:
+        Cache(blocker / "cache").get_or_build("adv", {"n": 1}, lambda: built.append(1) or torch.ones(1))
+    assert str(blocker / "cache") in str(info.value) and built == []  # nothing computed and then lost

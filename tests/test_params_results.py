@@ -43,6 +43,15 @@ def test_rules_across_parameters_are_checked_with_the_notebooks_values():
     assert "no L∞ budget" in specs.notebook_problems("90_defense_comparison", values)[0]
     with pytest.raises(params.ParameterError, match="including 'undefended'"):
         params.validate({"DEFENSES": ["honeymodels"]}, "90_defense_comparison")
+    # calibration, detector-fit and attacked images are disjoint parts of the test split: checked before any kernel
+    values = {"ATTACKS": ["pgd"], "ADAPTIVE_ATTACK": "pgd", "DATASET": "mnist5k", "N_CALIBRATION": 600,
+              "N_DETECTOR_FIT": 300, "N_ATTACK": 200}
+    assert specs.notebook_problems("90_defense_comparison", values) == [
+        "N_CALIBRATION + N_DETECTOR_FIT + N_ATTACK = 600 + 300 + 200 = 1100 is not allowed; they are disjoint parts "
+        "of mnist5k's test split, which has 1000 images"]
+    assert specs.notebook_problems("90_defense_comparison", {**values, "N_ATTACK": 100}) == []
+    overlay = {"DATASET": "digits", "OVERLAY_N_CALIBRATION": 200, "OVERLAY_N_DETECTOR_FIT": 100, "OVERLAY_N_ATTACK": 60}
+    assert "359 images" in specs.notebook_problems("41_roc_curves", overlay)[0]
 
 
 def test_record_writes_through_in_batch_runs(tmp_path, monkeypatch):

@@ -60,14 +60,52 @@ def _run(dirs, **kw):
     ("- EPS\n", "must be a mapping"),
     ("# only a comment\n", "is empty (or only comments): it would run the notebook's own defaults"),
     ("", "is empty"),
+    ("EPS: 2020-01-01\n", "EPS: datetime.date(2020, 1, 1) is not a number, string, list or mapping"),
+    ("EPS: 0.25\n3: 1\n", "parameter names are words, got 3 (int)"),
+    ("a: &x [1, 1]\nb: &y [*x, *x]\nEPS: [*y, *y]\n", "uses YAML anchors/aliases"),
+    (b"EPS: 0.25 # \xff\n", "is not UTF-8 text"),
 ])
 def test_bad_parameters_stop_everything_before_any_notebook(kit, yaml_text, needle):
     tmp, dirs = kit
-    (tmp / "params" / "tiny" / "01_good.yaml").write_text(yaml_text)
+    target = tmp / "params" / "tiny" / "01_good.yaml"
+    target.write_bytes(yaml_text) if isinstance(yaml_text, bytes) else target.write_text(yaml_text)
     code, log = _run(dirs)
     assert code == 2
     assert needle in log and "01_good.yaml" in log
     assert not (tmp / "runs").exists()  # nothing written
+
+
+def test_a_preset_entry_that_is_a_folder_is_named(kit):
+    tmp, dirs = kit
+    target = tmp / "params" / "tiny" / "01_good.yaml"
+    target.unlink()
+    target.mkdir()
+    code, log = _run(dirs)
+    assert code == 2 and "01_good.yaml: is not a file" in log
+
+
+def test_a_notebook_that_records_nothing_is_not_recorded_ok_and_is_redone(kit):
+    tmp, dirs = kit
+    _notebook(dirs["notebooks_dir"] / "01_good.ipynb", "x = 1  # finishes, records no result")
+    code, log = _run(dirs, notebooks=["01_good"])
+    doc = json.loads((tmp / "runs/tiny/01_good/results.json").read_text())
+    assert code == 1 and doc["status"] == "failed" and doc["error"]["ename"] == "NoResults"
+    assert "01_good: FAILED" in log
+    code, log = _run(dirs, notebooks=["01_good"])  # not skipped as done
+    assert code == 1 and "skipped" not in log
+
+
+def test_a_cache_or_runs_folder_that_cannot_be_written_stops_the_run_before_any_notebook(kit, monkeypatch):
+    tmp, dirs = kit
+    blocker = tmp / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("DECOYLAB_CACHE", str(blocker / "cache"))
+    code, log = _run(dirs)
+    assert code == 2 and f"cannot write the cache folder {blocker / 'cache'}" in log and "set DECOYLAB_CACHE" in log
+    assert not (tmp / "runs").exists()
+    monkeypatch.setenv("DECOYLAB_CACHE", str(tmp / "cache"))
+    code, log = _run({**dirs, "runs_dir": blocker / "runs"})
+    assert code == 2 and "cannot write the runs folder" in log and "--runs-dir" in log
 
 
 def test_unknown_preset_and_notebook_are_named(kit):
@@ -255,16 +293,29 @@ def test_a_runs_folder_belongs_to_one_run_at_a_time(kit):
     assert code == 0 and "01_good: ok" in log
 
 
-def test_ctrl_c_stops_the_run_within_seconds_and_leaves_no_ok(kit):
-    """SIGINT to a running `decoylab run`: the running notebook is killed with its kernel, the queued one never
-    starts, exit 130, and neither is recorded ok (the next run redoes them)."""
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")  # a zombie has stopped; its parent may just not have reaped it yet
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_stops_the_run_within_seconds_and_leaves_no_ok(kit, signal_name):
+    """SIGINT (Ctrl-C) or SIGTERM to a running `decoylab run`: the running notebook is killed with its kernel and
+    what the kernel started (the kernel leads its own session), the queued one never starts, exit 130, and
+    neither is recorded ok (the next run redoes them)."""
     import signal
     import subprocess
     import sys
     import time
 
     tmp, dirs = kit
-    _notebook(dirs["notebooks_dir"] / "01_good.ipynb", "import time\ntime.sleep(120)")
+    pids = tmp / "pids.txt"
+    _notebook(dirs["notebooks_dir"] / "01_good.ipynb",
+              f"import os, subprocess, time\nchild = subprocess.Popen(['sleep', '300'])\n"
+              f"open({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}')\ntime.sleep(120)")
     code = (f"import sys; from decoylab import specs, params; from decoylab.specs import common; "
             f"specs.NOTEBOOKS.update({{n: {{'SEED': common.SEED, 'EPS': common.UNIT, 'INTERACTIVE': params.boolean()}} "
             f"for n in ('01_good', '02_bad')}}); from decoylab.tools import runner; "
@@ -272,12 +323,45 @@ def test_ctrl_c_stops_the_run_within_seconds_and_leaves_no_ok(kit):
             f"params_dir={str(dirs['params_dir'])!r}, runs_dir={str(dirs['runs_dir'])!r}))")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 120
-    while not list((tmp / "runs/tiny/01_good").glob(".01_good.running.ipynb")) and time.time() < deadline:
+    while not (pids.exists() and len(pids.read_text().split()) == 2) and time.time() < deadline:
         time.sleep(0.5)
-    time.sleep(3)  # the kernel is sleeping inside the notebook now
+    kernel, grandchild = (int(v) for v in pids.read_text().split())
+    assert _alive(kernel) and _alive(grandchild)
     start = time.time()
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, signal_name))
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out
     assert time.time() - start < 20 and "interrupted" in out
+    assert not _alive(kernel) and not _alive(grandchild)  # nothing left running, not even the kernel's child
     assert not (tmp / "runs/tiny/01_good/results.json").exists() and not (tmp / "runs/tiny/02_bad/results.json").exists()
+
+
+def test_a_runner_killed_outright_leaves_no_ok_and_the_next_run_redoes_the_notebook(kit):
+    """SIGKILL gives the runner no chance to clean up: its worker dies with it (PR_SET_PDEATHSIG), the lock goes
+    with the process, no results.json says ok, and the next run on the same folder runs the notebook again."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    tmp, dirs = kit
+    good = dirs["notebooks_dir"] / "01_good.ipynb"
+    original = good.read_bytes()
+    started = tmp / "started.txt"
+    _notebook(good, f"open({str(started)!r}, 'w').write('1')\nimport time\ntime.sleep(120)")
+    code = (f"import sys; from decoylab import specs, params; from decoylab.specs import common; "
+            f"specs.NOTEBOOKS.update({{n: {{'SEED': common.SEED, 'EPS': common.UNIT, 'INTERACTIVE': params.boolean()}} "
+            f"for n in ('01_good', '02_bad')}}); from decoylab.tools import runner; "
+            f"sys.exit(runner.run(preset='tiny', notebooks=['01_good'], notebooks_dir={str(dirs['notebooks_dir'])!r}, "
+            f"params_dir={str(dirs['params_dir'])!r}, runs_dir={str(dirs['runs_dir'])!r}))")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not started.exists() and time.time() < deadline:
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert not (tmp / "runs/tiny/01_good/results.json").exists()
+    good.write_bytes(original)  # the notebook as it was: records a result
+    code, log = _run(dirs, notebooks=["01_good"])
+    assert code == 0 and "skipped" not in log
+    assert json.loads((tmp / "runs/tiny/01_good/results.json").read_text())["status"] == "ok"

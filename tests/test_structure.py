@@ -175,3 +175,33 @@ def test_an_attack_the_chosen_backend_lacks_is_refused_before_training():
 
     assert "only fgsm, bim, pgd" in specs.notebook_problems("00_tour", {"ATTACK": "spsa", "ATTACK_BACKEND": "art"})[0]
     assert specs.notebook_problems("00_tour", {"ATTACK": "pgd", "ATTACK_BACKEND": "art"}) == []
+
+
+def _unsafe_loads(source: str) -> list[int]:
+    """Lines of ``torch.load(...)`` / ``load(...)`` (imported from torch) calls without ``weights_only=True``."""
+    tree = ast.parse(source)
+    names = {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+             and node.module == "torch" for alias in node.names if alias.name == "load"}
+    lines = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        is_torch_load = (isinstance(func, ast.Attribute) and func.attr == "load" and isinstance(func.value, ast.Name)
+                         and func.value.id == "torch") or (isinstance(func, ast.Name) and func.id in names)
+        safe = any(k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True
+                   for k in node.keywords)
+        if is_torch_load and not safe:
+            lines.append(node.lineno)
+    return lines
+
+
+def test_every_torch_load_in_the_library_refuses_pickled_code():
+    """``torch.load(..., weights_only=False)`` unpickles arbitrary objects: a crafted .pt runs code on load.
+    Every load in the library must pass ``weights_only=True`` literally."""
+    assert _unsafe_loads("import torch\ntorch.load(p, weights_only=False)\n") == [2]  # the scan sees a bad call
+    assert _unsafe_loads("from torch import load as tl\ntl(p)\n") == [2]
+    assert _unsafe_loads("import torch\ntorch.load(p, map_location='cpu', weights_only=True)\n") == []
+    found = {str(path.relative_to(ROOT)): _unsafe_loads(path.read_text()) for path in PACKAGE.rglob("*.py")}
+    assert {path: lines for path, lines in found.items() if lines} == {}
+    assert sum("torch.load(" in path.read_text() for path in PACKAGE.rglob("*.py")) >= 5  # the loads were scanned

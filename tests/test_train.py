@@ -68,7 +68,11 @@ def test_custom_loss_needs_a_key(small):
                                            ({"batch_size": 0}, "batch_size=0"), ({"lr": float("inf")}, "lr=inf"),
                                            ({"steps": 0}, "steps=0"),
                                            ({"milestones": [5, 2], "milestone_lrs": [1e-4, 1e-5]}, "increasing"),
-                                           ({"milestones": [2], "milestone_lrs": [1e-4, 1e-5]}, "one lr per milestone")])
+                                           ({"milestones": [2], "milestone_lrs": [1e-4, 1e-5]}, "one lr per milestone"),
+                                           ({"weight_decay": float("inf")}, "weight_decay=inf"),
+                                           ({"weight_decay": float("nan")}, "weight_decay=nan"),
+                                           ({"gamma": float("nan")}, "gamma=nan"), ({"gamma": 0.0}, "gamma=0.0"),
+                                           ({"momentum": float("nan")}, "momentum=nan")])
 def test_bad_training_settings(kwargs, needle):
     with pytest.raises(ValueError, match=needle):
         train.TrainConfig(**kwargs)

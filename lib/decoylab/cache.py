@@ -25,7 +25,7 @@ from torch import nn
 
 import decoylab
 from decoylab import config
-from decoylab.fileio import atomic_write_bytes, atomic_write_text
+from decoylab.fileio import atomic_write_bytes, atomic_write_text, unwritable_reason
 
 
 def canonical(value: Any, where: str = "key") -> Any:
@@ -70,6 +70,10 @@ def make_key(kind: str, parts: Mapping[str, Any]) -> str:
     blob = json.dumps({"kind": kind, "kit": decoylab.__version__, "parts": canonical(parts)},
                       sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class CacheNotWritableError(OSError):
+    """The cache folder cannot be created or written: raised before anything is built, so no work is lost."""
 
 
 class Cache:
@@ -152,8 +156,12 @@ class Cache:
             yield
             return
         lock_path = self._paths(kind, key)[0].with_name(f".{key}.lock")
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(lock_path, "a") as handle:
+        try:
+            lock_path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(lock_path, "a")
+        except OSError as err:  # before the build starts: refuse now rather than lose the built object
+            raise CacheNotWritableError(unwritable_reason(self.root) or f"cannot write {lock_path} ({err})") from err
+        with handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX)
             except OSError:  # a file system without locks (some network mounts): build unlocked

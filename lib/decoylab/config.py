@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported where a device is asked for: planning a run needs only the paths
+    import torch
 
 
 def _home_cache() -> Path:
@@ -38,6 +40,8 @@ DEVICES = ("auto", "cpu", "cuda")
 
 def device(choice: str | None = None) -> torch.device:
     """The torch device to use: ``choice`` or ``$DECOYLAB_DEVICE``, ``auto`` = CUDA when present."""
+    import torch
+
     choice = choice or os.environ.get("DECOYLAB_DEVICE", "auto")
     if choice not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {choice!r}")
@@ -59,5 +63,7 @@ GPU_BATCH = 1024
 
 def batch_size(device_: torch.device | str | None = None) -> int:
     """The default batch for ``device_`` (a torch device, "cpu"/"cuda", or None for ``device()``)."""
+    import torch
+
     kind = torch.device(device_).type if device_ is not None else device().type
     return CPU_BATCH if kind == "cpu" else GPU_BATCH

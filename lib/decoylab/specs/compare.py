@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from decoylab.specs.base import boolean, choice, integer, list_of, number
 from decoylab.specs import fingerprints, honeymodels, luring
-from decoylab.specs.common import COUNT, DATA_ROOT, DATASET, FPR_LIST, MODEL, RATE, SEED, TRAINING
+from decoylab.specs.common import COUNT, DATA_ROOT, DATASET, FPR_LIST, MODEL, RATE, SEED, SPLIT_SIZES, TRAINING
 
 DEFENSES = ("undefended", "feature_squeezing", "honeymodels", "attractors", "luring", "fingerprints")
 #: Keys of ``experiments.compare.COMPARISON_ATTACKS``; the L∞ ones have a budget the adaptive attacks can change.
@@ -53,6 +53,23 @@ def adaptive_rules(values) -> list[str]:
     return found
 
 
+def _disjoint_test_images(prefix: str):
+    """A rule: calibration, detector-fit and attacked images are disjoint parts of the test split
+    (``experiments.compare.comparison_splits``), so together they must fit in it."""
+    keys = tuple(f"{prefix}{k}" for k in ("N_CALIBRATION", "N_DETECTOR_FIT", "N_ATTACK"))
+
+    def images_fit_the_test_split(values) -> list[str]:
+        sizes = SPLIT_SIZES.get(values.get("DATASET"))
+        counts = [values.get(k) for k in keys]
+        if not sizes or not all(isinstance(c, int) and not isinstance(c, bool) for c in counts):
+            return []
+        if sum(counts) <= sizes[1]:
+            return []
+        return [f"{' + '.join(keys)} = {' + '.join(map(str, counts))} = {sum(counts)} is not allowed; they are disjoint "
+                f"parts of {values['DATASET']}'s test split, which has {sizes[1]} images"]
+    return images_fit_the_test_split
+
+
 NOTEBOOKS = {
     "90_defense_comparison": NOTEBOOK_90,
     "41_roc_curves": {"DATASET": DATASET, "DATA_ROOT": DATA_ROOT, "N_TRAIN": integer(1, optional=True),
@@ -61,4 +78,5 @@ NOTEBOOKS = {
 }
 #: Rules that tie several parameters of one notebook together (checked on the notebook's defaults with the
 #: preset's values on top).
-RULES = {"90_defense_comparison": [adaptive_rules]}
+RULES = {"90_defense_comparison": [adaptive_rules, _disjoint_test_images("")],
+         "41_roc_curves": [_disjoint_test_images("OVERLAY_")]}

@@ -92,6 +92,12 @@ def execute(task: Task, preset: str, env: dict[str, Any]) -> dict[str, Any]:
         os.replace(running, task.out_dir / f"{task.name}.ipynb")
     results = json.loads(partial.read_text()) if partial.exists() else {}
     claims = json.loads(claims_partial.read_text()) if claims_partial.exists() else {}
+    if status == "ok" and not (results or claims):
+        # every notebook records its numbers; a kernel that "finished" with none recorded (killed, restarted,
+        # its files removed) is not a result, so the next run must redo it rather than skip an empty "ok"
+        status = "failed"
+        error = {"cell": None, "ename": "NoResults",
+                 "evalue": f"the notebook finished but no results were read from {partial.name}"}
     doc = {"notebook": task.name, "preset": preset, "status": status, "seconds": round(seconds, 2),
            "params": task.effective, "preset_params": task.params, "params_file": str(task.params_file),
            "params_hash": task.params_hash, "environment": {**env, "seed": task.effective.get("SEED")}, "error": error, "results": results,

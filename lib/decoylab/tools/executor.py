@@ -85,16 +85,23 @@ def run_on_ray(tasks: list, preset: str, env: dict[str, Any], address: str | Non
     cluster_address = ray.get_runtime_context().gcs_address
     remote = ray.remote(num_gpus=gpus, max_retries=0)(_execute_remotely)
     pending = {remote.remote(t, preset, env, cluster_address): t for t in tasks}
-    while pending:
-        done, _ = ray.wait(list(pending), num_returns=1)
-        task = pending.pop(done[0])
-        try:
-            doc, files = ray.get(done[0])
-        except Exception as err:  # the worker died: report it like a local crash
-            yield task, {"status": "failed", "seconds": None,
-                         "error": {"cell": None, "ename": type(err).__name__, "evalue": str(err)}}
-            continue
-        task.out_dir.mkdir(parents=True, exist_ok=True)
-        for name, payload in sorted(files.items(), key=lambda kv: kv[0] == RESULTS_FILE):
-            atomic_write_bytes(task.out_dir / name, payload)
-        yield task, doc
+    try:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            task = pending.pop(done[0])
+            try:
+                doc, files = ray.get(done[0])
+            except Exception as err:  # the worker died: report it like a local crash
+                yield task, {"status": "failed", "seconds": None,
+                             "error": {"cell": None, "ename": type(err).__name__, "evalue": str(err)}}
+                continue
+            task.out_dir.mkdir(parents=True, exist_ok=True)
+            for name, payload in sorted(files.items(), key=lambda kv: kv[0] == RESULTS_FILE):
+                atomic_write_bytes(task.out_dir / name, payload)
+            yield task, doc
+    finally:  # interrupted (Ctrl-C, SIGTERM) or abandoned: stop what still runs or waits on the cluster
+        for ref in pending:
+            try:
+                ray.cancel(ref, force=True)
+            except Exception:  # already finished, or the cluster is gone: nothing left to stop
+                pass

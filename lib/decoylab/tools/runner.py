@@ -29,9 +29,11 @@ from typing import Any, Callable
 import yaml
 
 import decoylab
-from decoylab import specs
+from decoylab import config, specs
+from decoylab.fileio import unwritable_reason
 from decoylab.tools import report
 from decoylab.tools.execution import RESULTS_FILE, Task, environment, execute
+from decoylab.tools.processes import die_with_parent, kill_tree
 
 PRESETS_HINT = "tiny (tests, seconds), quick (2-core CPU, minutes, embedded data), paper (the papers' settings, GPU)"
 SKIPPED_NOTEBOOKS = ("TEMPLATE",)
@@ -167,9 +169,28 @@ def check_params(name: str, params_file: Path, values: dict[str, Any], declared:
     return [f"{params_file}: {p}" for p in specs.notebook_problems(name, known, {**_defaults(declared), **known})]
 
 
+#: A preset file is a handful of parameters; anything larger is not one (and is not read into memory).
+MAX_PRESET_BYTES = 1 << 20
+
+
 def _load_yaml(path: Path) -> dict[str, Any]:
+    """A preset file's ``{PARAMETER: value}``, or a ``RunnerError`` naming the file and what is wrong with it."""
     try:
-        values = yaml.safe_load(path.read_text())
+        if not path.is_file():
+            raise RunnerError(f"{path}: is not a file; a preset holds one YAML file per notebook")
+        if path.stat().st_size > MAX_PRESET_BYTES:
+            raise RunnerError(f"{path}: is {path.stat().st_size} bytes; a preset file is a few parameters "
+                              f"(at most {MAX_PRESET_BYTES} bytes)")
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise RunnerError(f"{path}: is not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8") from err
+    except OSError as err:
+        raise RunnerError(f"{path}: cannot be read ({err.strerror or err})") from err
+    try:
+        if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text, Loader=yaml.SafeLoader)):
+            # an alias repeats a node; nested ones expand exponentially when the parameters are serialised
+            raise RunnerError(f"{path}: uses YAML anchors/aliases (*name); write each value out")
+        values = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise RunnerError(f"{path}: not valid YAML ({err})") from err
     if values is None or values == {}:
@@ -178,6 +199,14 @@ def _load_yaml(path: Path) -> dict[str, Any]:
                           "parameters this preset sets, or leave the notebook out with --notebooks")
     if not isinstance(values, dict):
         raise RunnerError(f"{path}: must be a mapping of PARAMETER: value, got {type(values).__name__}")
+    for key, value in values.items():
+        if not isinstance(key, str):
+            raise RunnerError(f"{path}: parameter names are words, got {key!r} ({type(key).__name__})")
+        try:
+            json.dumps(value, allow_nan=True)
+        except (TypeError, ValueError) as err:
+            # papermill hands parameters to the kernel as JSON: dates, sets or binary cannot cross
+            raise RunnerError(f"{path}: {key}: {value!r} is not a number, string, list or mapping ({err})") from err
     return values
 
 
@@ -282,6 +311,12 @@ def run(preset: str = "quick", notebooks: list[str] | None = None, jobs: int = 1
     except (RunnerError, executors.ExecutorError) as err:
         log(f"error: {err}")
         return 2
+    # a kernel would only find out after training, and lose what it built
+    unwritable = (unwritable_reason(config.cache_root())
+                  or unwritable_reason(runs_dir, variable="--runs-dir", what="runs folder"))
+    if unwritable:
+        log(f"error: {unwritable}")
+        return 2
 
     preset_dir = runs_dir / preset
     # Ctrl-C and SIGTERM stop the run promptly (only the main thread may set handlers; elsewhere they stay)
@@ -341,33 +376,22 @@ def _run_tasks(tasks, preset, jobs, force, executor, ray_address, log) -> int:
 def _share_cores(workers: int) -> None:
     """In each worker: give the notebook's kernel (which inherits this environment) its share of the
     cores, so N notebooks at a time do not each start a thread per core and oversubscribe them.
-    A thread count the user has set is kept. Each worker leads its own process group (with the kernel it
-    starts), so the runner alone receives Ctrl-C and can stop a worker together with its kernel."""
+    A thread count the user has set is kept. Each worker leads its own process group, so the runner alone
+    receives Ctrl-C; ``_stop`` kills the worker's group and those of the processes below it (the kernel's)."""
     os.setpgrp()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent()
+    die_with_parent()
     if workers > 1:
         os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
 
 
-def _die_with_parent() -> None:
-    """Linux: have the kernel kill this worker when the runner dies, even by SIGKILL (prctl PR_SET_PDEATHSIG), so
-    that no orphan goes on writing into a runs folder the next run owns. Elsewhere a no-op."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def _stop(pool: ProcessPoolExecutor, futures) -> None:
-    """Cancel the queued notebooks and kill the running ones: each worker's process group (its kernel with it)."""
+    """Cancel the queued notebooks and kill the running ones: each worker's process group, and the process group
+    of everything below it (the kernel leads its own session: its data loaders, local Ray, subprocesses)."""
     for future in futures:
         future.cancel()
     for process in list((getattr(pool, "_processes", None) or {}).values()):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
+        kill_tree(process.pid)
     pool.shutdown(wait=False, cancel_futures=True)
 
 
