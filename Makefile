@@ -6,11 +6,16 @@ JOBS   ?= 2
 # JupyterLab refuses to run as root unless told; in a container (root) the kit tells it.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: venv run test lab kernel bench workshop lab-room clean-runs
+.PHONY: venv run test lab kernel bench gpu-check workshop lab-room clean-runs
+
+# TORCH_INDEX: a PyTorch wheel index, e.g. https://download.pytorch.org/whl/cpu (CPU only, a far smaller venv)
+# or https://download.pytorch.org/whl/cu126 (CUDA 12.6 drivers); empty: PyPI's default wheel.
+TORCH_INDEX ?=
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
+	$(if $(TORCH_INDEX),$(PY) -m pip install torch torchvision --index-url $(TORCH_INDEX))
 	$(PY) -m pip install -e '.[test]'
 	touch $@
 
@@ -35,6 +40,10 @@ kernel: venv
 ## wall time and peak memory of the $(PRESET) preset, first run and fully cached re-run
 bench: venv
 	$(VENV)/bin/decoylab bench --preset $(PRESET) --jobs $(JOBS)
+
+# On a machine with a CUDA GPU: placement, the attack benchmark against ART's GPU path, one paper notebook.
+gpu-check: venv
+	$(VENV)/bin/decoylab bench --gpu --out gpu-check
 
 ## workshop/: the notebooks with the $(PRESET) preset's parameters, caches pre-built (run it the day before)
 workshop: venv

@@ -2,6 +2,7 @@ import re
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,3 +94,22 @@ def test_make_lab_runs_as_root_in_a_container():
     dry = subprocess.run(["make", "-n", "lab"], capture_output=True, text=True, cwd=ROOT).stdout
     assert ("--allow-root" in dry) == (os.getuid() == 0)
 
+
+
+def test_the_gpu_check_refuses_without_cuda_and_its_placement_checks_run_on_cpu(capsys):
+    """`decoylab bench --gpu` (make gpu-check) is for the day a GPU is at hand: without CUDA it stops before any
+    work with exit 2 and the reason; its placement checks are the same code on any device, run here on the CPU."""
+    import torch
+
+    from decoylab.tools import cli, gpu_check
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present: run `make gpu-check` itself")
+    assert cli.main(["bench", "--gpu"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
+    assert cli.main(["bench", "--gpu", "--notebooks", "20", "30"]) == 2
+    assert "name one notebook" in capsys.readouterr().err
+    rows = gpu_check.placement_checks("cpu")
+    assert [r["check"] for r in rows] == ["config.device", "trained network", "attack backend fast",
+                                          "attack backend art"]
+    assert all(r["ok"] for r in rows), rows

@@ -53,9 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Runs the preset twice with a fresh, empty cache (DECOYLAB_CACHE) into a "
                                        "temporary runs folder: first run (trains and attacks), then a forced "
                                        "re-run that finds everything cached. Prints both.")
-    bench.add_argument("--preset", default="quick")
+    bench.add_argument("--preset", default=None, help="default quick (paper-mnist5k with --gpu)")
     bench.add_argument("--notebooks", nargs="+", metavar="NAME")
     bench.add_argument("--jobs", type=int, default=1)
+    bench.add_argument("--gpu", action="store_true",
+                       help="the GPU check instead (make gpu-check): device placement, the attack benchmark on CUDA "
+                            "against ART's GPU path, and one paper notebook (--notebooks, default 20_attractors; "
+                            "--preset default paper-mnist5k); refuses with exit 2 without CUDA")
+    bench.add_argument("--out", default=None, help="with --gpu: folder for its files (default: a temporary one)")
     _add_dirs(bench, runs=False)
 
     shop = sub.add_parser("workshop", help="write the notebooks with a preset's parameters to workshop/ and "
@@ -108,9 +113,19 @@ def main(argv: list[str] | None = None) -> int:
         return workshop.prepare(preset=args.preset, out_dir=args.out, notebooks=args.notebooks,
                                 notebooks_dir=args.notebooks_dir, params_dir=args.params_dir,
                                 prebuild=not args.no_prebuild, jobs=args.jobs)
+    if args.gpu:
+        from decoylab.tools import gpu_check
+
+        if args.notebooks and len(args.notebooks) != 1:
+            print(f"error: --notebooks {args.notebooks} is not allowed with --gpu; name one notebook",
+                  file=sys.stderr)
+            return 2
+        return gpu_check.main(preset=args.preset or "paper-mnist5k",
+                              notebook=(args.notebooks or ["20_attractors"])[0], out=args.out,
+                              notebooks_dir=args.notebooks_dir, params_dir=args.params_dir)
     from decoylab.tools import bench
 
-    return bench.main(preset=args.preset, notebooks=args.notebooks, jobs=args.jobs,
+    return bench.main(preset=args.preset or "quick", notebooks=args.notebooks, jobs=args.jobs,
                       notebooks_dir=args.notebooks_dir, params_dir=args.params_dir)
 
 

@@ -1,0 +1,104 @@
+"""``decoylab bench --gpu`` (``make gpu-check``): the checks to run the day a CUDA GPU is at hand.
+
+1. device placement: the default device is CUDA, a trained network lives there, each attack backend (the kit's
+   engine and ART's ``PyTorchClassifier`` with ``device_type="gpu"``) runs on it and returns CPU tensors;
+2. the attack benchmark (``python -m decoylab.tools.bench attacks``) on CUDA: the kit's engine against ART's GPU
+   path, with the passes' floor;
+3. one paper notebook (default ``20_attractors`` on ``paper-mnist5k``, which needs no download) timed with its
+   peak memory.
+
+Without CUDA it stops before any work with exit code 2 and says why (a CPU-only torch build, or no visible GPU).
+Every figure printed goes to ``<out>/gpu-check.json`` too, for ``docs/benchmarks.md``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+#: Each backend's attack in the placement check (both backends have it).
+PLACEMENT_ATTACK = "fgsm"
+
+
+def cuda_problem() -> str | None:
+    """Why this machine cannot run the GPU check, or None when torch sees a CUDA device."""
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    if torch.version.cuda is None:
+        return (f"no CUDA device: torch {torch.__version__} is a CPU-only build; install a CUDA wheel (README, "
+                "'Running the paper presets')")
+    return (f"no CUDA device: torch {torch.__version__} is built for CUDA {torch.version.cuda} but sees no GPU "
+            f"(driver missing or too old, or CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})")
+
+
+def placement_checks(device: str) -> list[dict[str, Any]]:
+    """Rows ``{check, ok, detail}``: where a network trained by the kit lives and where each backend attacks it.
+    Runs on any ``device`` ("cpu" in the tests, "cuda" here) so that the code path is exercised without a GPU."""
+    import torch
+
+    from decoylab import attacks, config, data, train
+
+    rows = []
+    resolved = config.device(device)
+    rows.append({"check": "config.device", "ok": resolved.type == device, "detail": str(resolved)})
+    tr, te = data.load("digits", "train"), data.load("digits", "test")
+    model = train.train_or_load("mlp", tr.x, tr.y, 10, train.TrainConfig(epochs=1), seed=0, cache=None, log=None,
+                                device=device)
+    where = next(model.parameters()).device
+    rows.append({"check": "trained network", "ok": where.type == device, "detail": str(where)})
+    x, y = te.x[:64], te.y[:64]
+    for backend in ("fast", "art"):
+        try:
+            result = attacks.run(PLACEMENT_ATTACK, model, x, y, backend=backend, eps=0.3)
+        except Exception as err:  # report it as a failed check: the rest still runs
+            rows.append({"check": f"attack backend {backend}", "ok": False, "detail": f"{type(err).__name__}: {err}"})
+            continue
+        ok = result.x_adv.device.type == "cpu" and torch.isfinite(result.x_adv).all().item()
+        rows.append({"check": f"attack backend {backend}", "ok": bool(ok),
+                     "detail": f"{PLACEMENT_ATTACK} success {result.success_rate:.2f} of {len(y)}, output on "
+                               f"{result.x_adv.device}"})
+    return rows
+
+
+def main(n: int = 500, preset: str = "paper-mnist5k", notebook: str = "20_attractors", out: str | None = None,
+         notebooks_dir: str = "notebooks", params_dir: str = "params") -> int:
+    problem = cuda_problem()
+    if problem:
+        print(f"error: {problem}; nothing was run", file=sys.stderr)
+        return 2
+    import torch
+
+    from decoylab.tools import bench
+
+    out_dir = Path(out or tempfile.mkdtemp(prefix="decoylab-gpu-check-"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__,
+                              "cuda": torch.version.cuda}
+    print(f"GPU check on {report['gpu']} (torch {report['torch']}, CUDA {report['cuda']}); files in {out_dir}")
+
+    print("\n1. device placement")
+    report["placement"] = placement_checks("cuda")
+    for row in report["placement"]:
+        print(f"  {'ok ' if row['ok'] else 'BAD'} {row['check']:<24} {row['detail']}")
+
+    print(f"\n2. attack benchmark on CUDA, {n} images: the kit's engine against ART's GPU path")
+    bench_rc = bench.attacks_main(n, json_path=str(out_dir / "attacks.json"), repeats=1)
+    report["attacks"] = json.loads((out_dir / "attacks.json").read_text()) if bench_rc == 0 else None
+
+    print(f"\n3. {notebook} with preset {preset}")
+    env = {**os.environ, "DECOYLAB_CACHE": str(out_dir / "cache"), "DECOYLAB_DEVICE": "cuda"}
+    rc, seconds, peak_mib = bench._timed_run(["--preset", preset, "--notebooks", notebook, "--notebooks-dir",
+                                              notebooks_dir, "--params-dir", params_dir, "--runs-dir",
+                                              str(out_dir / "runs")], env)
+    report["notebook"] = {"preset": preset, "notebook": notebook, "exit_code": rc, "seconds": round(seconds, 1),
+                          "peak_rss_mib": round(peak_mib)}
+    print(f"  exit {rc}, {seconds:.0f} s wall, peak resident memory {peak_mib:.0f} MiB")
+    (out_dir / "gpu-check.json").write_text(json.dumps(report, indent=1))
+    print(f"\nwritten: {out_dir / 'gpu-check.json'} (put its figures in docs/benchmarks.md)")
+    placement_ok = all(row["ok"] for row in report["placement"])
+    return 0 if placement_ok and bench_rc == 0 and rc == 0 else 1
