@@ -274,6 +274,24 @@ def test_report_opens_with_the_claims_tally_and_still_works_without_claims(tmp_p
     assert json.loads(paths["summary"].read_text())["claims"]["attractors"][REPRODUCED] == 1
     assert "1 not reproduced" in paths["html"].read_text()
 
+    # figures inline, every table also as CSV and LaTeX, the HTML escaped by the template engine
+    figures = tmp_path / "tiny" / "10_demo" / "figures"
+    figures.mkdir(exist_ok=True)
+    (figures / "fig2_detection.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    results_doc = json.loads((tmp_path / "tiny" / "10_demo" / "results.json").read_text())
+    results_doc["results"]["auc"]["note"] = "<script>alert(1)</script>"
+    (tmp_path / "tiny" / "10_demo" / "results.json").write_text(json.dumps(results_doc))
+    paths = report.write(tmp_path / "tiny")
+    page = paths["html"].read_text()
+    assert '<img src="10_demo/figures/fig2_detection.png"' in page
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert "![fig2_detection.png](10_demo/figures/fig2_detection.png)" in paths["markdown"].read_text()
+    claims_csv = (tmp_path / "tiny" / "tables" / "claims.csv").read_text().splitlines()
+    assert claims_csv[0].startswith("notebook,claim,source") and len(claims_csv) == 3
+    assert "honeymodels.table1.mnist.pgd.tpr" in (tmp_path / "tiny" / "tables" / "claims.tex").read_text()
+    assert "\\begin{tabular}" in (tmp_path / "tiny" / "tables" / "results.tex").read_text()
+    assert "auc" in (tmp_path / "tiny" / "tables" / "results.csv").read_text()
+
     (tmp_path / "tiny" / "10_demo" / "results.json").unlink()  # a run without claims: the report as before
     md = report.write(tmp_path / "tiny")["markdown"].read_text()
     assert "Claims: 0 claims checked: 0 reproduced, 0 not reproduced, 0 inconclusive." in md

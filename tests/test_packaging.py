@@ -12,12 +12,21 @@ def _name(requirement: str) -> str:
     return re.split(r"[<>=!~\[ ]", requirement.strip(), maxsplit=1)[0].lower()
 
 
+#: conda-forge's names for distributions that PyPI names otherwise.
+_CONDA_NAMES = {"pytorch": "torch"}
+
+
 def test_environment_yml_mirrors_pyproject():
+    """conda-forge packages for what conda-forge has, pip for the rest; together exactly pyproject's dependencies
+    (core and test extra) with the same version bounds."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = set(project["dependencies"]) | set(project["optional-dependencies"]["test"])
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    conda = [d for d in env["dependencies"] if isinstance(d, str) and _name(d) not in ("python", "pip")]
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    listed = {p for p in pip if not p.startswith("-e")}
+    renamed = {_CONDA_NAMES.get(_name(c), _name(c)) + c[len(_name(c)):] for c in conda}
+    listed = renamed | {p for p in pip if not p.startswith("-e")}
+    assert len(conda) > len(pip), "most packages should come from conda-forge"
     assert {_name(r) for r in wanted} == {_name(r) for r in listed}
     assert wanted == listed, "version pins differ between pyproject.toml and environment.yml"
     assert "packaging" in {_name(r) for r in project["dependencies"]}

@@ -138,6 +138,9 @@ def test_failure_is_reported_others_still_run_then_skip_and_force(kit):
     assert "| twice_eps | 0.5 |  |  | 0.2 | 0.3 | different dataset | Table 1 |" in report  # no n: no interval
     assert "1 beside a paper value: 0 same dataset and settings, 1 different dataset, 0 different settings" in report
     assert "twice_eps" in (tmp / "runs/tiny/report.html").read_text()
+    # each executed notebook rendered to a page beside it, the report linking the page
+    assert "boom on purpose" in (tmp / "runs/tiny/02_bad/02_bad.html").read_text()
+    assert 'href="01_good/01_good.html"' in (tmp / "runs/tiny/report.html").read_text()
 
     mtime = (tmp / "runs/tiny/01_good/results.json").stat().st_mtime_ns
     code, log = _run(dirs, notebooks=["01_good"])

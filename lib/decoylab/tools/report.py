@@ -7,7 +7,6 @@ sections so they never disagree.
 from __future__ import annotations
 
 import datetime as dt
-import html
 import json
 import numbers
 from pathlib import Path
@@ -115,8 +114,9 @@ def sections(docs: list[dict[str, Any]]) -> tuple[list[list[str]], list[tuple[st
     return overview, per_notebook
 
 
-def _md_table(header: tuple[str, ...] | list[str], rows: list[list[str]]) -> str:
-    def clean(cell: str) -> str:
+def _md_table(header, rows) -> str:
+    """A Markdown table (the template's ``md_table``): pipes in cells escaped, one line per row."""
+    def clean(cell) -> str:
         return str(cell).replace("|", "\\|").replace("\n", " ")
 
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -124,19 +124,50 @@ def _md_table(header: tuple[str, ...] | list[str], rows: list[list[str]]) -> str
     return "\n".join(lines)
 
 
-def _html_table(header, rows, link_column: int | None = None) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = []
-    for row in rows:
-        cells = []
-        for i, c in enumerate(row):
-            text = html.escape(str(c))
-            cells.append(f'<td><a href="{text}">{text}</a></td>' if i == link_column else f"<td>{text}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+def render_notebook(ipynb: Path, log=None) -> Path | None:
+    """The executed notebook as a readable page (nbconvert's HTML exporter) beside it, redone only when the
+    notebook is newer; None when it cannot be rendered (the report then links the .ipynb)."""
+    page = ipynb.with_suffix(".html")
+    if page.exists() and page.stat().st_mtime >= ipynb.stat().st_mtime:
+        return page
+    try:
+        from nbconvert import HTMLExporter
+
+        body, _ = HTMLExporter().from_filename(str(ipynb))
+    except Exception as err:  # a damaged notebook or a missing template must not cost the report
+        if log:
+            log(f"report: {ipynb} could not be rendered to HTML ({type(err).__name__}: {err}); linking the .ipynb")
+        return None
+    atomic_write_text(page, body)
+    return page
 
 
-def write(preset_dir: Path) -> dict[str, Path]:
+def _exports(preset_dir: Path, claim_list: list[list[str]], per_notebook) -> list[str]:
+    """The claims and recorded numbers as CSV and LaTeX (``tables/``), for papers and spreadsheets."""
+    import pandas as pd
+
+    results = pd.DataFrame([[name, *row] for name, _, rows in per_notebook for row in rows],
+                           columns=["notebook", *RESULT_COLUMNS])
+    claims_table = pd.DataFrame(claim_list, columns=list(CLAIM_COLUMNS))
+    written = []
+    for stem, table in (("claims", claims_table), ("results", results)):
+        for suffix, text in ((".csv", table.to_csv(index=False)), (".tex", table.to_latex(index=False, escape=True))):
+            name = f"{TABLES_DIR}/{stem}{suffix}"
+            atomic_write_text(preset_dir / name, text)
+            written.append(name)
+    return written
+
+
+TABLES_DIR = "tables"
+
+
+def write(preset_dir: Path, log=None) -> dict[str, Path]:
+    """``summary.json``, ``report.md``, ``report.html`` (figures inline, each executed notebook rendered to HTML
+    beside it) and ``tables/{claims,results}.{csv,tex}`` for the preset's folder."""
+    import jinja2
+
+    from decoylab.claims import OUTCOMES, tally_line
+
     preset_dir = Path(preset_dir)
     preset = preset_dir.name
     docs = load_runs(preset_dir)
@@ -150,47 +181,40 @@ def write(preset_dir: Path) -> dict[str, Path]:
     atomic_write_text(paths["summary"], json.dumps(summary, indent=1))
 
     overview, per_notebook = sections(docs)
-    title = f"Decoy Lab report — preset `{preset}`"
-    intro = (f"Generated {summary['generated']}. Each result stands beside the paper's value for the same "
-             "quantity where the paper has one (quoted from decoylab/paper_values.yaml); *difference* is kit minus "
-             "paper; *settings* says whether the paper measured it the same way (same dataset and settings / "
-             "different dataset / different settings); *source* names the table or figure and *note* says what "
-             "differs.")
     counts = scorecard_counts(docs)
-    tally = (f"Scorecard: {counts['total']} beside a paper value: "
-             + ", ".join(f"{counts[label]} {label}" for label in MATCH_LABELS)
-             + (f", {counts['not stated']} not stated" if counts["not stated"] else "") + ".")
-    from decoylab.claims import OUTCOMES, tally_line
-
     all_counts = {o: sum(c[o] for c in claim_counts.values()) for o in OUTCOMES}
-    claims_intro = (f"Claims: {tally_line(all_counts)}. A claim is reproduced when the whole 95 % interval of the "
-                    "kit's value passes its test, not reproduced when the whole interval fails it, inconclusive when "
-                    "the interval straddles the test or the evidence is below the claim's minimum.")
-    tally_rows = [[paper, str(sum(c.values())), *(str(c[o]) for o in OUTCOMES)] for paper, c in claim_counts.items()]
-    md = [f"# {title}", "", intro, "", "## Claims", "", claims_intro, ""]
-    if claim_list:
-        md += [_md_table(("paper", "claims", *OUTCOMES), tally_rows), "", _md_table(CLAIM_COLUMNS, claim_list), ""]
-    md += ["## Recorded numbers", "", tally, "", _md_table(("notebook", "status", "seconds", "executed notebook"),
-                                                             overview)]
-    for name, link, rows in per_notebook:
-        md += ["", f"## {name}", "", f"Executed notebook: [{link}]({link})", ""]
-        md.append(_md_table(RESULT_COLUMNS, rows) if rows else "_No results recorded._")
-    atomic_write_text(paths["markdown"], "\n".join(md) + "\n")
-
-    style = ("body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:1em 0}"
-             "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}th{background:#f3f3f3}")
-    page = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body>", f"<h1>{html.escape(title.replace('`', ''))}</h1>",
-            f"<p>{html.escape(intro.replace('*', ''))}</p>", "<h2>Claims</h2>",
-            f"<p><b>{html.escape(claims_intro)}</b></p>"]
-    if claim_list:
-        page += [_html_table(("paper", "claims", *OUTCOMES), tally_rows), _html_table(CLAIM_COLUMNS, claim_list)]
-    page += ["<h2>Recorded numbers</h2>", f"<p><b>{html.escape(tally)}</b></p>",
-            _html_table(("notebook", "status", "seconds", "executed notebook"), overview, link_column=3)]
-    for name, link, rows in per_notebook:
-        page.append(f"<h2>{html.escape(name)}</h2><p>Executed notebook: "
-                    f"<a href='{html.escape(link)}'>{html.escape(link)}</a></p>")
-        page.append(_html_table(RESULT_COLUMNS, rows) if rows else "<p><em>No results recorded.</em></p>")
-    page.append("</body></html>")
-    atomic_write_text(paths["html"], "\n".join(page))
+    notebooks = []
+    for (name, link, rows), row in zip(per_notebook, overview):
+        ipynb = preset_dir / link
+        page = render_notebook(ipynb, log) if ipynb.exists() else None
+        figures = sorted(f.name for f in (preset_dir / name / "figures").glob("*.png"))
+        notebooks.append({"name": name, "link": link, "page": f"{name}/{page.name}" if page else link,
+                          "status": row[1], "seconds": row[2], "rows": rows, "figures": figures})
+    context = {
+        "title": f"Decoy Lab report — preset {preset}",
+        "intro": (f"Generated {summary['generated']}. Each result stands beside the paper's value for the same "
+                  "quantity where the paper has one (quoted from decoylab/paper_values.yaml); difference is kit minus "
+                  "paper; settings says whether the paper measured it the same way (same dataset and settings / "
+                  "different dataset / different settings); source names the table or figure and note says what "
+                  "differs."),
+        "claims_intro": (f"Claims: {tally_line(all_counts)}. A claim is reproduced when the whole 95 % interval of "
+                         "the kit's value passes its test, not reproduced when the whole interval fails it, "
+                         "inconclusive when the interval straddles the test or the evidence is below the claim's "
+                         "minimum."),
+        "scorecard": (f"Scorecard: {counts['total']} beside a paper value: "
+                      + ", ".join(f"{counts[label]} {label}" for label in MATCH_LABELS)
+                      + (f", {counts['not stated']} not stated" if counts["not stated"] else "") + "."),
+        "outcomes": list(OUTCOMES), "claim_columns": list(CLAIM_COLUMNS), "result_columns": list(RESULT_COLUMNS),
+        "verdict_column": CLAIM_COLUMNS.index("verdict"), "claim_rows": claim_list,
+        "tally_rows": [[paper, str(sum(c.values())), *(str(c[o]) for o in OUTCOMES)]
+                       for paper, c in claim_counts.items()],
+        "overview_rows": overview, "notebooks": notebooks,
+        "exports": _exports(preset_dir, claim_list, per_notebook),
+    }
+    loader = jinja2.PackageLoader("decoylab.tools", "templates")
+    markdown = jinja2.Environment(loader=loader, autoescape=False, keep_trailing_newline=True)
+    markdown.globals["md_table"] = _md_table
+    atomic_write_text(paths["markdown"], markdown.get_template("report.md.j2").render(**context))
+    page = jinja2.Environment(loader=loader, autoescape=True)
+    atomic_write_text(paths["html"], page.get_template("report.html.j2").render(**context))
     return paths

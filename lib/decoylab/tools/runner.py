@@ -339,7 +339,7 @@ def run(preset: str = "quick", notebooks: list[str] | None = None, jobs: int = 1
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if preset_dir.is_dir():
-        paths = report.write(preset_dir)
+        paths = report.write(preset_dir, log=log)
         log(f"summary: {paths['summary']}; report: {paths['markdown']} and {paths['html']}")
     if failed:
         log(f"{failed} notebook(s) failed")
