@@ -151,3 +151,22 @@ def test_plot_context_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv("DECOYLAB_PLOT_CONTEXT", "cinema")
     with pytest.raises(ValueError, match="DECOYLAB_PLOT_CONTEXT"):
         plots.setup()
+
+
+def test_a_notebook_opened_directly_runs_the_quick_settings():
+    """Run All in JupyterLab must not start a paper-scale run (a download, hours of training): each notebook's
+    parameters cell holds the quick preset's values, and the paper* presets write the papers' out."""
+    import ast
+    from pathlib import Path
+
+    import papermill
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    differing = {}
+    for notebook in sorted((root / "notebooks").glob("[0-9]*.ipynb")):
+        defaults = {k: ast.literal_eval(v["default"]) for k, v in papermill.inspect_notebook(str(notebook)).items()}
+        quick = yaml.safe_load((root / "params" / "quick" / f"{notebook.stem}.yaml").read_text())
+        differing.update({f"{notebook.stem}.{k}": (defaults.get(k), v) for k, v in quick.items()
+                          if k != "INTERACTIVE" and defaults.get(k) != v})
+    assert differing == {}
