@@ -6,7 +6,7 @@ JOBS   ?= 2
 # JupyterLab refuses to run as root unless told; in a container (root) the kit tells it.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: venv run test lab kernel bench gpu-check workshop lab-room clean-runs
+.PHONY: venv run test lab lab-installed kernel bench gpu-check workshop lab-room clean-runs
 
 # TORCH_INDEX: a PyTorch wheel index, e.g. https://download.pytorch.org/whl/cpu (CPU only, a far smaller venv)
 # or https://download.pytorch.org/whl/cu126 (CUDA 12.6 drivers); empty: PyPI's default wheel.
@@ -30,7 +30,11 @@ test: venv
 	$(PY) -m pytest -n 2 -q
 
 ## JupyterLab on the notebooks, with the kit's environment as kernel
-lab: venv
+# JupyterLab is an extra (.[lab]): installed here on first use, so a headless or CI install stays lean.
+lab-installed: venv
+	@$(PY) -c "import jupyterlab" 2>/dev/null || $(PY) -m pip install -e '.[lab]'
+
+lab: lab-installed
 	$(VENV)/bin/jupyter lab notebooks $(ROOT_FLAG)
 
 ## register the environment as a named kernel "Python (Decoy Lab)" for a JupyterLab outside the venv
@@ -54,7 +58,7 @@ workshop: venv
 ## Plain HTTP: see the README's "Serving a room safely".
 PORT  ?= 8888
 TOKEN ?=
-lab-room: venv
+lab-room: lab-installed
 	@token="$(TOKEN)"; [ -n "$$token" ] || token=$$($(PY) -c 'import secrets; print(secrets.token_hex(16))'); \
 	host=$$(hostname -I 2>/dev/null | cut -d' ' -f1); \
 	echo "Room URL for the participants: http://$${host:-$$(hostname)}:$(PORT)/lab?token=$$token"; \

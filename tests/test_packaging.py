@@ -122,3 +122,14 @@ def test_the_gpu_check_refuses_without_cuda_and_its_placement_checks_run_on_cpu(
     assert [r["check"] for r in rows] == ["config.device", "trained network", "attack backend fast",
                                           "attack backend art"]
     assert all(r["ok"] for r in rows), rows
+
+
+def test_jupyterlab_and_ray_are_extras_not_core_installs():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    core = {_name(r) for r in project["dependencies"]}
+    extras = {k: {_name(r) for r in v} for k, v in project["optional-dependencies"].items()}
+    assert "jupyterlab" not in core and "ray" not in core
+    assert extras["lab"] == {"jupyterlab"} and "ray" in extras["ray"]
+    assert {"jupyterlab", "ray"} <= extras["test"]  # the suite drives JupyterLab and a local Ray
+    makefile = (ROOT / "Makefile").read_text()
+    assert "pip install -e '.[lab]'" in makefile and re.search(r"^lab: lab-installed", makefile, re.M)

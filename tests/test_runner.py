@@ -368,3 +368,20 @@ def test_a_runner_killed_outright_leaves_no_ok_and_the_next_run_redoes_the_noteb
     code, log = _run(dirs, notebooks=["01_good"])
     assert code == 0 and "skipped" not in log
     assert json.loads((tmp / "runs/tiny/01_good/results.json").read_text())["status"] == "ok"
+
+
+def test_quiet_and_verbose_flags_set_how_much_the_runner_says(kit, capsys):
+    tmp, dirs = kit
+    folders = ["--notebooks-dir", str(dirs["notebooks_dir"]), "--params-dir", str(dirs["params_dir"]),
+               "--runs-dir", str(dirs["runs_dir"])]
+    assert cli_main(["-v", "run", "--preset", "tiny", "--notebooks", "01_good", *folders]) == 0
+    out = capsys.readouterr().out
+    assert "01_good: parameters from" in out and "[1/1] 01_good: ok" in out and "summary:" in out
+    assert cli_main(["-q", "run", "--preset", "tiny", "--notebooks", "01_good", "--force", *folders]) == 0
+    assert capsys.readouterr().out == ""  # -q: nothing when all is well
+    assert cli_main(["-qq", "run", "--preset", "tiny", "--notebooks", "02_bad", *folders]) == 1
+    out = capsys.readouterr().out
+    assert "02_bad: FAILED at cell 4" in out and "running" not in out  # errors always get through
+    assert cli_main(["run", "--preset", "tiny", "--notebooks", "01_good", *folders]) == 0
+    out = capsys.readouterr().out
+    assert "skipped" in out and "parameters from" not in out  # the default: progress, no debug lines

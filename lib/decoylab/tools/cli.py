@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from decoylab.tools import runner
@@ -32,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="decoylab", description="Decoy Lab: deception-based defenses study kit")
     parser.add_argument("--version", action="version", version=f"decoylab {decoylab.__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more output (each notebook's parameters file and output folder)")
+    parser.add_argument("-q", "--quiet", action="count", default=0,
+                        help="less output: -q only warnings and errors (interruptions, failed notebooks), -qq errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="execute notebooks headless from a YAML preset", description=RUN_HELP,
@@ -92,12 +97,28 @@ def _add_dirs(p: argparse.ArgumentParser, runs: bool = True) -> None:
         p.add_argument("--runs-dir", default="runs", help="default: runs")
 
 
+def runner_log(message: str) -> None:
+    """The runner's lines through ``logging`` (logger ``decoylab.run``), at a level read from their form: "error:"
+    and failed notebooks ERROR, an interruption WARNING, "debug:" DEBUG, the rest (progress, the report) INFO."""
+    logger = logging.getLogger("decoylab.run")
+    if message.startswith("debug: "):
+        logger.debug(message[len("debug: "):])
+    elif message.startswith("error") or ": FAILED at " in message or message.endswith("notebook(s) failed"):
+        logger.error(message)
+    elif message.startswith("interrupted"):
+        logger.warning(message)
+    else:
+        logger.info(message)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    level = min(max(logging.INFO + 10 * (args.quiet - args.verbose), logging.DEBUG), logging.ERROR)
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stdout, force=True)
     if args.command == "run":
         return runner.run(preset=args.preset, notebooks=args.notebooks, jobs=args.jobs, force=args.force,
                           notebooks_dir=args.notebooks_dir, params_dir=args.params_dir, runs_dir=args.runs_dir,
-                          executor=args.executor, ray_address=args.ray_address)
+                          executor=args.executor, ray_address=args.ray_address, log=runner_log)
     if args.command == "list":
         from decoylab.tools import listing
 

@@ -351,6 +351,8 @@ def _run_tasks(tasks, preset, jobs, force, executor, ray_address, log) -> int:
     from decoylab.tools import executor as executors
 
     todo = start_order([t for t in tasks if force or not _completed(t)])
+    for t in todo:
+        log(f"debug: {t.name}: parameters from {t.params_file}, outputs to {t.out_dir}")
     for t in tasks:
         if t not in todo:
             log(f"{t.name}: skipped (completed with the same parameters; --force reruns it)")
