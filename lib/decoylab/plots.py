@@ -122,7 +122,7 @@ def bars_by_group(table, x: str, bars: dict[str, str], *, xlabel: str, ylabel: s
     palette = {bars[c]: colors[c] for c in bars if colors and c in colors} or None
     long["model"] = long["model"].map(bars)
     fig, ax = plt.subplots(figsize=figsize)
-    sns.barplot(data=long, x=x, y="rate", hue="model", ax=ax, palette=palette)
+    sns.barplot(data=long, x=x, y="rate", hue="model", ax=ax, palette=palette, saturation=1)  # the exact colours
     for container in ax.containers:
         ax.bar_label(container, labels=["0" if bar.get_height() == 0 else "" for bar in container], fontsize=7,
                      padding=1)
@@ -169,7 +169,9 @@ def roc_every_defense(comparison, curves: dict, attacks: Sequence[str], title: s
         ax.plot([0, 1], [0, 1], ":", color="grey", linewidth=1)
         ax.set(title=f"{attack}", xlabel="false-positive rate (clean flagged)", ylabel="true-positive rate",
                xlim=(0, 1), ylim=(0, 1.01))
-        ax.legend(fontsize="x-small", loc="lower right", title="AUC", title_fontsize="x-small")
+        # below the panel: with six defenses and their controls a legend inside covers the curves
+        ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, title="AUC",
+                  title_fontsize="x-small")
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -182,7 +184,7 @@ def box_per_attack(frame, *, value: str, hue: str, colors: dict[str, str], ylabe
     tick names the number of values behind each box, in the legend's order."""
     fig, ax = plt.subplots(figsize=(7, 3.5))
     groups = [group for group in colors if group in set(frame[hue])]
-    sns.boxplot(frame, x="attack", y=value, hue=hue, ax=ax, hue_order=groups,
+    sns.boxplot(frame, x="attack", y=value, hue=hue, ax=ax, hue_order=groups, saturation=1,
                 palette={group: DEFENSE_COLORS[defense] for group, defense in colors.items()})
     ax.axhline(0, color="grey", linewidth=0.8)
     counts = frame.groupby(["attack", hue]).size()
@@ -251,9 +253,10 @@ def overall_attack_success(comparison, fpr_label: str, title: str):
     ``decoylab.experiments.detection.comparison_table`` returns it; its ``overall`` column)."""
     bars = comparison["overall"].rename("overall attack success").reset_index()
     fig, ax = plt.subplots(figsize=(9, 4))
-    sns.barplot(bars, x="attack", y="overall attack success", hue="defense", palette=DEFENSE_COLORS, ax=ax)
+    sns.barplot(bars, x="attack", y="overall attack success", hue="defense", palette=DEFENSE_COLORS, ax=ax,
+                saturation=1)  # seaborn dulls bar colours by default: keep each defense's own
     ax.set(ylim=(0, 1.02), ylabel=f"success × (1 − TPR at FPR {fpr_label})", title=title)
-    ax.legend(fontsize="small", ncols=3)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0), title="defense")  # off the bars
     fig.tight_layout()
     return fig
 
@@ -269,7 +272,7 @@ def security_curves(security, fpr_label: str, title: str):
         ax.plot(part["level"], part["detection"], "o-", color=DEFENSE_COLORS[name], label="detection (TPR)")
         ax.plot(part["level"], part["overall"], "s--", color="black", label="overall attack success")
         ax.set(title=name, xlabel="attacker knowledge (level, see table)", xticks=list(part["level"]), ylim=(-0.02, 1.02))
-        ax.legend(fontsize="x-small")
+        ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.18))  # below, off the curves
     axes[0][0].set_ylabel(f"rate at FPR {fpr_label}")
     fig.suptitle(title)
     fig.tight_layout()
@@ -318,11 +321,13 @@ def auc_vs_n_and_eps(by_n, by_eps, *, n: int, eps: float):
     sns.lineplot(by_n, x="N", y="AUC", hue="attack", marker="o", ax=axes[0])
     sns.lineplot(by_eps, x="ε", y="AUC", hue="attack", marker="o", ax=axes[1], legend=False)
     axes[0].set(xlabel="number of fingerprints N", ylabel="AUC-ROC (correct pre-test points)", title=f"ε = {eps}")
+    counts = sorted(set(int(v) for v in by_n["N"]))
+    axes[0].set_xticks(counts, [str(v) for v in counts])  # N is a count: ticks at the measured N only, never 1.5
     axes[1].set(xlabel="fingerprint scale ε (pixels on [0, 1])", xscale="log", title=f"N = {n}")
     grid = list(dict.fromkeys(by_eps["ε"]))
     axes[1].set_xticks(grid, [f"{e:g}" for e in grid], minor=False)
     axes[1].xaxis.set_minor_locator(plt.NullLocator())
-    axes[0].legend(title="attack", fontsize="small")
+    axes[0].legend(title="attack", fontsize="small", loc="upper left", bbox_to_anchor=(0.0, -0.16), ncol=5)
     fig.tight_layout()
     return fig
 
