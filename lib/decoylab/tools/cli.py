@@ -65,7 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the GPU check instead (make gpu-check): device placement, the attack benchmark on CUDA "
                             "against ART's GPU path, and one paper notebook (--notebooks, default 20_attractors; "
                             "--preset default paper-mnist5k); refuses with exit 2 without CUDA")
-    bench.add_argument("--out", default=None, help="with --gpu: folder for its files (default: a temporary one)")
+    bench.add_argument("--rehearsal", action="store_true",
+                       help="the paper preset (--preset, default paper) on full Fashion-MNIST staged as MNIST, one "
+                            "notebook at a time: each one's wall time and peak memory on this CPU (make rehearsal)")
+    bench.add_argument("--source", default=None,
+                       help="with --rehearsal: folder of the four idx files (default /usr/share/datasets/fashion-mnist)")
+    bench.add_argument("--out", default=None,
+                       help="with --gpu or --rehearsal: folder for their files (default: a temporary one; rehearsal/)")
     _add_dirs(bench, runs=False)
 
     shop = sub.add_parser("workshop", help="write the notebooks with a preset's parameters to workshop/ and "
@@ -134,6 +140,15 @@ def main(argv: list[str] | None = None) -> int:
         return workshop.prepare(preset=args.preset, out_dir=args.out, notebooks=args.notebooks,
                                 notebooks_dir=args.notebooks_dir, params_dir=args.params_dir,
                                 prebuild=not args.no_prebuild, jobs=args.jobs)
+    if args.gpu and args.rehearsal:
+        print("error: --gpu and --rehearsal are not allowed together; run one, then the other", file=sys.stderr)
+        return 2
+    if args.rehearsal:
+        from decoylab.tools import rehearsal
+
+        return rehearsal.main(source=args.source, out=args.out or "rehearsal", notebooks=args.notebooks,
+                              preset=args.preset or "paper", notebooks_dir=args.notebooks_dir,
+                              params_dir=args.params_dir)
     if args.gpu:
         from decoylab.tools import gpu_check
 

@@ -1,0 +1,78 @@
+"""``decoylab bench --rehearsal`` (``make rehearsal``): the MNIST ``paper`` preset on CPU without a download.
+
+Full Fashion-MNIST (60,000 + 10,000 images in MNIST's own idx format; Debian's ``dataset-fashion-mnist`` installs
+them) is staged where the kit looks for MNIST's raw files (``<out>/data/mnist/MNIST/raw``), then each notebook of
+the preset runs on its own with an empty cache shared by the rehearsal, so that its wall time and peak resident
+memory are its own. The numbers are what the paper preset costs at MNIST's size on this machine; the results are
+Fashion-MNIST's, not MNIST's, and are not verdicts.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from decoylab.data import DEBIAN_FASHION_MNIST
+
+#: MNIST's four raw files; Fashion-MNIST ships the same names in the same format.
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+class RehearsalError(Exception):
+    """The source folder lacks a file, or the output folder cannot be written."""
+
+
+def stage_as_mnist(source: Path, data_root: Path) -> Path:
+    """Copy the four idx files (plain or ``.gz``) from ``source`` to ``data_root/mnist/MNIST/raw``; return that
+    folder. Raises ``RehearsalError`` naming every missing file before copying any."""
+    found, missing = {}, []
+    for name in IDX_FILES:
+        candidates = [source / name, source / f"{name}.gz"]
+        hit = next((c for c in candidates if c.is_file()), None)
+        if hit is None:
+            missing.append(name)
+        found[name] = hit
+    if missing:
+        raise RehearsalError(f"--source {source}: missing {', '.join(missing)} (plain or .gz); on Debian "
+                             "`apt install dataset-fashion-mnist` puts them in /usr/share/datasets/fashion-mnist")
+    raw = data_root / "mnist" / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for hit in found.values():
+        shutil.copyfile(hit, raw / hit.name)
+    return raw
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = ["| notebook | exit | wall s | peak memory MiB |", "|---|---|---|---|"]
+    lines += [f"| `{r['notebook']}` | {r['exit_code']} | {r['seconds']:.0f} | {r['peak_rss_mib']:.0f} |" for r in rows]
+    return "\n".join(lines)
+
+
+def main(source: str | None = None, out: str = "rehearsal", notebooks: list[str] | None = None,
+         preset: str = "paper", notebooks_dir: str = "notebooks", params_dir: str = "params") -> int:
+    from decoylab.tools import bench, runner
+
+    out_dir = Path(out)
+    try:
+        tasks = runner.plan(preset, notebooks, Path(notebooks_dir), Path(params_dir), out_dir / "runs")
+        data_root = out_dir / "data"
+        stage_as_mnist(Path(source) if source else DEBIAN_FASHION_MNIST, data_root)
+    except (runner.RunnerError, RehearsalError) as err:
+        print(f"error: {err}")
+        return 2
+    env = {**os.environ, "DECOYLAB_DATA": str(data_root.resolve()), "DECOYLAB_CACHE": str((out_dir / "cache").resolve())}
+    rows = []
+    print(f"rehearsal: preset {preset!r} on Fashion-MNIST staged as MNIST, {os.cpu_count()} CPU cores, "
+          f"one notebook at a time; files in {out_dir}")
+    for task in runner.start_order(tasks):
+        rc, seconds, peak = bench._timed_run(["--preset", preset, "--notebooks", task.name, "--notebooks-dir",
+                                              notebooks_dir, "--params-dir", params_dir, "--runs-dir",
+                                              str(out_dir / "runs")], env)
+        rows.append({"notebook": task.name, "exit_code": rc, "seconds": round(seconds, 1), "peak_rss_mib": round(peak)})
+        print(f"  {task.name}: exit {rc}, {seconds:.0f} s, peak {peak:.0f} MiB")
+        (out_dir / "rehearsal.json").write_text(json.dumps({"preset": preset, "cpu_cores": os.cpu_count(),
+                                                            "notebooks": rows}, indent=1))
+    print("\n" + markdown_table(rows))
+    print(f"\nwritten: {out_dir / 'rehearsal.json'} (put the table in docs/benchmarks.md with the command)")
+    return 0 if all(r["exit_code"] == 0 for r in rows) else 1
