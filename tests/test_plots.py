@@ -145,3 +145,23 @@ def test_the_check_itself_sees_a_legend_over_the_data():
     ax.legend(loc="upper center")
     assert covered_points(fig) != {}
     plt.close(fig)
+
+
+def test_the_eps_explorer_titles_each_column_with_the_true_and_the_predicted_class():
+    from decoylab import widgets
+
+    class Constant(torch.nn.Module):  # predicts class 3 for every image
+        def __init__(self):
+            super().__init__()
+            self.unused = torch.nn.Parameter(torch.zeros(1))  # the kit reads a model's device from its parameters
+
+        def forward(self, x):
+            logits = torch.zeros(len(x), 10)
+            logits[:, 3] = 1.0
+            return logits
+
+    x = torch.rand(4, 1, 8, 8)
+    fig = widgets.explorer_figure(Constant(), x, torch.tensor([3, 1, 3, 7]), x.clone(), 0.1)
+    titles = [ax.get_title() for ax in fig.axes[:4]]
+    assert titles == ["3→3 ✓", "1→3", "3→3 ✓", "7→3"]
+    plt.close(fig)

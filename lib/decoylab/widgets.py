@@ -24,11 +24,19 @@ def eps_explorer(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: str
         label.value = f"<b>{attack.upper()} ε = {e:.2f}: accuracy {100 * acc:.1f} % on {len(x)} test images</b>"
         out.clear_output(wait=True)
         with out:
-            display(plots.image_grid([x[:shown], adv[:shown]], ["clean", f"ε={e:.2f}"]))
+            display(explorer_figure(model, x[:shown], y[:shown], adv[:shown], e))
 
     slider.observe(update, names="value")
     update()
     return w.VBox([slider, label, out])
+
+
+def explorer_figure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, adv: torch.Tensor, eps: float):
+    """Clean images above their adversarial versions, each column titled "true → predicted on the adversarial
+    image" (with "✓" where the prediction survived), so a reader sees which attacks worked."""
+    predicted = train.predict(model, adv).argmax(1)
+    titles = [f"{int(t)}→{int(p)}" + (" ✓" if int(t) == int(p) else "") for t, p in zip(y, predicted)]
+    return plots.image_grid([x, adv], ["clean", f"ε={eps:.2f}"], titles)
 
 
 class _Retrain:
