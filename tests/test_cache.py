@@ -187,3 +187,39 @@ def test_a_cache_folder_that_cannot_be_written_is_refused_before_building(tmp_pa
     with pytest.raises(CacheNotWritableError, match="DECOYLAB_CACHE") as info:
         Cache(blocker / "cache").get_or_build("adv", {"n": 1}, lambda: built.append(1) or torch.ones(1))
     assert str(blocker / "cache") in str(info.value) and built == []  # nothing computed and then lost
+
+
+def test_waiting_on_another_builder_names_it(tmp_path):
+    """A build that waits on another process's lock says which process it waits for (a stuck one can be stopped)."""
+    import fcntl
+    import threading
+    import time
+    import warnings
+
+    from decoylab.cache import make_key
+
+    cache = Cache(tmp_path)
+    key = make_key("adv", {"n": 7})
+    lock_path = cache._paths("adv", key)[0].with_name(f".{key}.lock")
+    lock_path.parent.mkdir(parents=True)
+    holder = open(lock_path, "a")
+    fcntl.flock(holder, fcntl.LOCK_EX)  # another open file: flock makes it a second owner, as another process
+    holder.write("424242")
+    holder.flush()
+    caught, result = [], []
+
+    def wanting():
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            result.append(cache.get_or_build("adv", {"n": 7}, lambda: torch.ones(2)))
+        caught.extend(str(w.message) for w in seen)
+
+    thread = threading.Thread(target=wanting)
+    thread.start()
+    time.sleep(1.0)
+    assert thread.is_alive()  # still waiting
+    fcntl.flock(holder, fcntl.LOCK_UN)
+    holder.close()
+    thread.join(30)
+    assert any("waiting for process 424242" in m and "adv/" in m for m in caught), caught
+    assert torch.equal(result[0], torch.ones(2)) and lock_path.read_text() == str(os.getpid())

@@ -15,6 +15,7 @@ import functools
 import hashlib
 import io
 import json
+import os
 import time
 import warnings
 from pathlib import Path
@@ -163,10 +164,20 @@ class Cache:
             raise CacheNotWritableError(unwritable_reason(self.root) or f"cannot write {lock_path} ({err})") from err
         with handle:
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX)
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:  # another process builds this entry: say who, then wait for it
+                    holder = lock_path.read_text().strip() or "?"
+                    warnings.warn(f"waiting for process {holder}, which is building cache entry {kind}/{key} "
+                                  f"(lock {lock_path}); the wait ends when it finishes or exits — stop it if it "
+                                  "is stuck", stacklevel=4)
+                    fcntl.flock(handle, fcntl.LOCK_EX)
             except OSError:  # a file system without locks (some network mounts): build unlocked
                 yield
                 return
+            handle.truncate(0)
+            handle.write(str(os.getpid()))  # names the builder to whoever waits
+            handle.flush()
             try:
                 yield
             finally:
