@@ -385,3 +385,12 @@ def test_quiet_and_verbose_flags_set_how_much_the_runner_says(kit, capsys):
     assert cli_main(["run", "--preset", "tiny", "--notebooks", "01_good", *folders]) == 0
     out = capsys.readouterr().out
     assert "skipped" in out and "parameters from" not in out  # the default: progress, no debug lines
+
+
+def test_the_runner_log_carries_no_third_party_info_lines(kit, capsys):
+    tmp, dirs = kit
+    folders = ["--notebooks-dir", str(dirs["notebooks_dir"]), "--params-dir", str(dirs["params_dir"]),
+               "--runs-dir", str(dirs["runs_dir"])]
+    assert cli_main(["run", "--preset", "tiny", "--notebooks", "01_good", *folders]) == 0
+    out = capsys.readouterr().out
+    assert "Input Notebook" not in out and "Output Notebook" not in out  # papermill's INFO lines stay out

@@ -117,10 +117,22 @@ def runner_log(message: str) -> None:
         logger.info(message)
 
 
+def _configure_logging(level: int) -> None:
+    """The kit's own logger ``decoylab`` to stdout at ``level``; the root logger (papermill, ART) is left alone, so
+    their INFO lines do not join the runner's."""
+    logger = logging.getLogger("decoylab")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    level = min(max(logging.INFO + 10 * (args.quiet - args.verbose), logging.DEBUG), logging.ERROR)
-    logging.basicConfig(level=level, format="%(message)s", stream=sys.stdout, force=True)
+    _configure_logging(min(max(logging.INFO + 10 * (args.quiet - args.verbose), logging.DEBUG), logging.ERROR))
     if args.command == "run":
         return runner.run(preset=args.preset, notebooks=args.notebooks, jobs=args.jobs, force=args.force,
                           notebooks_dir=args.notebooks_dir, params_dir=args.params_dir, runs_dir=args.runs_dir,
