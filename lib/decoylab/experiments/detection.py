@@ -151,11 +151,13 @@ def security_curve(contender: Contender, x: torch.Tensor, y: torch.Tensor, x_cal
 
 
 def _curve(contender: Contender, steps: list[AdaptiveAttack], x, y, x_calibration, fpr, *, attack, weights, seed,
-           cache) -> list[dict[str, Any]]:
+           cache, more_fprs=()) -> list[dict[str, Any]]:
     from decoylab import train
 
     d = contender.defense
-    threshold = metrics.threshold_at_fpr(d.score(x_calibration), fpr)
+    clean_scores = d.score(x_calibration)
+    threshold = metrics.threshold_at_fpr(clean_scores, fpr)
+    more = {f"{f:g}": metrics.threshold_at_fpr(clean_scores, f) for f in more_fprs}
     name, settings = attack
     rows = []
     for level, step in enumerate(steps):
@@ -171,21 +173,24 @@ def _curve(contender: Contender, steps: list[AdaptiveAttack], x, y, x_calibratio
             detection = float(flagged.float().mean()) if len(flagged) else float("nan")
             rate = float(success.float().mean())
             overall = rate * (1 - (detection if detection == detection else 0.0))
+            at_more = {f"detection @ {key}": (float((d.score(r.x_adv[success]) > t).float().mean())
+                                              if success.any() else float("nan")) for key, t in more.items()}
             tried.append((overall, weight, rate, detection, float(r.l2[success].mean()) if success.any() else float("nan"),
-                          int(success.sum())))
-        overall, weight, rate, detection, l2, n_successful = max(tried, key=lambda t: t[0])
+                          int(success.sum()), at_more))
+        overall, weight, rate, detection, l2, n_successful, at_more = max(tried, key=lambda t: t[0])
         rows.append({"defense": contender.name, "level": level, "knowledge": step.knowledge, "n attacked": len(y),
                      "n successful": n_successful, "success": rate,
-                     "detection": detection, "overall": overall, "weight": weight, "mean_l2": l2,
+                     "detection": detection, **at_more, "overall": overall, "weight": weight, "mean_l2": l2,
                      "grad_steps": spent, "note": step.note})
     return rows
 
 
 def security_table(setup: ComparisonSetup, attack: tuple[str, dict[str, Any]], weights, fpr: float, *, seed: int = 0,
-                   cache=None):
+                   cache=None, more_fprs=()):
     """Every defense of ``setup`` that an attacker can learn something about (at least one adaptive attack
     beyond the oblivious one), attacked on the attacked images with the detector-fit images as the
-    attacker's own data: one ``security_curve`` per defense, as a DataFrame."""
+    attacker's own data: one ``security_curve`` per defense, as a DataFrame. ``detection`` is at ``fpr`` (the
+    attacker keeps the weight that gets most through at it); ``more_fprs`` add a column each (TPR at 1 % FPR)."""
     import pandas as pd
 
     params.check("weights", weights, compare_specs.ADAPTIVE_WEIGHTS)
@@ -197,7 +202,7 @@ def security_table(setup: ComparisonSetup, attack: tuple[str, dict[str, Any]], w
                                            cache=cache)
         if len(steps) > 1:  # no secret to learn (feature squeezing): no curve
             rows += _curve(c, steps, setup.x_att, setup.y_att, setup.x_cal, fpr, attack=attack, weights=weights,
-                           seed=seed, cache=cache)
+                           seed=seed, cache=cache, more_fprs=more_fprs)
     return pd.DataFrame(rows)
 
 

@@ -1,0 +1,61 @@
+"""The adaptive-evaluation verdicts of notebook 90 (broken / weakened / not weakened / holds / inconclusive) and the
+rendered Summary lines, on hand-made security tables whose answers are known."""
+import pandas as pd
+import pytest
+
+from decoylab.experiments import adaptive_verdicts as av
+
+
+def _security(defense, levels):
+    """levels: [(n successful, detection, overall)] on 200 attacked images."""
+    return pd.DataFrame([{"defense": defense, "level": i, "knowledge": f"level {i} knowledge", "n attacked": 200,
+                          "n successful": k, "success": k / 200, "detection": det, "overall": overall}
+                         for i, (k, det, overall) in enumerate(levels)])
+
+
+STRONG = av.Rate(198, 200)
+
+
+@pytest.mark.parametrize("levels,strength,verdict", [
+    ([(190, 0.9, 0.095), (196, 0.03, 0.95)], STRONG, "broken"),           # near-total success, detection ≤ FPR
+    ([(100, 0.99, 0.005), (150, 0.98, 0.015)], STRONG, "holds"),          # at most 1.5 % gets through
+    ([(120, 0.9, 0.06), (160, 0.5, 0.40)], STRONG, "weakened"),           # 6 % → 40 % through
+    ([(120, 0.5, 0.30), (122, 0.49, 0.31)], STRONG, "not weakened"),      # no better than the oblivious attacker
+    ([(120, 0.5, 0.30), (196, 0.03, 0.95)], av.Rate(120, 200), "inconclusive"),  # too weak on the undefended model
+    ([(5, 1.0, 0.0), (20, 0.0, 0.2)], STRONG, "weakened"),
+])
+def test_each_verdict_follows_its_rule(levels, strength, verdict):
+    [v] = av.judge(_security("honeymodels", levels), strength, fpr=0.05)
+    assert v.verdict == verdict, v.reason
+    assert v.level == max(range(len(levels)), key=lambda i: levels[i][2])  # the attacker's best level decides
+    sentence = v.sentence("0.05")
+    assert sentence.startswith(f"**honeymodels: {verdict}**") and "of 200" in sentence and "[" in sentence
+
+
+def test_a_detection_rate_on_few_successes_does_not_break_a_defense():
+    [v] = av.judge(_security("luring", [(10, 0.5, 0.025), (20, 0.0, 0.10)]), STRONG, fpr=0.05)
+    assert v.verdict != "broken"  # 20 successes, 10 % success: far from 0.9
+    [v] = av.judge(_security("luring", [(10, 0.5, 0.025), (20, 0.0, 0.10)]), av.Rate(5, 6), fpr=0.05)
+    assert v.verdict == "inconclusive"  # 5 of 6 is below the 0.9 an attack must reach to judge a defense
+
+
+def test_detection_lines_compare_each_detector_with_its_control():
+    index = pd.MultiIndex.from_tuples([("undefended", "pgd"), ("attractors", "pgd"), ("honeymodels", "pgd"),
+                                       ("luring", "cw2")], names=["defense", "attack"])
+    comparison = pd.DataFrame({"n successful": [200, 150, 180, 12], "control n successful": [0, 160, 170, 40],
+                               "TPR @ 0.05": [float("nan"), 1.0, 0.9, 0.5],
+                               "control TPR @ 0.05": [float("nan"), 1.0, 0.2, 0.1]}, index=index)
+    lines = av.detection_lines(comparison, "0.05")
+    assert len(lines) == 3 and not any(line.startswith("- undefended") for line in lines)
+    assert "not distinguishable from its control" in lines[0]
+    assert "above its control: detection caused by the defense" in lines[1]
+    assert "inconclusive (fewer than 30 successful examples)" in lines[2]
+
+
+def test_equal_terms_names_the_defenses_that_lose_accuracy():
+    overheads = pd.DataFrame({"clean accuracy": [0.95, 0.94, 0.80],
+                              "accuracy cost (points)": [0.0, 1.0, 15.0]}, index=["undefended", "attractors", "luring"])
+    lines = av.equal_terms_lines(overheads)
+    assert lines[0].startswith("Not on equal terms: luring")
+    assert "not equal terms" in lines[2] and "not equal terms" not in lines[1]
+    assert av.equal_terms_lines(overheads.iloc[:2])[0].startswith("Every defense is within 2 points")
