@@ -59,3 +59,30 @@ def test_equal_terms_names_the_defenses_that_lose_accuracy():
     assert lines[0].startswith("Not on equal terms: luring")
     assert "not equal terms" in lines[2] and "not equal terms" not in lines[1]
     assert av.equal_terms_lines(overheads.iloc[:2])[0].startswith("Every defense is within 2 points")
+
+
+def test_each_papers_detection_claim_is_judged_against_its_control_through_the_claims_api():
+    from decoylab import results
+    from decoylab.experiments import comparison_claims
+
+    results.clear()
+    index = pd.MultiIndex.from_tuples([("undefended", "pgd"), ("feature_squeezing", "pgd"), ("honeymodels", "pgd"),
+                                       ("attractors", "pgd"), ("luring", "pgd"), ("fingerprints", "pgd"),
+                                       ("fingerprints", "cw2")], names=["defense", "attack"])
+    comparison = pd.DataFrame({"n successful": [200, 200, 180, 150, 100, 12, 0],
+                               "control n successful": [0, 0, 170, 160, 100, 40, 50],
+                               "TPR @ 0.05": [float("nan"), 0.5, 0.9, 1.0, 0.1, 1.0, float("nan")],
+                               "control TPR @ 0.05": [float("nan")] * 2 + [0.2, 1.0, 0.6, 0.1, 0.1]}, index=index)
+    verdicts = {v.claim.id: v for v in comparison_claims.record(comparison, "mnist5k", "0.05", note="common network")}
+    assert set(verdicts) == {f"{d}.comparison.mnist5k.{a}.detection_vs_control" for d, a in
+                             [("honeymodels", "pgd"), ("attractors", "pgd"), ("luring", "pgd"),
+                              ("fingerprints", "pgd"), ("fingerprints", "cw2")]}
+    outcome = {k.split(".")[0] + "." + k.split(".")[3]: v.outcome for k, v in verdicts.items()}
+    assert outcome == {"honeymodels.pgd": "reproduced", "attractors.pgd": "inconclusive",
+                       "luring.pgd": "not reproduced", "fingerprints.pgd": "inconclusive",
+                       "fingerprints.cw2": "inconclusive"}
+    assert "not measured" in verdicts["fingerprints.comparison.mnist5k.cw2.detection_vs_control"].reason
+    assert "12 successful" in verdicts["fingerprints.comparison.mnist5k.pgd.detection_vs_control"].reason
+    stored = results.recorded_claims()
+    assert stored["luring.comparison.mnist5k.pgd.detection_vs_control"]["paper"] == "luring"  # the report's grouping
+    results.clear()

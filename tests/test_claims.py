@@ -210,6 +210,20 @@ def test_summary_is_rendered_from_the_verdicts_and_changes_with_them():
     assert table.iloc[1]["successful"] == 10 and table.iloc[0]["95 % interval"].startswith("[0.99")
 
 
+def test_a_claim_with_an_unmeasured_part_renders_as_stored():
+    """Found on CIFAR-10 stand-ins (notebook 40): an ordering whose part the run could not measure was stored with
+    a None interval, and the Summary crashed on it."""
+    from decoylab import results
+
+    results.clear()
+    claim = _claim(claims.Ordering(("a", "b"), True))
+    parts = {"a": claims.proportion(3, 10), "b": claims.Measurement(None, None, 0, note="no successful example")}
+    results.record_claim(claim, claims.combined(parts), undecided="not measured: b")
+    text = claims.summary_markdown(results.recorded_claims(), "NeuralFP")
+    assert "[—]" in text and "**Inconclusive**" in text
+    results.clear()
+
+
 def _fake_notebook_run(tmp_path, monkeypatch, body):
     """tools.execution.execute with papermill replaced by ``body`` run in this process."""
     import papermill

@@ -222,6 +222,16 @@ def test_auc_row_readings():
     assert math.isclose(row["tpr_at_0.34"], 2 / 3)
 
 
+def test_auc_on_no_points_is_nan_not_a_crash():
+    """Found on the paper preset's stand-ins (notebook 41): with no pre-test point both correct and attacked, the
+    sweep point crashed in scikit-learn instead of recording an unmeasured AUC."""
+    assert math.isnan(metrics.auc([], torch.tensor([])))
+    assert math.isnan(metrics.auc([1, 1], torch.tensor([0.2, 0.3])))
+    row = nfx.auc_row(torch.tensor([0.1, 0.2]), torch.tensor([0.3, 0.4]), correct=torch.tensor([False, False]),
+                      success=torch.tensor([True, False]))
+    assert math.isnan(row["auc_correct"]) and math.isnan(row["tpr_at_0.05"]) and row["n_correct"] == 0
+
+
 def test_sweep_point_is_cached(digits, tmp_path):
     tr, te = digits
     cache = Cache(tmp_path)

@@ -37,7 +37,9 @@ EXPECTED_RESULTS = {
                       "overlay_fingerprints_defense_pgd_auc", "overlay_honeymodels_control_cw2_auc", "overlay_attractors_defense_pgd_auc"},
     "90_defense_comparison": {"undefended.clean_accuracy", "attractors.accuracy_cost", "fingerprints.pgd.tpr@0.05",
                               "luring.pgd.control_auc", "adaptive.honeymodels.level0.detection",
-                              "adaptive.honeymodels.level2.detection", "adaptive.luring.level2.overall"},
+                              "adaptive.honeymodels.level2.detection", "adaptive.luring.level2.overall",
+                              "adaptive.honeymodels.strength.unbounded_eps.eps1.success",
+                              "adaptive.attractors.strength.iterations.steps20.overall"},
 }
 PLAUSIBLE = {
     "00_tour": lambda r: (r["clean_accuracy"] > 0.5 and r["attack_success_rate"] > 0.3
@@ -73,7 +75,9 @@ PLAUSIBLE = {
     "90_defense_comparison": lambda r: (r["undefended.clean_accuracy"] > 0.5 and abs(r["attractors.accuracy_cost"]) < 0.05
                                         and 0 <= r["fingerprints.pgd.tpr@0.05"] <= 1
                                         and r["adaptive.honeymodels.level2.detection"]
-                                        < r["adaptive.honeymodels.level0.detection"]),
+                                        < r["adaptive.honeymodels.level0.detection"]
+                                        # PGD over the whole box fools the HoneyModel (no masked gradients)
+                                        and r["adaptive.honeymodels.strength.unbounded_eps.eps1.success"] > 0.8),
 }
 NOT_STATISTICS = re.compile(r"seconds|inference_factor")
 REQUIRED_SECTIONS = ("**Learning goals**", "**Estimated run time**", "## 0 Settings", "## Summary", "## Exercises", "<details><summary>Solution</summary>",

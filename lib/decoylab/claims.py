@@ -29,7 +29,9 @@ def fmt(x: float | str | None) -> str:  # a stored results.json writes NaN as th
     return "—" if x is None else x if isinstance(x, str) else f"{x:.4g}"
 
 
-def span(interval: tuple[float, float]) -> str:
+def span(interval: tuple[float, float] | None) -> str:
+    if interval is None:  # a part the run could not measure (results.record_claim stores None)
+        return "[—]"
     return f"[{fmt(interval[0])}, {fmt(interval[1])}]"
 
 

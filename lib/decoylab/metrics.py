@@ -40,9 +40,10 @@ def rates(is_adversarial, flagged) -> Rates:
 
 
 def auc(is_adversarial, scores) -> float:
-    """Area under the ROC curve (higher score = more suspicious); NaN when one class is missing."""
+    """Area under the ROC curve (higher score = more suspicious); NaN when one class is missing or there is no
+    input at all (e.g. no pre-test point that the net classifies correctly and the attack fools)."""
     truth = _np(is_adversarial).astype(int)
-    if truth.min(initial=1) == truth.max(initial=0):
+    if truth.size == 0 or truth.min() == truth.max():
         return float("nan")
     return float(roc_auc_score(truth, _np(scores)))
 

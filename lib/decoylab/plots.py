@@ -279,6 +279,39 @@ def security_curves(security, fpr_label: str, title: str):
     return fig
 
 
+def attack_convergence(checks, fpr_label: str, title: str):
+    """One panel per defense: success and get-through (success not flagged at ``fpr_label``) of its strongest
+    adaptive attacker against the attack's iterations, with 95 % intervals (``checks`` as
+    ``decoylab.experiments.attack_strength.strength_checks`` returns it); restarts as an open marker."""
+    families = list(dict.fromkeys(checks["defense"]))
+    fig, axes = plt.subplots(1, max(1, len(families)), figsize=(4.3 * max(1, len(families)), 4), squeeze=False,
+                             sharey=True)
+    for ax, name in zip(axes[0], families):
+        part = checks[checks["defense"] == name]
+        for check, marker, fill in (("iterations", "o", True), ("restarts", "D", False)):
+            rows = part[part["check"] == check]
+            if not len(rows):
+                continue
+            steps = [int(b.split()[-1]) for b in rows["budget"]]
+            for what, style, colour in (("success", "-", DEFENSE_COLORS[name]), ("overall", "--", "black")):
+                rates = list(rows[what])
+                values = [r.value for r in rates]
+                errors = [[r.value - r.interval[0] for r in rates], [r.interval[1] - r.value for r in rates]]
+                label = {"success": "success", "overall": "gets through"}[what]
+                ax.errorbar(steps, values, yerr=errors, fmt=marker + (style if check == "iterations" else ""),
+                            color=colour, mfc=colour if fill else "white", capsize=3,
+                            label=f"{label}" + ("" if check == "iterations" else f" ({int(rows.iloc[0]['restarts'])} starts)"))
+        ax.set(title=name, xlabel="attack iterations", xscale="log", ylim=(-0.02, 1.02))
+        ticks = sorted({int(b.split()[-1]) for b in part[part["check"] != "unbounded ε"]["budget"]})
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.minorticks_off()
+        ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)
+    axes[0][0].set_ylabel(f"rate (detector at FPR {fpr_label})")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def fingerprint_directions(dx: torch.Tensor, dy: torch.Tensor, eps: float, shown: int = 4):
     """Neural Fingerprinting's secret: the first ``shown`` input directions Δx (N, C, H, W) in units of ε,
     channel 0, beside the output fingerprint Δy (N, K, K) of direction 1 (class of the input × logit)."""

@@ -60,6 +60,7 @@ class DefenseVerdict:
     overall: Rate
     oblivious_overall: Rate
     undefended_success: Rate
+    weight: float | None = None  # the defense-aware term's weight the strongest attacker kept (None: no term)
 
     def sentence(self, fpr_label: str) -> str:
         return (f"**{self.defense}: {self.verdict}** — {self.reason}. Strongest attacker: level {self.level} "
@@ -75,6 +76,10 @@ def undefended_success(setup, attack: tuple[str, dict[str, Any]], *, seed: int =
     model = setup.contenders["undefended"].classifier
     r = attacks.run(name, model, setup.x_att, setup.y_att, seed=seed, cache=cache, **settings)
     return Rate(int(r.success.sum()), len(r.success))
+
+
+def _weight(value) -> float | None:
+    return None if value is None or value != value else float(value)
 
 
 def _count(rate: float, n: int) -> int:
@@ -111,7 +116,7 @@ def judge(security, strength: Rate, fpr: float) -> list[DefenseVerdict]:
             verdict, reason = "not weakened", ("these adaptive attackers get no more through than the oblivious one "
                                                "(the intervals overlap)")
         verdicts.append(DefenseVerdict(defense, verdict, reason, int(best["level"]), str(best["knowledge"]), success,
-                                       detection, overall, oblivious_overall, strength))
+                                       detection, overall, oblivious_overall, strength, _weight(best.get("weight"))))
     return verdicts
 
 

@@ -125,7 +125,8 @@ def auc_row(clean_scores: torch.Tensor, adversarial_scores: torch.Tensor, *, cor
     return {"success": float(success[correct].float().mean()) if correct.any() else float("nan"),
             "auc_all": area(everyone, everyone), "auc_correct": area(correct, correct),
             "auc_successful": area(correct, correct & success),
-            f"tpr_at_{fpr:g}": metrics.tpr_at_fpr(clean_scores[correct], adversarial_scores[correct], fpr),
+            f"tpr_at_{fpr:g}": (metrics.tpr_at_fpr(clean_scores[correct], adversarial_scores[correct], fpr)
+                                if correct.any() else float("nan")),  # no correct point: nothing to calibrate on
             "n_pretest": len(correct), "n_correct": int(correct.sum()), "n_successful": int((correct & success).sum())}
 
 

@@ -21,6 +21,9 @@ ATTACK_LIST = list_of(choice(ATTACKS))
 #: of a defense-aware term the attacker tries.
 ADAPTIVE_EPS = number(0.0, 1.0, low_open=True, optional=True)
 ADAPTIVE_WEIGHTS = list_of(RATE)
+#: Section 4c's checks that the adaptive attack is strong: multiples of its iterations, and PGD's random starts.
+STRENGTH_STEP_MULTIPLIERS = list_of(integer(1, 64))
+STRENGTH_RESTARTS = integer(1, 20)
 
 #: The defenses' own settings in the comparison (same names in notebooks 41 and 90).
 DEFENSE_SETTINGS = {"WATERMARK_SIZE": honeymodels.WATERMARK_SIZE, "POISON_PERCENT": honeymodels.POISON_PERCENT,
@@ -33,7 +36,8 @@ NOTEBOOK_90 = {"DATASET": DATASET, "DATA_ROOT": DATA_ROOT, "N_TRAIN": integer(1,
                "CW_BINARY_STEPS": COUNT, **DEFENSE_SETTINGS, "FP_N": fingerprints.N_FINGERPRINTS,
                "FP_EPS": fingerprints.FP_EPS, "ADAPTIVE_ATTACK": choice(ATTACKS),
                "ADAPTIVE_EPS": ADAPTIVE_EPS, "ADAPTIVE_RANDOM_START": boolean(),
-               "ADAPTIVE_WEIGHTS": ADAPTIVE_WEIGHTS, "SEED": SEED, "INTERACTIVE": boolean()}
+               "ADAPTIVE_WEIGHTS": ADAPTIVE_WEIGHTS, "STRENGTH_STEP_MULTIPLIERS": STRENGTH_STEP_MULTIPLIERS,
+               "STRENGTH_RESTARTS": STRENGTH_RESTARTS, "SEED": SEED, "INTERACTIVE": boolean()}
 
 OVERLAY = {"OVERLAY_MODEL": MODEL, "OVERLAY_EPOCHS": COUNT, "OVERLAY_ATTACKS": ATTACK_LIST, "OVERLAY_N_ATTACK": IMAGES,
            "OVERLAY_N_CALIBRATION": IMAGES, "OVERLAY_N_DETECTOR_FIT": IMAGES, "OVERLAY_PGD_STEPS": COUNT,

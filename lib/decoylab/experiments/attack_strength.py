@@ -1,0 +1,215 @@
+"""Is the adaptive attack strong? The checks a reviewer asks for before a defense is said to hold.
+
+After Carlini et al., *On Evaluating Adversarial Robustness* (arXiv 1902.06705, 2019), §4–5: an attack with an
+unbounded budget must reach (close to) 100 % success, otherwise gradients are masked or the attack is broken;
+success must stop changing as iterations and random restarts are added (convergence); and Tramèr et al., *On
+Adaptive Attacks to Adversarial Example Defenses* (NeurIPS 2020), §4: report the attacker's cost beside it.
+
+Notebook 90 runs these on each defense's strongest attacker (the knowledge level of its verdict): the same attack
+at ε = 1 (the whole [0, 1] box, step size scaled so the steps can cross it), then at growing step counts, and with
+random restarts (the per-image best of several starts: an example that gets past the detector if any start finds
+one, else a successful one). Every rate comes with its n and Wilson interval.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from decoylab import attacks, metrics, params
+from decoylab.experiments.adaptive_verdicts import MIN_SUCCESSES, Rate
+from decoylab.specs.compare import STRENGTH_RESTARTS, STRENGTH_STEP_MULTIPLIERS
+
+#: Above this success at ε = 1 the attack shows no sign of masked gradients (Carlini et al. 2019, §5.2: "an
+#: unbounded attack should reach 100 %").
+UNBOUNDED_SUCCESS = 0.9
+#: Two successive budgets whose success and get-through rates differ by at most this much, or whose intervals
+#: overlap, count as converged.
+CONVERGED_CHANGE = 0.05
+#: The knob that sets each attack's number of iterations, and whether it has an L∞ budget and a random start.
+ITERATION_KEY = {"pgd": "steps", "cw2": "max_iter", "deepfool": "max_iter"}
+LINF = ("fgsm", "pgd")
+
+
+@dataclass
+class Outcome:
+    """One attack run against one defense, read at its calibrated threshold."""
+    success: torch.Tensor  # per image: the attack fooled the model success is judged on
+    through: torch.Tensor  # per image: fooled it and the detector did not flag it
+    grad_steps: int
+    l2: torch.Tensor
+
+    def rates(self) -> dict[str, Any]:
+        n, k = len(self.success), int(self.success.sum())
+        passed = int(self.through.sum())
+        detection = Rate(k - passed, k)
+        return {"n attacked": n, "n successful": k, "success": Rate(k, n), "detection": detection,
+                "overall": Rate(passed, n), "grad_steps": self.grad_steps,
+                "mean_l2": float(self.l2[self.success].mean()) if k else float("nan")}
+
+
+def run_once(contender, step, x: torch.Tensor, y: torch.Tensor, threshold: float, attack: tuple[str, dict[str, Any]],
+             weight: float | None, *, seed: int = 0, cache=None) -> Outcome:
+    """``step`` (a ``defenses.base.AdaptiveAttack``) with ``attack``'s settings and the defense-aware term at
+    ``weight``; success judged on ``step.success_model`` (default the deployed classifier), detection by the
+    defense's score above ``threshold``."""
+    from decoylab import train
+
+    name, settings = attack
+    extra = step.loss_for(weight) if weight is not None and step.loss_for is not None else None
+    key = step.loss_key_for(weight) if extra is not None and step.loss_key_for is not None else None
+    r = attacks.run(name, step.model, x, y, seed=seed, extra_loss=extra, extra_loss_key=key, cache=cache, **settings)
+    success = train.predict(step.success_model or contender.classifier, r.x_adv).argmax(1) != y.cpu()
+    flagged = torch.zeros_like(success)
+    if success.any():
+        flagged[success] = contender.defense.score(r.x_adv[success]) > threshold
+    return Outcome(success, success & ~flagged, r.grad_steps, r.l2.cpu())
+
+
+def best_of(outcomes: list[Outcome]) -> Outcome:
+    """Per image, the best of several restarts: through the detector if any start got through, else successful
+    if any start succeeded (the attacker can check both itself: it knows the detector)."""
+    success = torch.stack([o.success for o in outcomes]).any(0)
+    through = torch.stack([o.through for o in outcomes]).any(0)
+    l2 = torch.stack([o.l2 for o in outcomes]).min(0).values
+    return Outcome(success, through, sum(o.grad_steps for o in outcomes), l2)
+
+
+def strength_checks(setup, verdicts, attack: tuple[str, dict[str, Any]], fpr: float, *,
+                    step_multipliers=(1, 2, 4), restarts: int = 3, seed: int = 0, cache=None):
+    """For each defense's strongest attacker (``verdicts`` from ``adaptive_verdicts.judge``): the attack at
+    ε = 1 (L∞ attacks), at ``step_multipliers`` times its iterations, and the largest of those with ``restarts``
+    random starts (PGD). Rows of a DataFrame with each rate's n and interval as text."""
+    import pandas as pd
+
+    params.check("step_multipliers", list(step_multipliers), STRENGTH_STEP_MULTIPLIERS)
+    params.check("restarts", restarts, STRENGTH_RESTARTS)
+    name, settings = attack
+    rows = []
+    for v in verdicts:
+        contender = setup.contenders[v.defense]
+        steps = contender.defense.adaptive_attacks(x_shadow=setup.x_fit, y_shadow=setup.y_fit, attack=attack,
+                                                   seed=seed, cache=cache)
+        step = steps[v.level]
+        threshold = metrics.threshold_at_fpr(contender.defense.score(setup.x_cal), fpr)
+
+        def measure(check: str, budget: str, changed: dict[str, Any], n_starts: int = 1) -> dict[str, Any]:
+            run_settings = {**settings, **changed}
+            starts = [run_once(contender, step, setup.x_att, setup.y_att, threshold, (name, run_settings), v.weight,
+                               seed=seed, cache=cache)]
+            for k in range(1, n_starts):  # further starts at random points of the ε-ball
+                starts.append(run_once(contender, step, setup.x_att, setup.y_att, threshold,
+                                       (name, {**run_settings, "random_start": True}), v.weight, seed=seed + k,
+                                       cache=cache))
+            return {"defense": v.defense, "level": v.level, "check": check, "budget": budget, "restarts": n_starts,
+                    **best_of(starts).rates()}
+
+        if name in LINF:
+            unbounded = {"eps": 1.0}
+            if name == "pgd":  # steps long enough to cross the box
+                unbounded["step_size"] = min(1.0, max(settings["step_size"], 2.5 / settings["steps"]))
+            rows.append(measure("unbounded ε", "ε = 1", unbounded))
+        iterations = ITERATION_KEY.get(name)
+        if iterations is not None and iterations in settings:
+            for m in step_multipliers:
+                rows.append(measure("iterations", f"{iterations} {settings[iterations] * m}",
+                                    {iterations: settings[iterations] * m}))
+            if name == "pgd" and restarts > 1:
+                top = settings[iterations] * max(step_multipliers)
+                rows.append(measure("restarts", f"{iterations} {top}", {iterations: top}, n_starts=restarts))
+    return pd.DataFrame(rows)
+
+
+def _converged(a: dict, b: dict) -> bool:
+    for key in ("success", "overall"):
+        ra, rb = a[key], b[key]
+        if abs(ra.value - rb.value) > CONVERGED_CHANGE and (ra.interval[1] < rb.interval[0] or
+                                                            rb.interval[1] < ra.interval[0]):
+            return False
+    return True
+
+
+def strength_lines(checks, fpr_label: str) -> list[str]:
+    """One sentence per defense: does the attack reach ~100 % without a bound, and has it converged?"""
+    if checks is None or len(checks) == 0:
+        return ["No strength check was run (no defense with an adaptive attacker, or an attack without an L∞ "
+                "budget or iterations)."]
+    lines = []
+    for defense in dict.fromkeys(checks["defense"]):
+        part = checks[checks["defense"] == defense]
+        said = []
+        unbounded = part[part["check"] == "unbounded ε"]
+        if len(unbounded):
+            u = unbounded.iloc[0]["success"]
+            state = ("no sign of masked gradients" if u.value >= UNBOUNDED_SUCCESS else
+                     f"below {UNBOUNDED_SUCCESS:g}: gradients may be masked, or the attack is too weak, so a low "
+                     "success elsewhere says little about the defense")
+            said.append(f"at ε = 1 it succeeds on {u.text()} ({state})")
+        iters = part[part["check"] == "iterations"].to_dict("records")
+        if len(iters) >= 2:
+            last, before = iters[-1], iters[-2]
+            state = ("converged: success and get-through within the tolerance or the intervals overlap"
+                     if _converged(before, last) else "still changing: more iterations would change the result")
+            said.append(f"from {before['budget']} to {last['budget']} success goes {before['success'].text()} → "
+                        f"{last['success'].text()} and get-through {before['overall'].text()} → "
+                        f"{last['overall'].text()} ({state})")
+        restarted = part[part["check"] == "restarts"].to_dict("records")
+        if restarted and iters:
+            r = restarted[0]
+            said.append(f"with {r['restarts']} starts get-through is {r['overall'].text()} "
+                        f"(detection at FPR {fpr_label}: {r['detection'].text()})")
+        small = [row for row in iters + restarted if row["n successful"] < MIN_SUCCESSES]
+        if small:
+            said.append(f"{len(small)} of these rows rest on fewer than {MIN_SUCCESSES} successful examples "
+                        "(their detection rates are inconclusive)")
+        level = int(part.iloc[0]["level"])
+        lines.append(f"- **{defense}** (level {level}): " + "; ".join(said) + "." if said else
+                     f"- **{defense}**: no check applies to this attack.")
+    return lines
+
+
+def table(checks):
+    """``checks`` with each rate as text (value [interval] k/n) for display."""
+    shown = checks.copy()
+    for key in ("success", "detection", "overall"):
+        shown[key] = [r.text() for r in shown[key]]
+    return shown
+
+
+def record(checks, attack_label: str) -> None:
+    """The strength checks as named results (``adaptive.<defense>.strength.<check>.<budget>``)."""
+    from decoylab import results
+
+    for row in checks.to_dict("records"):
+        budget = row["budget"].replace(" ", "").replace("=", "").replace("ε", "eps")
+        key = f"adaptive.{row['defense']}.strength.{row['check'].replace(' ', '_').replace('ε', 'eps')}.{budget}"
+        for what in ("success", "overall"):
+            rate = row[what]
+            results.record(f"{key}.{what}", rate.value, n=rate.n, interval=list(rate.interval),
+                           note=f"level {row['level']}, {attack_label}, {row['restarts']} start(s); the kit's own "
+                                "check that the adaptive attack is strong (Carlini et al. 2019)")
+
+
+def revised(verdicts, checks):
+    """The verdicts with "holds" and "not weakened" made inconclusive where the strength checks do not back
+    them: the attack at ε = 1 stays below ``UNBOUNDED_SUCCESS`` (masked gradients or a weak attack), or its
+    last two iteration budgets still differ (not converged). Carlini et al. 2019 §4: a defense holds only
+    against an attack shown to be strong."""
+    from dataclasses import replace
+
+    out = []
+    for v in verdicts:
+        part = checks[checks["defense"] == v.defense] if len(checks) else checks
+        doubts = []
+        unbounded = part[part["check"] == "unbounded ε"] if len(part) else part
+        if len(unbounded) and unbounded.iloc[0]["success"].value < UNBOUNDED_SUCCESS:
+            doubts.append(f"the attack at ε = 1 succeeds on only {unbounded.iloc[0]['success'].text()}")
+        iters = part[part["check"] == "iterations"].to_dict("records") if len(part) else []
+        if len(iters) >= 2 and not _converged(iters[-2], iters[-1]):
+            doubts.append(f"the attack has not converged ({iters[-2]['budget']} → {iters[-1]['budget']})")
+        if v.verdict in ("holds", "not weakened") and doubts:
+            v = replace(v, verdict="inconclusive", reason=f"{v.verdict} at the section's budget, but " +
+                        " and ".join(doubts) + " (section 4c)")
+        out.append(v)
+    return out

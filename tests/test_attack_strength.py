@@ -1,0 +1,120 @@
+"""The checks that an adaptive attack is strong (notebook 90, section 4c): an unbounded budget reaches ~100 % on an
+honest model and not on one whose gradients are masked; more iterations and restarts never do worse; the rendered
+sentence says which."""
+from types import SimpleNamespace
+
+import torch
+from torch import nn
+
+from decoylab.defenses.base import AdaptiveAttack
+from decoylab.experiments import attack_strength as strength
+from decoylab.experiments.adaptive_verdicts import Rate
+
+N = 60
+
+
+class _Linear(nn.Module):
+    def __init__(self, mask_gradients: bool = False):
+        super().__init__()
+        torch.manual_seed(0)
+        self.layer = nn.Linear(16, 3)
+        self.mask_gradients = mask_gradients
+
+    def forward(self, x):
+        x = x.flatten(1)
+        if self.mask_gradients:  # a masked gradient (as rounding the input would): none flows back to x
+            x = x.detach() + 0 * x
+        return self.layer(x)
+
+
+class _NeverFlags:
+    """A detector whose score is the same on every input: it flags nothing beyond its false-positive rate."""
+
+    def score(self, x):
+        return torch.zeros(len(x))
+
+    def adaptive_attacks(self, **_):
+        return [AdaptiveAttack("oblivious", self.model)]
+
+
+def _setup(model):
+    torch.manual_seed(1)
+    x = torch.rand(N, 1, 4, 4)
+    y = model(x).argmax(1).detach()
+    defense = _NeverFlags()
+    defense.model = model
+    contender = SimpleNamespace(name="toy", classifier=model, defense=defense)
+    return SimpleNamespace(contenders={"toy": contender}, x_fit=x, y_fit=y, x_cal=x, x_att=x, y_att=y)
+
+
+def _verdict():
+    return [SimpleNamespace(defense="toy", level=0, weight=None)]
+
+
+PGD = ("pgd", {"eps": 0.2, "step_size": 0.05, "steps": 2, "random_start": False})  # 2 steps cannot reach ε
+
+
+def test_an_unbounded_attack_reaches_every_image_of_an_honest_model_and_more_steps_never_hurt():
+    checks = strength.strength_checks(_setup(_Linear()), _verdict(), PGD, 0.05, step_multipliers=(1, 4),
+                                      restarts=2)
+    assert list(checks["check"]) == ["unbounded ε", "iterations", "iterations", "restarts"]
+    unbounded = checks.iloc[0]["success"]
+    assert unbounded.value >= strength.UNBOUNDED_SUCCESS and unbounded.n == N
+    few, many, restarted = (checks.iloc[i]["success"].value for i in (1, 2, 3))
+    assert many > few + 0.2 and restarted >= many  # 2 steps of 0.05 cover half of ε; 8 reach it
+    line = "\n".join(strength.strength_lines(checks, "0.05"))
+    assert "no sign of masked gradients" in line
+    assert "from steps 2 to steps 8" in line and "still changing" in line
+
+
+def test_masked_gradients_are_named_when_the_unbounded_attack_fails():
+    checks = strength.strength_checks(_setup(_Linear(mask_gradients=True)), _verdict(), PGD, 0.05,
+                                      step_multipliers=(1, 2), restarts=1)
+    assert checks.iloc[0]["success"].value < strength.UNBOUNDED_SUCCESS
+    assert "gradients may be masked" in strength.strength_lines(checks, "0.05")[0]
+
+
+def test_the_best_of_several_starts_keeps_an_image_that_got_through_in_any_start():
+    one = strength.Outcome(torch.tensor([True, True, False]), torch.tensor([False, True, False]), 10,
+                           torch.tensor([1.0, 2.0, 0.0]))
+    two = strength.Outcome(torch.tensor([True, False, True]), torch.tensor([True, False, False]), 10,
+                           torch.tensor([3.0, 0.0, 1.0]))
+    best = strength.best_of([one, two])
+    assert best.success.tolist() == [True, True, True] and best.through.tolist() == [True, True, False]
+    assert best.grad_steps == 20
+    rates = best.rates()
+    assert rates["overall"] == Rate(2, 3) and rates["detection"] == Rate(1, 3)
+
+
+def test_convergence_is_judged_on_both_success_and_get_through():
+    row = lambda k, through: {"success": Rate(k, 200), "overall": Rate(through, 200)}  # noqa: E731
+    assert strength._converged(row(150, 20), row(152, 22))
+    assert not strength._converged(row(100, 20), row(180, 22))  # success still rising
+    assert not strength._converged(row(150, 20), row(152, 90))  # more get past the detector with more steps
+
+
+def test_a_defense_does_not_hold_against_an_attack_that_masks_or_has_not_converged():
+    import pandas as pd
+
+    from decoylab.experiments import adaptive_verdicts as av
+
+    def verdict(name, said):
+        r = Rate(1, 200)
+        return av.DefenseVerdict(name, said, "rule", 1, "knows", r, r, r, r, Rate(199, 200))
+
+    rows = [{"defense": "masked", "check": "unbounded ε", "budget": "ε = 1", "success": Rate(40, 200),
+             "overall": Rate(1, 200)},
+            {"defense": "rising", "check": "unbounded ε", "budget": "ε = 1", "success": Rate(200, 200),
+             "overall": Rate(1, 200)},
+            {"defense": "rising", "check": "iterations", "budget": "steps 20", "success": Rate(20, 200),
+             "overall": Rate(1, 200)},
+            {"defense": "rising", "check": "iterations", "budget": "steps 40", "success": Rate(120, 200),
+             "overall": Rate(60, 200)},
+            {"defense": "fine", "check": "unbounded ε", "budget": "ε = 1", "success": Rate(200, 200),
+             "overall": Rate(1, 200)}]
+    given = [verdict("masked", "holds"), verdict("rising", "not weakened"), verdict("fine", "holds"),
+             verdict("weak", "weakened")]
+    after = {v.defense: v for v in strength.revised(given, pd.DataFrame(rows))}
+    assert after["masked"].verdict == "inconclusive" and "ε = 1" in after["masked"].reason
+    assert after["rising"].verdict == "inconclusive" and "not converged" in after["rising"].reason
+    assert after["fine"].verdict == "holds" and after["weak"].verdict == "weakened"
