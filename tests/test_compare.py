@@ -226,3 +226,18 @@ def test_retrain_button_says_when_the_result_is_stale_and_is_disabled_while_trai
     assert button.description == "retrain (N, ε changed)"
     control.run(lambda: None)
     assert button.description == "retrain (cached)" and button.button_style == "primary"
+
+
+def test_a_honeymodel_detector_without_successful_examples_is_a_clear_error():
+    """Found on the paper preset's MNIST stand-ins (notebook 41's overlay): when the attacks succeed on too few
+    detector-fit images, the HoneyModel's detector is not trained and calibration failed later with "call
+    fit_detector before score"; the error now says what happened and what to change."""
+    from types import SimpleNamespace
+
+    from decoylab.experiments.compare import _fit_honeymodel_detector
+
+    unfitted = SimpleNamespace(detector=None, fit_detector=lambda *a, **k: None)
+    x = torch.zeros(40, 1, 8, 8)
+    adversarial = {"pgd": (x, torch.zeros(40, dtype=torch.bool)), "cw2": (x, torch.tensor([True] + [False] * 39))}
+    with pytest.raises(RuntimeError, match=r"40 detector-fit images the attacks succeeded on pgd 0, cw2 1.*N_DETECTOR_FIT"):
+        _fit_honeymodel_detector(unfitted, x, adversarial, seed=0)

@@ -17,6 +17,7 @@ from torch import nn
 
 from decoylab import attacks, claims, params, results
 from decoylab.defenses.base import Defense
+from decoylab.experiments.comparison_splits import comparison_splits, correct_everywhere  # noqa: F401 (public here)
 from decoylab.specs import compare as compare_specs
 from decoylab.specs.common import FPR
 
@@ -146,6 +147,12 @@ def _feature_squeezing(ctx: BuildContext) -> Built:
 
 def _fit_honeymodel_detector(defense, x_clean: torch.Tensor, adversarial: dict, seed: int) -> None:
     defense.fit_detector(x_clean, adversarial, seed=seed)
+    if defense.detector is None:  # no successful example on one side of its 80/20 split: nothing to learn from
+        counts = ", ".join(f"{name} {int(success.sum())}" for name, (_, success) in adversarial.items())
+        raise RuntimeError(f"HoneyModels' detector could not be trained: of the {len(x_clean)} detector-fit images "
+                           f"the attacks succeeded on {counts}, too few for both parts of its 80/20 split. Raise "
+                           "N_DETECTOR_FIT or the attack budgets (PGD_STEPS, CW_MAX_ITER), or leave honeymodels out "
+                           "of DEFENSES")
 
 
 def _honeymodels(ctx: BuildContext) -> Built:
@@ -227,19 +234,6 @@ def _build_contenders(names, train_set, *, model_name, train_config, seed, cache
     return out
 
 
-def comparison_splits(num_test: int, *, n_calibration: int, n_detector_fit: int, n_attack: int,
-                      seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Three disjoint, seeded index sets of the test split: calibration (thresholds), detector-fit
-    (HoneyModels' detector and the adaptive attacker's own data) and the attack pool (everything
-    else, from which the attacked images are drawn)."""
-    needed = n_calibration + n_detector_fit + n_attack
-    if needed > num_test:
-        raise ValueError(f"n_calibration + n_detector_fit + n_attack = {needed} but the test split has only "
-                         f"{num_test} images; lower N_CALIBRATION, N_DETECTOR_FIT or N_ATTACK")
-    order = torch.randperm(num_test, generator=torch.Generator().manual_seed(seed))
-    return order[:n_calibration], order[n_calibration:n_calibration + n_detector_fit], order[n_calibration + n_detector_fit:]
-
-
 def calibrate_and_prepare(contenders: dict[str, Contender], x_cal: torch.Tensor, x_fit: torch.Tensor,
                           y_fit: torch.Tensor, specs: AttackSpecs, fpr: float, *, seed: int = 0, cache=None) -> None:
     """Each detector (and its control) on its own splits: a detector that learns from adversarial examples
@@ -252,21 +246,6 @@ def calibrate_and_prepare(contenders: dict[str, Contender], x_cal: torch.Tensor,
                 adv = attack_sets(d.attacked_model, x_fit, y_fit, specs, seed=seed, cache=cache)
                 c.detector_fit(d, x_fit, {label: (r.x_adv, r.success) for label, r in adv.items()}, seed)
             d.calibrate(x_cal, fpr)
-
-
-def correct_everywhere(contenders: dict[str, Contender], x: torch.Tensor, y: torch.Tensor,
-                       minimum: int = 10) -> torch.Tensor:
-    """Mask of the images every contender's classifier gets right (the attacked images are drawn from
-    them, so a success rate means the same thing for every defense); a clear error below ``minimum``."""
-    from decoylab import train
-
-    correct = {name: train.predict(c.classifier, x).argmax(1) == y for name, c in contenders.items()}
-    everywhere = torch.stack(list(correct.values())).all(0)
-    if int(everywhere.sum()) < minimum:
-        raise RuntimeError(f"fewer than {minimum} pool images are classified correctly by every contender; pool "
-                           "accuracy: " + ", ".join(f"{n} {float(v.float().mean()):.2f}" for n, v in correct.items())
-                           + ". Train longer (EPOCHS, N_TRAIN) or leave the weakest defense out of DEFENSES.")
-    return everywhere
 
 
 def component_for(shape: tuple[int, ...], preferred: str, dataset: str) -> str:
