@@ -14,8 +14,9 @@ def _images(n: int, shape: tuple[int, ...], seed: int) -> tuple[np.ndarray, np.n
     labels = np.arange(n) % 10
     x = rng.integers(0, 60, (n, *shape), dtype=np.uint8)
     x[..., :4, :] = (labels * 25).reshape((-1,) + (1,) * len(shape))  # a class-coded band
-    for label in range(10):  # and a bright stripe at a class-coded height: a tiny net learns it in an epoch or two
-        x[labels == label, ..., 4 + 2 * label:6 + 2 * label, :] = 255
+    for label in range(10):  # a stripe at a class-coded height: a tiny net learns it in an epoch or two, and an
+        # L∞ attack can still cover its 30 levels above the noise (at 255 PGD ε 0.3 succeeded on none)
+        x[labels == label, ..., 4 + 2 * label:6 + 2 * label, :] = 90
     return x, labels
 
 

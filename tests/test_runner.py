@@ -394,3 +394,20 @@ def test_the_runner_log_carries_no_third_party_info_lines(kit, capsys):
     assert cli_main(["run", "--preset", "tiny", "--notebooks", "01_good", *folders]) == 0
     out = capsys.readouterr().out
     assert "Input Notebook" not in out and "Output Notebook" not in out  # papermill's INFO lines stay out
+
+
+def test_a_kernel_that_dies_mid_run_is_reported_at_the_cell_it_was_running(tmp_path):
+    """A kernel killed in section 1 was reported "FAILED at startup"; papermill's marks say which cell it ran."""
+    from decoylab.tools.execution import running_cell
+
+    def cell(kind, state):
+        return {"cell_type": kind, "metadata": {"papermill": {"status": state}}, "source": ""}
+
+    executed = tmp_path / ".nb.running.ipynb"
+    executed.write_text(json.dumps({"cells": [cell("markdown", "completed"), cell("code", "completed"),
+                                              cell("code", "completed"), cell("markdown", "completed"),
+                                              cell("code", "running"), cell("code", "pending")]}))
+    assert running_cell(executed) == 3
+    executed.write_text(json.dumps({"cells": [cell("code", "pending")]}))
+    assert running_cell(executed) is None  # died before its first cell: at startup
+    assert running_cell(tmp_path / "missing.ipynb") is None

@@ -21,11 +21,12 @@ from decoylab import attacks, metrics, params
 from decoylab.experiments.adaptive_verdicts import MIN_SUCCESSES, Rate
 from decoylab.specs.compare import STRENGTH_RESTARTS, STRENGTH_STEP_MULTIPLIERS
 
-#: Above this success at ε = 1 the attack shows no sign of masked gradients (Carlini et al. 2019, §5.2: "an
-#: unbounded attack should reach 100 %").
+#: At ε = 1 the attack must fool the model and get past the detector on at least this share of the images
+#: (Carlini et al. 2019, §5.2: "an unbounded attack should reach 100 %"); below it, gradients are masked or the
+#: attack does not handle the detector, and a low get-through at the real budget says little.
 UNBOUNDED_SUCCESS = 0.9
-#: Two successive budgets whose success and get-through rates differ by at most this much, or whose intervals
-#: overlap, count as converged.
+#: Two successive iteration budgets whose success and get-through each differ by at most this much count as
+#: converged; a larger change, even inside overlapping intervals, is "not shown to have converged".
 CONVERGED_CHANGE = 0.05
 #: The knob that sets each attack's number of iterations, and whether it has an L∞ budget and a random start.
 ITERATION_KEY = {"pgd": "steps", "cw2": "max_iter", "deepfool": "max_iter"}
@@ -68,12 +69,16 @@ def run_once(contender, step, x: torch.Tensor, y: torch.Tensor, threshold: float
 
 
 def best_of(outcomes: list[Outcome]) -> Outcome:
-    """Per image, the best of several restarts: through the detector if any start got through, else successful
-    if any start succeeded (the attacker can check both itself: it knows the detector)."""
-    success = torch.stack([o.success for o in outcomes]).any(0)
-    through = torch.stack([o.through for o in outcomes]).any(0)
-    l2 = torch.stack([o.l2 for o in outcomes]).min(0).values
-    return Outcome(success, through, sum(o.grad_steps for o in outcomes), l2)
+    """Per image, the best of several restarts: the first start that got through the detector, else the first
+    that succeeded, else the first (the attacker can check both itself: it knows the detector); its L2 is that
+    start's."""
+    through = torch.stack([o.through for o in outcomes])
+    success = torch.stack([o.success for o in outcomes])
+    rank = through.float() * 2 + success.float()  # 2-3: got through, 1: succeeded, 0: failed
+    chosen = rank.argmax(0)  # argmax returns the first of equal ranks
+    pick = lambda stacked: stacked.gather(0, chosen.unsqueeze(0)).squeeze(0)  # noqa: E731
+    return Outcome(pick(success), pick(through), sum(o.grad_steps for o in outcomes),
+                   pick(torch.stack([o.l2 for o in outcomes])))
 
 
 def strength_checks(setup, verdicts, attack: tuple[str, dict[str, Any]], fpr: float, *,
@@ -85,7 +90,9 @@ def strength_checks(setup, verdicts, attack: tuple[str, dict[str, Any]], fpr: fl
 
     params.check("step_multipliers", list(step_multipliers), STRENGTH_STEP_MULTIPLIERS)
     params.check("restarts", restarts, STRENGTH_RESTARTS)
+    step_multipliers = sorted(set(step_multipliers))
     name, settings = attack
+    settings = attacks.checked_settings(name, **settings)  # with the attack's defaults (DeepFool's max_iter)
     rows = []
     for v in verdicts:
         contender = setup.contenders[v.defense]
@@ -98,7 +105,7 @@ def strength_checks(setup, verdicts, attack: tuple[str, dict[str, Any]], fpr: fl
             run_settings = {**settings, **changed}
             starts = [run_once(contender, step, setup.x_att, setup.y_att, threshold, (name, run_settings), v.weight,
                                seed=seed, cache=cache)]
-            for k in range(1, n_starts):  # further starts at random points of the ε-ball
+            for k in range(1, n_starts):  # further starts at random points of the ε-ball (the first is the attack's own)
                 starts.append(run_once(contender, step, setup.x_att, setup.y_att, threshold,
                                        (name, {**run_settings, "random_start": True}), v.weight, seed=seed + k,
                                        cache=cache))
@@ -122,12 +129,7 @@ def strength_checks(setup, verdicts, attack: tuple[str, dict[str, Any]], fpr: fl
 
 
 def _converged(a: dict, b: dict) -> bool:
-    for key in ("success", "overall"):
-        ra, rb = a[key], b[key]
-        if abs(ra.value - rb.value) > CONVERGED_CHANGE and (ra.interval[1] < rb.interval[0] or
-                                                            rb.interval[1] < ra.interval[0]):
-            return False
-    return True
+    return all(abs(a[key].value - b[key].value) <= CONVERGED_CHANGE for key in ("success", "overall"))
 
 
 def strength_lines(checks, fpr_label: str) -> list[str]:
@@ -141,24 +143,31 @@ def strength_lines(checks, fpr_label: str) -> list[str]:
         said = []
         unbounded = part[part["check"] == "unbounded ε"]
         if len(unbounded):
-            u = unbounded.iloc[0]["success"]
-            state = ("no sign of masked gradients" if u.value >= UNBOUNDED_SUCCESS else
-                     f"below {UNBOUNDED_SUCCESS:g}: gradients may be masked, or the attack is too weak, so a low "
-                     "success elsewhere says little about the defense")
-            said.append(f"at ε = 1 it succeeds on {u.text()} ({state})")
+            u, through = unbounded.iloc[0]["success"], unbounded.iloc[0]["overall"]
+            if u.value < UNBOUNDED_SUCCESS:
+                state = (f"success below {UNBOUNDED_SUCCESS:g}: gradients may be masked, or the attack is too weak, "
+                         "so a low success elsewhere says little about the defense")
+            elif through.value < UNBOUNDED_SUCCESS:
+                state = (f"the model is fooled, but fewer than {UNBOUNDED_SUCCESS:g} get past the detector even "
+                         "with the whole box: the attack does not handle the detector")
+            else:
+                state = "no sign of masked gradients"
+            said.append(f"at ε = 1 it succeeds on {u.text()} and gets past the detector on {through.text()} ({state})")
         iters = part[part["check"] == "iterations"].to_dict("records")
         if len(iters) >= 2:
             last, before = iters[-1], iters[-2]
-            state = ("converged: success and get-through within the tolerance or the intervals overlap"
-                     if _converged(before, last) else "still changing: more iterations would change the result")
+            state = (f"converged: success and get-through each moved by at most {CONVERGED_CHANGE:g}"
+                     if _converged(before, last) else
+                     f"not shown to have converged: a change above {CONVERGED_CHANGE:g}")
             said.append(f"from {before['budget']} to {last['budget']} success goes {before['success'].text()} → "
                         f"{last['success'].text()} and get-through {before['overall'].text()} → "
                         f"{last['overall'].text()} ({state})")
         restarted = part[part["check"] == "restarts"].to_dict("records")
         if restarted and iters:
             r = restarted[0]
+            thin = " (inconclusive: fewer than 30 successful examples)" if r["n successful"] < MIN_SUCCESSES else ""
             said.append(f"with {r['restarts']} starts get-through is {r['overall'].text()} "
-                        f"(detection at FPR {fpr_label}: {r['detection'].text()})")
+                        f"(detection at FPR {fpr_label}: {r['detection'].text()}{thin})")
         small = [row for row in iters + restarted if row["n successful"] < MIN_SUCCESSES]
         if small:
             said.append(f"{len(small)} of these rows rest on fewer than {MIN_SUCCESSES} successful examples "
@@ -192,23 +201,56 @@ def record(checks, attack_label: str) -> None:
 
 
 def revised(verdicts, checks):
-    """The verdicts with "holds" and "not weakened" made inconclusive where the strength checks do not back
-    them: the attack at ε = 1 stays below ``UNBOUNDED_SUCCESS`` (masked gradients or a weak attack), or its
-    last two iteration budgets still differ (not converged). Carlini et al. 2019 §4: a defense holds only
-    against an attack shown to be strong."""
+    """The verdicts as the strength checks leave them (Carlini et al. 2019 §4: a defense holds only against an
+    attack shown to be strong):
+
+    - a stronger run (more iterations, restarts) that gets more through than the verdict's level re-decides
+      "holds" and "not weakened": *weakened* when its get-through interval lies above the oblivious attacker's,
+      otherwise *inconclusive* for a "holds" that no longer holds;
+    - a remaining "holds" or "not weakened" is *inconclusive* unless the strength was shown: at ε = 1 (L∞
+      attacks) success and get-through reach ``UNBOUNDED_SUCCESS``, at least two iteration budgets were run
+      (attacks with iterations) and the last two agree within ``CONVERGED_CHANGE``.
+
+    "weakened" and "broken" stand: a stronger attack can only get more through."""
     from dataclasses import replace
+
+    from decoylab.experiments.adaptive_verdicts import HOLDS_OVERALL
 
     out = []
     for v in verdicts:
+        if v.verdict not in ("holds", "not weakened"):
+            out.append(v)
+            continue
         part = checks[checks["defense"] == v.defense] if len(checks) else checks
+        rows = {kind: (part[part["check"] == kind].to_dict("records") if len(part) else [])
+                for kind in ("unbounded ε", "iterations", "restarts")}
+        stronger = rows["iterations"] + rows["restarts"]
+        if stronger:
+            best = max(stronger, key=lambda r: r["overall"].value)
+            through = best["overall"]
+            if through.interval[0] > v.oblivious_overall.interval[1]:
+                out.append(replace(v, verdict="weakened", overall=through, reason=(
+                    f"{v.verdict} at the section's budget, but with {best['budget']} and {best['restarts']} "
+                    f"start(s) {through.text()} get through, above the oblivious attacker (section 4c)")))
+                continue
+            if v.verdict == "holds" and through.interval[1] > HOLDS_OVERALL:
+                out.append(replace(v, verdict="inconclusive", reason=(
+                    f"holds at the section's budget, but with {best['budget']} and {best['restarts']} start(s) "
+                    f"{through.text()} get through, more than {HOLDS_OVERALL:g} within the interval (section 4c)")))
+                continue
         doubts = []
-        unbounded = part[part["check"] == "unbounded ε"] if len(part) else part
-        if len(unbounded) and unbounded.iloc[0]["success"].value < UNBOUNDED_SUCCESS:
-            doubts.append(f"the attack at ε = 1 succeeds on only {unbounded.iloc[0]['success'].text()}")
-        iters = part[part["check"] == "iterations"].to_dict("records") if len(part) else []
-        if len(iters) >= 2 and not _converged(iters[-2], iters[-1]):
-            doubts.append(f"the attack has not converged ({iters[-2]['budget']} → {iters[-1]['budget']})")
-        if v.verdict in ("holds", "not weakened") and doubts:
+        if rows["unbounded ε"]:
+            u = rows["unbounded ε"][0]
+            if min(u["success"].value, u["overall"].value) < UNBOUNDED_SUCCESS:
+                doubts.append(f"at ε = 1 the attack succeeds on {u['success'].text()} and gets past the detector on "
+                              f"{u['overall'].text()} (needed: {UNBOUNDED_SUCCESS:g})")
+        iters = rows["iterations"]
+        if len(iters) < 2:
+            doubts.append("the attack's convergence was not checked (fewer than two iteration budgets, or an "
+                          "attack without iterations)")
+        elif not _converged(iters[-2], iters[-1]):
+            doubts.append(f"the attack is not shown to have converged ({iters[-2]['budget']} → {iters[-1]['budget']})")
+        if doubts:
             v = replace(v, verdict="inconclusive", reason=f"{v.verdict} at the section's budget, but " +
                         " and ".join(doubts) + " (section 4c)")
         out.append(v)

@@ -51,17 +51,17 @@ def record(comparison, dataset: str, fpr_label: str, note: str = "") -> list[cla
         claim = claim_for(defense, attack, dataset, fpr_label)
         k, k_control = int(row["n successful"]), int(row["control n successful"])
         tpr, control_tpr = row.get(f"TPR @ {fpr_label}"), row.get(f"control TPR @ {fpr_label}")
-        measured = claims.proportion(_count(tpr, k), k, n_successful=k) if k else claims.not_measured(
-            "no successful example on the defended model", n_successful=0)
+        has_defense, has_control = k > 0 and tpr == tpr, k_control > 0 and control_tpr == control_tpr  # NaN: none
+        measured = claims.proportion(_count(tpr, k), k, n_successful=k) if has_defense else claims.not_measured(
+            "no detection rate on the defended model", n_successful=k)
         control = claims.proportion(_count(control_tpr, k_control), k_control, n_successful=k_control) \
-            if k_control and control_tpr == control_tpr else claims.not_measured(
-                "no successful example on the control", n_successful=0)
+            if has_control else claims.not_measured("no detection rate on the control", n_successful=k_control)
         m = claims.difference(measured, control, labels=(f"{defense} flags", "control flags"),
                               note="; ".join(filter(None, [note, "evidence: the fewer of the two sets of successful "
                                                                   "examples"])))
         undecided = None
-        if not k or not k_control:
-            undecided = (f"not measured: {'the defended model' if not k else 'the control'} has no successful "
-                         f"{attack} example")
+        if not (has_defense and has_control):
+            undecided = (f"not measured: {'the defended model' if not has_defense else 'the control'} has no "
+                         f"detection rate for {attack} (no successful example, or no detector)")
         verdicts.append(results.record_claim(claim, m, undecided=undecided))
     return verdicts

@@ -22,7 +22,8 @@ ATTACK_LIST = list_of(choice(ATTACKS))
 ADAPTIVE_EPS = number(0.0, 1.0, low_open=True, optional=True)
 ADAPTIVE_WEIGHTS = list_of(RATE)
 #: Section 4c's checks that the adaptive attack is strong: multiples of its iterations, and PGD's random starts.
-STRENGTH_STEP_MULTIPLIERS = list_of(integer(1, 64))
+STRENGTH_STEP_MULTIPLIERS = list_of(integer(1, 64), extra=lambda v: len(set(v)) >= 2,
+                                    extra_allowed="with at least two different multiples (convergence compares them)")
 STRENGTH_RESTARTS = integer(1, 20)
 
 #: The defenses' own settings in the comparison (same names in notebooks 41 and 90).

@@ -58,6 +58,23 @@ def _git_commit() -> str | None:
     return (commit + ("-dirty" if dirty else "")) or None
 
 
+def running_cell(executed: Path) -> int | None:
+    """The execution count of the cell a dead kernel was running, from papermill's marks in the notebook it was
+    writing (None if it had not reached a cell: the kernel died at startup)."""
+    try:
+        cells = json.loads(executed.read_text()).get("cells", [])
+    except (OSError, ValueError):
+        return None
+    count = 0
+    for cell in cells:
+        state = cell.get("metadata", {}).get("papermill", {}).get("status")
+        if cell.get("cell_type") == "code" and state in ("completed", "running"):
+            count += 1
+            if state == "running":
+                return count
+    return None
+
+
 def execute(task: Task, preset: str, env: dict[str, Any]) -> dict[str, Any]:
     """Execute one notebook (in a worker process) and write its ``results.json`` atomically."""
     import papermill
@@ -86,7 +103,7 @@ def execute(task: Task, preset: str, env: dict[str, Any]) -> dict[str, Any]:
         error = {"cell": err.exec_count, "ename": err.ename, "evalue": err.evalue}
     except Exception as err:  # kernel died, notebook unreadable, ...: still report, never crash the run
         status = "failed"
-        error = {"cell": None, "ename": type(err).__name__, "evalue": str(err)}
+        error = {"cell": running_cell(running), "ename": type(err).__name__, "evalue": str(err)}
     seconds = time.perf_counter() - start
     if running.exists():  # replace the previous executed notebook only once this one is complete
         os.replace(running, task.out_dir / f"{task.name}.ipynb")
