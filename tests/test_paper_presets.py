@@ -93,4 +93,5 @@ def test_paper_preset_notebook_runs_on_stand_in_files(preset, notebook, stand_in
                       params_dir=tmp_path / "params", runs_dir=tmp_path / "runs", log=lines.append)
     assert code == 0, "\n".join(lines)
     doc = json.loads((tmp_path / "runs" / preset / notebook / "results.json").read_text())
-    assert doc["status"] == "ok" and doc["results"], f"{preset}/{notebook} recorded nothing"
+    # a notebook records numbers, claim verdicts or both (notebook 12 on stand-ins whose attacks all fail: claims)
+    assert doc["status"] == "ok" and (doc["results"] or doc["claims"]), f"{preset}/{notebook} recorded nothing"
