@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from decoylab import attacks, metrics, params
+from decoylab.experiments import detection
 from decoylab.experiments.adaptive_verdicts import MIN_SUCCESSES, Rate
 from decoylab.specs.compare import STRENGTH_RESTARTS, STRENGTH_STEP_MULTIPLIERS
 
@@ -52,19 +53,10 @@ class Outcome:
 
 def run_once(contender, step, x: torch.Tensor, y: torch.Tensor, threshold: float, attack: tuple[str, dict[str, Any]],
              weight: float | None, *, seed: int = 0, cache=None) -> Outcome:
-    """``step`` (a ``defenses.base.AdaptiveAttack``) with ``attack``'s settings and the defense-aware term at
-    ``weight``; success judged on ``step.success_model`` (default the deployed classifier), detection by the
-    defense's score above ``threshold``."""
-    from decoylab import train
-
-    name, settings = attack
-    extra = step.loss_for(weight) if weight is not None and step.loss_for is not None else None
-    key = step.loss_key_for(weight) if extra is not None and step.loss_key_for is not None else None
-    r = attacks.run(name, step.model, x, y, seed=seed, extra_loss=extra, extra_loss_key=key, cache=cache, **settings)
-    success = train.predict(step.success_model or contender.classifier, r.x_adv).argmax(1) != y.cpu()
+    """``detection.adaptive_run`` read at the defense's ``threshold``: what succeeded and what got through."""
+    r, success, scores = detection.adaptive_run(contender, step, x, y, attack, weight, seed=seed, cache=cache)
     flagged = torch.zeros_like(success)
-    if success.any():
-        flagged[success] = contender.defense.score(r.x_adv[success]) > threshold
+    flagged[success] = scores > threshold
     return Outcome(success, success & ~flagged, r.grad_steps, r.l2.cpu())
 
 

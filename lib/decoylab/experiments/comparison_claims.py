@@ -13,6 +13,7 @@ claims are the kit's own reading of each paper's statement (no paper measures th
 from __future__ import annotations
 
 from decoylab import claims, results
+from decoylab.experiments.adaptive_verdicts import _count
 
 #: What each defense's paper states, and where (the statement each comparison claim re-checks).
 PAPER_STATEMENTS = {
@@ -35,10 +36,6 @@ def claim_for(defense: str, attack: str, dataset: str, fpr_label: str) -> claims
         f"On the comparison's common network, {statement} ({attack}, FPR {fpr_label}) more often than its control "
         "(the same pipeline without the secret) flags the examples crafted on the control: detection caused by the "
         "secret.", claims.GreaterThan("control"), None, min_successes=claims.DETECTION_MIN_SUCCESSES)
-
-
-def _count(rate: float, n: int) -> int:
-    return 0 if n == 0 or rate != rate else int(round(rate * n))
 
 
 def record(comparison, dataset: str, fpr_label: str, note: str = "") -> list[claims.Verdict]:

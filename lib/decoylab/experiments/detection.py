@@ -150,31 +150,40 @@ def security_curve(contender: Contender, x: torch.Tensor, y: torch.Tensor, x_cal
     return _curve(contender, steps, x, y, x_calibration, fpr, attack=attack, weights=weights, seed=seed, cache=cache)
 
 
-def _curve(contender: Contender, steps: list[AdaptiveAttack], x, y, x_calibration, fpr, *, attack, weights, seed,
-           cache, more_fprs=()) -> list[dict[str, Any]]:
+def adaptive_run(contender: Contender, step: AdaptiveAttack, x: torch.Tensor, y: torch.Tensor,
+                 attack: tuple[str, dict[str, Any]], weight: float | None, *, seed: int = 0, cache=None):
+    """One adaptive attack: ``step`` with ``attack``'s settings and its defense-aware term at ``weight`` (None: no
+    term). Returns the engine's result, success per image (judged on ``step.success_model``, default the deployed
+    classifier) and the defense's scores of the successful examples."""
     from decoylab import train
 
+    name, settings = attack
+    extra = step.loss_for(weight) if weight is not None and step.loss_for is not None else None
+    key = step.loss_key_for(weight) if extra is not None and step.loss_key_for is not None else None
+    r = attacks.run(name, step.model, x, y, seed=seed, extra_loss=extra, extra_loss_key=key, cache=cache, **settings)
+    success = train.predict(step.success_model or contender.classifier, r.x_adv).argmax(1) != y.cpu()
+    scores = contender.defense.score(r.x_adv[success]) if success.any() else torch.zeros(0)
+    return r, success, scores
+
+
+def _curve(contender: Contender, steps: list[AdaptiveAttack], x, y, x_calibration, fpr, *, attack, weights, seed,
+           cache, more_fprs=()) -> list[dict[str, Any]]:
     d = contender.defense
     clean_scores = d.score(x_calibration)
     threshold = metrics.threshold_at_fpr(clean_scores, fpr)
     more = {f"{f:g}": metrics.threshold_at_fpr(clean_scores, f) for f in more_fprs}
-    name, settings = attack
     rows = []
     for level, step in enumerate(steps):
         tried, spent = [], 0
         for weight in (weights if step.loss_for is not None else [None]):
-            extra = step.loss_for(weight) if weight is not None else None
-            key = step.loss_key_for(weight) if weight is not None and step.loss_key_for is not None else None
-            r = attacks.run(name, step.model, x, y, seed=seed, extra_loss=extra, extra_loss_key=key, cache=cache,
-                            **settings)
+            r, success, scores = adaptive_run(contender, step, x, y, attack, weight, seed=seed, cache=cache)
             spent += r.grad_steps
-            success = train.predict(step.success_model or contender.classifier, r.x_adv).argmax(1) != y.cpu()
-            flagged = d.score(r.x_adv[success]) > threshold if success.any() else torch.zeros(0, dtype=torch.bool)
+            flagged = scores > threshold
             detection = float(flagged.float().mean()) if len(flagged) else float("nan")
             rate = float(success.float().mean())
             overall = rate * (1 - (detection if detection == detection else 0.0))
-            at_more = {f"detection @ {key}": (float((d.score(r.x_adv[success]) > t).float().mean())
-                                              if success.any() else float("nan")) for key, t in more.items()}
+            at_more = {f"detection @ {key}": float((scores > t).float().mean()) if len(scores) else float("nan")
+                       for key, t in more.items()}
             tried.append((overall, weight, rate, detection, float(r.l2[success].mean()) if success.any() else float("nan"),
                           int(success.sum()), at_more))
         overall, weight, rate, detection, l2, n_successful, at_more = max(tried, key=lambda t: t[0])
