@@ -305,7 +305,7 @@ def attack_convergence(checks, fpr_label: str, title: str):
         ticks = sorted({int(b.split()[-1]) for b in part[part["check"] != "unbounded ε"]["budget"]})
         ax.set_xticks(ticks, [str(t) for t in ticks])
         ax.minorticks_off()
-        ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)
+        ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=2)  # below the x label
     axes[0][0].set_ylabel(f"rate (detector at FPR {fpr_label})")
     fig.suptitle(title)
     fig.tight_layout()

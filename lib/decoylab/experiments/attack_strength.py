@@ -162,8 +162,8 @@ def strength_lines(checks, fpr_label: str) -> list[str]:
                         f"(detection at FPR {fpr_label}: {r['detection'].text()}{thin})")
         small = [row for row in iters + restarted if row["n successful"] < MIN_SUCCESSES]
         if small:
-            said.append(f"{len(small)} of these rows rest on fewer than {MIN_SUCCESSES} successful examples "
-                        "(their detection rates are inconclusive)")
+            said.append(f"{len(small)} of these rows {'rests' if len(small) == 1 else 'rest'} on fewer than "
+                        f"{MIN_SUCCESSES} successful examples (their detection rates are inconclusive)")
         level = int(part.iloc[0]["level"])
         lines.append(f"- **{defense}** (level {level}): " + "; ".join(said) + "." if said else
                      f"- **{defense}**: no check applies to this attack.")
