@@ -186,13 +186,23 @@ def test_adaptive_attacks_rise_from_oblivious_to_a_detector_aware_term(setup):
     defense, x_cal, x, y = setup
     defense.calibrate(x_cal, 0.05)
     levels = defense.adaptive_attacks(x_shadow=x, y_shadow=y, attack=("pgd", {}))
-    assert [a.knowledge[0] for a in levels] == ["0", "1", "2", "3"]
+    assert [a.knowledge[0] for a in levels] == ["0", "1", "2", "3", "4"]
     assert levels[0].model is defense.attacked_model
     assert isinstance(levels[1].model, attacks.BPDA) and levels[1].success_model is levels[1].model
     assert levels[2].model is levels[3].model is defense.classifier and levels[2].loss_for is None
     assert levels[3].loss_key_for(0.5)["term"] == "attractors_detector_score"
     penalty = levels[3].loss_for(2.0)(x[:4], y[:4])
     assert torch.allclose(penalty, 2.0 * defense.score(x[:4]), atol=1e-5)
+    # level 4: the same term, only above the attacker's own threshold (at twice the FPR, so at most the deployed one)
+    decision = levels[4]
+    assert decision.model is defense.classifier and "detector's decision" in decision.knowledge
+    aim = decision.loss_key_for(2.0)["hinged_at"]
+    assert aim <= defense.threshold
+    scores = defense.score(x)
+    hinged = decision.loss_for(2.0)(x, y)
+    assert torch.allclose(hinged, 2.0 * (scores - aim).clamp_min(0), atol=1e-4)
+    assert (hinged[scores < aim] == 0).all() and (hinged[scores > aim + 1e-3] > 0).all()
+    assert decision.loss_key_for(2.0)["term"] == "attractors_detector_score"
 
 
 def test_evaluate_attacks_measures_m_and_the_control(setup):

@@ -51,6 +51,18 @@ def test_attack_specs_scale_linf_budgets_for_colour_images():
     assert colour["pgd"][1]["eps"] == pytest.approx(8 / 255)
 
 
+@pytest.mark.parametrize("channels, steps", [(1, 10), (1, 20), (1, 40), (1, 80), (3, 5), (3, 20), (3, 40)])
+def test_a_shortened_pgd_travels_as_far_as_the_full_one(channels, steps):
+    full = compare.attack_specs(["pgd"], channels)["pgd"][1]
+    capped = compare.attack_specs(["pgd"], channels, pgd_steps=steps)["pgd"][1]
+    assert capped["steps"] == steps
+    # never a shorter path than the full attack's, and never a smaller step than the full attack's
+    assert capped["steps"] * capped["step_size"] >= full["steps"] * full["step_size"] - 1e-12
+    assert capped["step_size"] >= full["step_size"]
+    # 20 steps must be able to reach ε from the clean image (they could not at step 0.01 on MNIST)
+    assert capped["steps"] * capped["step_size"] >= capped["eps"]
+
+
 def test_frozen_features_are_never_moved_by_pgd(digits):
     train_set, model = digits
     x, y = train_set.x[:32], train_set.y[:32]
@@ -168,12 +180,12 @@ def test_adaptive_attacks_with_a_defense_aware_term_are_cached_under_what_the_te
     kwargs = dict(attack=attack, x_shadow=setup.x_fit, y_shadow=setup.y_fit, seed=0, cache=cache)
     first = detection.security_curve(attractors, setup.x_att, setup.y_att, setup.x_cal, 0.05, weights=[0.5], **kwargs)
     built = cache.misses
-    assert built == 4  # one attack per level, level 3 with its defense-aware term included
+    assert built == 5  # one attack per level, levels 3 and 4 with their defense-aware terms included
     again = detection.security_curve(attractors, setup.x_att, setup.y_att, setup.x_cal, 0.05, weights=[0.5], **kwargs)
     assert cache.misses == built  # nothing re-attacked ...
     assert pd.DataFrame(again).equals(pd.DataFrame(first))  # ... and the same curve (NaN where nothing succeeded)
     detection.security_curve(attractors, setup.x_att, setup.y_att, setup.x_cal, 0.05, weights=[2.0], **kwargs)
-    assert cache.misses == built + 1  # another weight is another term: only that attack runs
+    assert cache.misses == built + 2  # another weight is another term: only the two attacks with a term run
 
 
 def test_an_extra_loss_key_needs_its_extra_loss(digits):
@@ -192,7 +204,7 @@ def test_security_table_and_records_cover_each_defense_with_something_to_learn(t
     attack = detection.adaptive_attack(setup.specs, "pgd")
     security = detection.security_table(setup, attack, [0.5], 0.05, seed=0, cache=Cache(tmp_path))
     assert list(security["defense"].unique()) == ["attractors"]  # feature squeezing has no secret: no curve
-    assert list(security["level"]) == [0, 1, 2, 3]
+    assert list(security["level"]) == [0, 1, 2, 3, 4]
     comparison, curves = detection.comparison_table(setup, [0.05, 0.01], seed=0, cache=Cache(tmp_path))
     results.clear()
     compare.record_comparison(setup, compare.overheads(setup, n_timing=50), comparison, [0.05, 0.01])
@@ -202,6 +214,7 @@ def test_security_table_and_records_cover_each_defense_with_something_to_learn(t
     results.clear()
     assert {"undefended.clean_accuracy", "attractors.accuracy_cost", "undefended.pgd.overall",
             "feature_squeezing.pgd.control_auc", "attractors.pgd.tpr@0.05", "adaptive.attractors.level3.detection",
+            "adaptive.attractors.level4.overall",
             "overlay_attractors_control_pgd_auc", "overlay_feature_squeezing_defense_pgd_auc"} <= names
     assert "undefended.pgd.auc" not in names and "overlay_feature_squeezing_control_pgd_auc" not in names
 

@@ -1,5 +1,6 @@
 """Neural Fingerprinting: fingerprints, eq. 9-13 against naive loops, training, the defense interface, and the
 experiments (Table 1, the sweeps, the adaptive attacks, what notebook 40 records)."""
+import copy
 import math
 from types import SimpleNamespace
 
@@ -208,6 +209,22 @@ def test_adaptive_attacks_by_knowledge(trained):
     keys = [a.loss_key_for(5.0) for a in levels[1:]]
     assert [k["term"] for k in keys] == ["fingerprints_attack_labels", "fingerprints_min_class"]
     assert all(k["weight"] == 5.0 and torch.equal(k["dx"], nfp.fingerprints.dx) for k in keys)
+
+
+def test_a_calibrated_detector_adds_an_attack_on_its_decision(trained):
+    nfp, _, te = trained
+    nfp = copy.deepcopy(nfp)
+    nfp.calibrate(te.x[:40], 0.05)
+    levels = nfp.adaptive_attacks(x_shadow=te.x[40:80], y_shadow=te.y[40:80], attack=("cw2", {}))
+    assert len(levels) == 4 and levels[3].knowledge.startswith("3 · minimises min over classes of D, only above")
+    aim = levels[3].loss_key_for(3.0)["hinged_at"]
+    assert aim <= nfp.threshold
+    assert aim == pytest.approx(float(metrics.threshold_at_fpr(nfp.score(te.x[40:80]), 0.1)))
+    x, y = te.x[:30], te.y[:30]
+    scores = nfp.score(x)
+    assert torch.allclose(levels[3].loss_for(3.0)(x, y), 3.0 * (scores - aim).clamp_min(0), atol=1e-5)
+    # a different aim is a different attack: the cache must not hand back the plain term's result
+    assert levels[3].loss_key_for(3.0) != levels[2].loss_key_for(3.0)
 
 
 def test_auc_row_readings():

@@ -345,12 +345,13 @@ class Attractors(TrainedDefense):
                          seed: int = 0, cache=None) -> list[AdaptiveAttack]:
         """Level 1 keeps the detector and recovery inside the model (M_(d,r) behind 8-bit input, BPDA);
         levels 2 and 3 know the decomposition (§VII-A) and attack C alone, level 3 also keeps F_d's
-        statistics clean through ``adaptive_loss``. Needs ``calibrate`` (M_(d,r) and the loss use it)."""
+        statistics clean through ``adaptive_loss``; level 4 hinges that term at the threshold (``decision_attack``).
+        Needs ``calibrate`` (M_(d,r) and the loss use it)."""
         from decoylab.attacks import BPDA
         from decoylab.cache import model_identity
 
         served = BPDA(self.integrated_model(), quantise_8bit)
-        return [self.oblivious_attack(),
+        levels = [self.oblivious_attack(),
                 AdaptiveAttack("1 · BPDA on the integrated model M_(d,r) behind 8-bit input", served,
                                success_model=served, note="success judged on M_(d,r) (recovery included)"),
                 AdaptiveAttack("2 · knows the decomposition: attacks C alone", self.classifier),
@@ -359,6 +360,7 @@ class Attractors(TrainedDefense):
                                loss_key_for=self.term_key("attractors_detector_score",
                                                           combined=model_identity(self.model),
                                                           reference=self.reference))]
+        return levels + [self.decision_attack(levels[3], 4, x_shadow)]
 
     def save(self, path) -> Path:
         """M's weights (C's and W's buffers: the secret messages and interval map), W's settings, the input

@@ -87,6 +87,33 @@ class Defense(ABC):
     def oblivious_attack(self) -> AdaptiveAttack:
         return AdaptiveAttack("0 · oblivious (white-box on the deployed model)", self.attacked_model)
 
+    def decision_attack(self, step: AdaptiveAttack, level: int, x_shadow: torch.Tensor) -> AdaptiveAttack | None:
+        """``step``, whose term is ``weight`` × this defense's own score, turned on the detector's decision: the
+        term is hinged, ``weight`` × max(0, score − τ_aim), so once an example would pass the detector the whole
+        gradient goes to misclassifying it (Carlini & Wagner, *Adversarial Examples Are Not Easily Detected*,
+        AISec 2017, §5: attack the detector's decision, not its score; Tramèr et al., *On Adaptive Attacks to
+        Adversarial Example Defenses*, NeurIPS 2020, §4). τ_aim is the threshold the attacker calibrates on its
+        own clean images ``x_shadow`` at twice the deployed FPR, at most the deployed threshold: a margin, so
+        the last step does not carry the example back over. None before ``calibrate``."""
+        if self.threshold is None or self.calibrated_fpr is None or step.loss_for is None:
+            return None
+        aim = min(float(self.threshold),
+                  metrics.threshold_at_fpr(self.score(x_shadow), min(1.0, 2 * self.calibrated_fpr)))
+        knowledge = step.knowledge.split(" · ", 1)[-1]
+
+        def loss_for(weight: float):
+            term = step.loss_for(weight)
+            return lambda adv, labels: torch.relu(term(adv, labels) - weight * aim)
+
+        def loss_key_for(weight: float) -> dict:
+            return {**(step.loss_key_for(weight) if step.loss_key_for else {}), "hinged_at": aim}
+
+        return AdaptiveAttack(f"{level} · {knowledge}, only above the threshold (the detector's decision)",
+                              step.model, loss_for=loss_for, loss_key_for=loss_key_for,
+                              success_model=step.success_model,
+                              note=f"term hinged at score {aim:.3g} (the attacker's own threshold at "
+                                   f"{2 * self.calibrated_fpr:g} FPR; deployed {float(self.threshold):.3g})")
+
     def term_key(self, term: str, **depends_on) -> Callable[[float], dict]:
         """weight -> what a defense-aware term computes from (besides the attacked model), for the attack cache:
         the term's name, its weight, the code of this defense's module and ``depends_on``."""

@@ -250,15 +250,18 @@ class NeuralFingerprinting(TrainedDefense):
                          seed: int = 0, cache=None) -> list[AdaptiveAttack]:
         """Beyond the oblivious attacker, two who know the fingerprints and the weights (§3.4): the paper's
         Adaptive-CW-L2 term (L_fp of the true labels, eq. 29) and the kit's, min_j D_j, the score itself.
-        Neither needs the shadow data: the fingerprints are all the secret there is."""
+        Once calibrated, a fourth hinges min_j D_j at τ (``decision_attack``; the attacker's own τ from
+        ``x_shadow``)."""
         fingerprints = {"dx": self.fingerprints.dx, "dy": self.fingerprints.dy}
-        return [self.oblivious_attack(),
-                AdaptiveAttack("1 · the paper's adaptive term (L_fp of the true labels)", self.attacked_model,
-                               loss_for=lambda w: self.adaptive_loss("attack_labels", w),
-                               loss_key_for=self.term_key("fingerprints_attack_labels", **fingerprints)),
-                AdaptiveAttack("2 · minimises min over classes of D", self.attacked_model,
-                               loss_for=lambda w: self.adaptive_loss("min_class", w),
-                               loss_key_for=self.term_key("fingerprints_min_class", **fingerprints))]
+        levels = [self.oblivious_attack(),
+                  AdaptiveAttack("1 · the paper's adaptive term (L_fp of the true labels)", self.attacked_model,
+                                 loss_for=lambda w: self.adaptive_loss("attack_labels", w),
+                                 loss_key_for=self.term_key("fingerprints_attack_labels", **fingerprints)),
+                  AdaptiveAttack("2 · minimises min over classes of D", self.attacked_model,
+                                 loss_for=lambda w: self.adaptive_loss("min_class", w),
+                                 loss_key_for=self.term_key("fingerprints_min_class", **fingerprints))]
+        decision = self.decision_attack(levels[2], 3, x_shadow)
+        return levels + ([decision] if decision is not None else [])
 
     def save(self, path: str | Path) -> Path:
         """Weights, fingerprints, shapes and settings in one file, written to a temporary file and renamed."""

@@ -47,7 +47,8 @@ def attack_sets(model, x: torch.Tensor, y: torch.Tensor, specs: AttackSpecs, *, 
 def attack_specs(names, dataset_channels: int, *, pgd_steps: int | None = None, cw_max_iter: int | None = None,
                  cw_binary_steps: int | None = None) -> AttackSpecs:
     """``{label: (registry name, settings)}`` for ``names`` (keys of ``COMPARISON_ATTACKS``, checked by the
-    caller: ``prepare_comparison``)."""
+    caller: ``prepare_comparison``). Fewer PGD steps than the default take proportionally larger steps, so the
+    attack can still travel as far (an attack that cannot reach its budget is too weak to judge a defense by)."""
     specs = {}
     for label in names:
         name, settings = COMPARISON_ATTACKS[label]
@@ -57,7 +58,11 @@ def attack_specs(names, dataset_channels: int, *, pgd_steps: int | None = None, 
             if label == "pgd":
                 settings.update(step_size=2 / 255, steps=20)
         if label == "pgd" and pgd_steps is not None:
+            # A shortened PGD keeps the full attack's path length (steps x step size; Madry et al. 2018's
+            # 40 x 0.01 at ε 0.3): 20 steps of 0.01 travel 0.2 and cannot reach the ε-ball's corners.
+            path_length = settings["steps"] * settings["step_size"]
             settings["steps"] = pgd_steps
+            settings["step_size"] = max(settings["step_size"], path_length / pgd_steps)
         if label == "cw2":
             settings.update({k: v for k, v in (("max_iter", cw_max_iter), ("binary_search_steps", cw_binary_steps))
                              if v is not None})
