@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from decoylab.experiments import adaptive_verdicts as av
+from decoylab.experiments import comparison_claims as cc
 
 
 def _security(defense, levels):
@@ -52,11 +53,37 @@ def test_detection_lines_compare_each_detector_with_its_control():
     assert "inconclusive (fewer than 30 successful examples)" in lines[2]
 
 
+def test_detection_lines_agree_with_the_comparison_claims():
+    """The Summary's sentence and the recorded claim judge the same numbers the same way: notebook 90 on
+    paper-mnist5k had Attractors' CW2 at 8 of 40 against the control's 16 of 195, whose Wilson intervals overlap
+    while the difference's interval (MOVER) lies above 0 — the sentence said "not distinguishable", the claim
+    "reproduced"."""
+    index = pd.MultiIndex.from_tuples([("attractors", "cw2")], names=["defense", "attack"])
+    comparison = pd.DataFrame({"n successful": [40], "control n successful": [195], "TPR @ 0.05": [8 / 40],
+                               "control TPR @ 0.05": [16 / 195]}, index=index)
+    from decoylab import results
+
+    results.clear()
+    [line] = av.detection_lines(comparison, "0.05")
+    [verdict] = cc.record(comparison, "mnist5k", "0.05")
+    results.clear()
+    assert verdict.outcome == "reproduced" and "above its control" in line
+    assert "difference +0.118 [+0.012, +0.269]" in line
+
+
+def test_a_detector_without_control_says_so_once():
+    index = pd.MultiIndex.from_tuples([("feature_squeezing", "pgd")], names=["defense", "attack"])
+    comparison = pd.DataFrame({"n successful": [50], "control n successful": [0], "TPR @ 0.05": [0.9],
+                               "control TPR @ 0.05": [float("nan")]}, index=index)
+    assert av.detection_lines(comparison, "0.05") == [
+        "- feature_squeezing, pgd: flags 0.900 [0.786, 0.957] of 50 successful examples at FPR 0.05; no control measured."]
+
+
 def test_equal_terms_names_the_defenses_that_lose_accuracy():
     overheads = pd.DataFrame({"clean accuracy": [0.95, 0.94, 0.80],
                               "accuracy cost (points)": [0.0, 1.0, 15.0]}, index=["undefended", "attractors", "luring"])
     lines = av.equal_terms_lines(overheads)
-    assert lines[0].startswith("Not on equal terms: luring")
+    assert lines[0].startswith("Not on equal terms: luring loses more than 2 points")
     assert "not equal terms" in lines[2] and "not equal terms" not in lines[1]
     assert av.equal_terms_lines(overheads.iloc[:2])[0].startswith("Every defense is within 2 points")
 

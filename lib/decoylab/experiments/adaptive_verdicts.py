@@ -157,14 +157,18 @@ def equal_terms_lines(overheads, tolerance_points: float = 2.0, n_test: int | No
                      f"{'' if within else f'; more than {tolerance_points:g}: not equal terms'})")
     head = ("Every defense is within "f"{tolerance_points:g} points of the undefended model's clean accuracy: the "
             "comparison is on equal terms." if not behind else
-            f"Not on equal terms: {', '.join(behind)} lose more than {tolerance_points:g} points of clean accuracy "
-            "at this training budget (train longer, e.g. `EPOCHS`, or read their rows with that in mind).")
+            f"Not on equal terms: {', '.join(behind)} {'loses' if len(behind) == 1 else 'lose'} more than "
+            f"{tolerance_points:g} points of clean accuracy at this training budget (train longer, e.g. `EPOCHS`, "
+            "or read their rows with that in mind).")
     return [head, *lines]
 
 
 def detection_lines(comparison, fpr_label: str) -> list[str]:
     """Section 3 in sentences: per defense and attack, the share of successful examples flagged beside the
-    control's (the same detector without the secret), and whether the two Wilson intervals are apart."""
+    control's (the same detector without the secret), and the difference with its 95 % interval (MOVER from the
+    two Wilson intervals, as the comparison claims judge it: ``claims.difference``)."""
+    from decoylab import claims
+
     lines = []
     for (defense, attack), row in comparison.iterrows():
         tpr = row.get(f"TPR @ {fpr_label}")
@@ -175,16 +179,21 @@ def detection_lines(comparison, fpr_label: str) -> list[str]:
         control_tpr = row.get(f"control TPR @ {fpr_label}")
         has_control = control_tpr == control_tpr and k_control > 0
         control = Rate(_count(control_tpr, k_control), k_control) if has_control else None
-        if k < MIN_SUCCESSES or (control is not None and k_control < MIN_SUCCESSES):
+        if control is None:
+            lines.append(f"- {defense}, {attack}: flags {measured.text()} successful examples at FPR {fpr_label}; "
+                         "no control measured.")
+            continue
+        low, high = claims.difference(claims.proportion(measured.k, measured.n),
+                                      claims.proportion(control.k, control.n)).interval
+        gap = f"difference {measured.value - control.value:+.3f} [{low:+.3f}, {high:+.3f}]"
+        if k < MIN_SUCCESSES or k_control < MIN_SUCCESSES:
             reading = f"inconclusive (fewer than {MIN_SUCCESSES} successful examples)"
-        elif control is None:
-            reading = "no control measured"
-        elif measured.interval[0] > control.interval[1]:
+        elif low > 0:
             reading = "above its control: detection caused by the defense"
-        elif measured.interval[1] < control.interval[0]:
+        elif high < 0:
             reading = "below its control"
         else:
             reading = "not distinguishable from its control: the detection is not shown to come from the defense"
         lines.append(f"- {defense}, {attack}: flags {measured.text()} successful examples at FPR {fpr_label}; the "
-                     f"control {control.text() if control else '—'}: {reading}.")
+                     f"control {control.text()}; {gap}: {reading}.")
     return lines
