@@ -190,8 +190,8 @@ def detection_lines(comparison, fpr_label: str) -> list[str]:
             reading = f"inconclusive (fewer than {MIN_SUCCESSES} successful examples)"
         elif low > 0:
             reading = "above its control: detection caused by the defense"
-        elif high < 0:
-            reading = "below its control"
+        elif high <= 0:  # as claims.GreaterThan: nothing of the interval above 0
+            reading = "not above its control"
         else:
             reading = "not distinguishable from its control: the detection is not shown to come from the defense"
         lines.append(f"- {defense}, {attack}: flags {measured.text()} successful examples at FPR {fpr_label}; the "
