@@ -225,6 +225,11 @@ def test_a_calibrated_detector_adds_an_attack_on_its_decision(trained):
     assert torch.allclose(levels[3].loss_for(3.0)(x, y), 3.0 * (scores - aim).clamp_min(0), atol=1e-5)
     # a different aim is a different attack: the cache must not hand back the plain term's result
     assert levels[3].loss_key_for(3.0) != levels[2].loss_key_for(3.0)
+    assert levels[3].loss_key_for(3.0)["hinge_code"]  # editing the hinge invalidates its cached attacks
+    # a detector calibrated at FPR 0.6: twice that is no threshold at all; the attacker aims halfway to 1 instead
+    nfp.calibrate(te.x[:40], 0.6)
+    high = nfp.adaptive_attacks(x_shadow=te.x[40:80], y_shadow=te.y[40:80], attack=("cw2", {}))
+    assert len(high) == 4 and "at 0.8 FPR" in high[3].note
 
 
 def test_auc_row_readings():

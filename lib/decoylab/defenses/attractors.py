@@ -360,7 +360,8 @@ class Attractors(TrainedDefense):
                                loss_key_for=self.term_key("attractors_detector_score",
                                                           combined=model_identity(self.model),
                                                           reference=self.reference))]
-        return levels + [self.decision_attack(levels[3], 4, x_shadow)]
+        decision = self.decision_attack(levels[3], 4, x_shadow)  # calibrated above, so never None here
+        return levels + ([decision] if decision is not None else [])
 
     def save(self, path) -> Path:
         """M's weights (C's and W's buffers: the secret messages and interval map), W's settings, the input

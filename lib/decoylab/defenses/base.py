@@ -89,30 +89,39 @@ class Defense(ABC):
 
     def decision_attack(self, step: AdaptiveAttack, level: int, x_shadow: torch.Tensor) -> AdaptiveAttack | None:
         """``step``, whose term is ``weight`` × this defense's own score, turned on the detector's decision: the
-        term is hinged, ``weight`` × max(0, score − τ_aim), so once an example would pass the detector the whole
-        gradient goes to misclassifying it (Carlini & Wagner, *Adversarial Examples Are Not Easily Detected*,
+        term is hinged, ``weight`` × max(0, score − τ_aim), so once an example's score is below τ_aim (at or under
+        the deployed threshold) the whole gradient goes to misclassifying it (Carlini & Wagner, *Adversarial Examples Are Not Easily Detected*,
         AISec 2017, §5: attack the detector's decision, not its score; Tramèr et al., *On Adaptive Attacks to
         Adversarial Example Defenses*, NeurIPS 2020, §4). τ_aim is the threshold the attacker calibrates on its
-        own clean images ``x_shadow`` at twice the deployed FPR, at most the deployed threshold: a margin, so
-        the last step does not carry the example back over. None before ``calibrate``."""
+        own clean images ``x_shadow`` at twice the deployed FPR (halfway to 1 from 0.5 on), at most the deployed
+        threshold: a margin, so PGD's last step does not carry the example back over. CW returns the smallest
+        misclassified example it met whatever the term, so there the hinge lowers the score without aiming at the
+        threshold. None before ``calibrate``."""
+        import sys
+
+        from decoylab.cache import code_version
+
         if self.threshold is None or self.calibrated_fpr is None or step.loss_for is None:
             return None
-        aim = min(float(self.threshold),
-                  metrics.threshold_at_fpr(self.score(x_shadow), min(1.0, 2 * self.calibrated_fpr)))
+        # twice the FPR, or halfway to 1 where that would reach 1 (a threshold needs some clean images above it)
+        aim_fpr = min(2 * self.calibrated_fpr, (1 + self.calibrated_fpr) / 2)
+        aim = min(float(self.threshold), metrics.threshold_at_fpr(self.score(x_shadow), aim_fpr))
         knowledge = step.knowledge.split(" · ", 1)[-1]
+        hinge_code = code_version(sys.modules[__name__])
 
         def loss_for(weight: float):
             term = step.loss_for(weight)
             return lambda adv, labels: torch.relu(term(adv, labels) - weight * aim)
 
-        def loss_key_for(weight: float) -> dict:
-            return {**(step.loss_key_for(weight) if step.loss_key_for else {}), "hinged_at": aim}
+        def loss_key_for(weight: float) -> dict:  # the term's own key, the aim and the hinge's code
+            return {**step.loss_key_for(weight), "hinged_at": aim, "hinge_code": hinge_code}
 
         return AdaptiveAttack(f"{level} · {knowledge}, only above the threshold (the detector's decision)",
-                              step.model, loss_for=loss_for, loss_key_for=loss_key_for,
+                              step.model, loss_for=loss_for,
+                              loss_key_for=loss_key_for if step.loss_key_for is not None else None,
                               success_model=step.success_model,
                               note=f"term hinged at score {aim:.3g} (the attacker's own threshold at "
-                                   f"{2 * self.calibrated_fpr:g} FPR; deployed {float(self.threshold):.3g})")
+                                   f"{aim_fpr:g} FPR; deployed {float(self.threshold):.3g})")
 
     def term_key(self, term: str, **depends_on) -> Callable[[float], dict]:
         """weight -> what a defense-aware term computes from (besides the attacked model), for the attack cache:

@@ -250,8 +250,8 @@ class NeuralFingerprinting(TrainedDefense):
                          seed: int = 0, cache=None) -> list[AdaptiveAttack]:
         """Beyond the oblivious attacker, two who know the fingerprints and the weights (§3.4): the paper's
         Adaptive-CW-L2 term (L_fp of the true labels, eq. 29) and the kit's, min_j D_j, the score itself.
-        Once calibrated, a fourth hinges min_j D_j at τ (``decision_attack``; the attacker's own τ from
-        ``x_shadow``)."""
+        Once calibrated, a fourth hinges min_j D_j at τ_aim (``decision_attack``: the attacker's own threshold,
+        from ``x_shadow``, at or below τ)."""
         fingerprints = {"dx": self.fingerprints.dx, "dy": self.fingerprints.dy}
         levels = [self.oblivious_attack(),
                   AdaptiveAttack("1 · the paper's adaptive term (L_fp of the true labels)", self.attacked_model,
