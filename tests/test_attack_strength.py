@@ -3,6 +3,7 @@ honest model and not on one whose gradients are masked; more iterations and rest
 sentence says which."""
 from types import SimpleNamespace
 
+import pandas as pd
 import torch
 from torch import nn
 
@@ -139,3 +140,27 @@ def test_the_strength_checks_need_two_different_step_multipliers():
 
     with pytest.raises(ParameterError, match="at least two different multiples"):
         strength.strength_checks(_setup(_Linear()), _verdict(), PGD, 0.05, step_multipliers=(2, 2))
+
+
+def _rows(defense, unbounded, bounded):
+    """Strength-check rows: (success k, get-through k) of 200 at ε = 1, then per iteration budget."""
+    from decoylab.experiments.adaptive_verdicts import Rate
+
+    rows = [{"defense": defense, "check": "unbounded ε", "budget": "ε = 1", "level": 4, "restarts": 1,
+             "n successful": unbounded[0], "success": Rate(unbounded[0], 200), "overall": Rate(unbounded[1], 200),
+             "detection": Rate(0, max(unbounded[0], 1))}]
+    rows += [{"defense": defense, "check": "iterations", "budget": f"steps {40 * 2 ** i}", "level": 4, "restarts": 1,
+              "n successful": k, "success": Rate(k, 200), "overall": Rate(t, 200), "detection": Rate(0, max(k, 1))}
+             for i, (k, t) in enumerate(bounded)]
+    return pd.DataFrame(rows)
+
+
+def test_an_unbounded_run_below_the_bounded_one_is_called_uninformative_not_masking():
+    """Notebook 90 on paper-mnist5k: the Attractors' decision attack got 200 of 200 through at ε 0.3, and at ε = 1
+    (wider steps) succeeded on 71 — "gradients may be masked" would have been wrong."""
+    [line] = strength.strength_lines(_rows("attractors", (71, 0), [(200, 198), (200, 199)]), "0.05")
+    assert "uninformative" in line and "masked" not in line.replace("not a sign of masking", "")
+    [line] = strength.strength_lines(_rows("luring", (200, 100), [(140, 150), (140, 160)]), "0.05")
+    assert "fewer get past the detector than the 0.800 of the bounded attack" in line
+    [line] = strength.strength_lines(_rows("fingerprints", (200, 0), [(195, 1), (196, 1)]), "0.05")
+    assert "the attack does not handle the detector" in line
