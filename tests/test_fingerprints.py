@@ -216,7 +216,7 @@ def test_a_calibrated_detector_adds_an_attack_on_its_decision(trained):
     nfp = copy.deepcopy(nfp)
     nfp.calibrate(te.x[:40], 0.05)
     levels = nfp.adaptive_attacks(x_shadow=te.x[40:80], y_shadow=te.y[40:80], attack=("cw2", {}))
-    assert len(levels) == 4 and levels[3].knowledge.startswith("3 · minimises min over classes of D, only above")
+    assert len(levels) == 5 and levels[3].knowledge.startswith("3 · minimises min over classes of D, only above")
     aim = levels[3].loss_key_for(3.0)["hinged_at"]
     assert aim <= nfp.threshold
     assert aim == pytest.approx(float(metrics.threshold_at_fpr(nfp.score(te.x[40:80]), 0.1)))
@@ -229,7 +229,32 @@ def test_a_calibrated_detector_adds_an_attack_on_its_decision(trained):
     # a detector calibrated at FPR 0.6: twice that is no threshold at all; the attacker aims halfway to 1 instead
     nfp.calibrate(te.x[:40], 0.6)
     high = nfp.adaptive_attacks(x_shadow=te.x[40:80], y_shadow=te.y[40:80], attack=("cw2", {}))
-    assert len(high) == 4 and "at 0.8 FPR" in high[3].note
+    assert len(high) == 5 and "at 0.8 FPR" in high[3].note and "at 0.8 FPR" in high[4].note
+
+
+def test_the_closest_class_attack_aims_at_one_other_class_and_runs_targeted(trained):
+    from decoylab.experiments import detection
+
+    nfp, _, te = trained
+    nfp = copy.deepcopy(nfp)
+    nfp.calibrate(te.x[:40], 0.05)
+    closest = nfp.adaptive_attacks(x_shadow=te.x[40:80], y_shadow=te.y[40:80], attack=("pgd", {}))[4]
+    assert closest.knowledge.startswith("4 · targets the closest other class")
+    x, y = te.x[80:100], te.y[80:100]
+    targets = closest.targets_for(x, y)
+    d = nfp.distances(x)
+    assert (targets != y).all()
+    # the best-matching class other than y: no other class j != y matches better
+    assert (d.gather(1, targets.view(-1, 1)).squeeze(1) <= d.masked_fill(
+        torch.nn.functional.one_hot(y, d.shape[1]).bool(), float("inf")).amin(1) + 1e-6).all()
+    aim = closest.loss_key_for(2.0)["hinged_at"]
+    expected = 2.0 * (d.gather(1, targets.view(-1, 1)).squeeze(1) - aim).clamp_min(0)
+    assert torch.allclose(closest.loss_for(2.0)(x, targets), expected, atol=1e-4)
+    contender = SimpleNamespace(defense=nfp, classifier=nfp.attacked_model)
+    r, success, scores = detection.adaptive_run(contender, closest, x, y, ("pgd", {"eps": 0.3, "steps": 5,
+                                                                                   "step_size": 0.1}), 1.0)
+    assert r.target is not None and torch.equal(r.target.cpu(), targets.cpu())  # the engine ran it targeted
+    assert len(scores) == int(success.sum())
 
 
 def test_auc_row_readings():

@@ -37,6 +37,8 @@ class AdaptiveAttack:
     loss_key_for: Callable[[float], dict] | None = None  # weight -> what that term depends on (the attack cache)
     success_model: nn.Module | None = None  # where success is judged (default: the deployed classifier)
     note: str = ""
+    #: (x, y) -> one class per image: the attack is then targeted at it (success is still judged as y missed)
+    targets_for: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
 
 class Defense(ABC):
@@ -87,6 +89,15 @@ class Defense(ABC):
     def oblivious_attack(self) -> AdaptiveAttack:
         return AdaptiveAttack("0 · oblivious (white-box on the deployed model)", self.attacked_model)
 
+    def decision_aim(self, x_shadow: torch.Tensor) -> tuple[float, float]:
+        """(τ_aim, its FPR): the threshold an attacker sets on its own clean images ``x_shadow`` at twice the
+        deployed FPR (halfway to 1 where twice would reach 1: a threshold needs some clean images above it), at
+        most the deployed threshold. Needs ``calibrate``."""
+        if self.threshold is None or self.calibrated_fpr is None:
+            raise NotFittedError(f"{self.name}: call calibrate(x_clean, fpr) before aiming at its threshold")
+        aim_fpr = min(2 * self.calibrated_fpr, (1 + self.calibrated_fpr) / 2)
+        return min(float(self.threshold), metrics.threshold_at_fpr(self.score(x_shadow), aim_fpr)), aim_fpr
+
     def decision_attack(self, step: AdaptiveAttack, level: int, x_shadow: torch.Tensor) -> AdaptiveAttack | None:
         """``step``, whose term is ``weight`` × this defense's own score, turned on the detector's decision: the
         term is hinged, ``weight`` × max(0, score − τ_aim), so once an example's score is below τ_aim (at or under
@@ -103,9 +114,7 @@ class Defense(ABC):
 
         if self.threshold is None or self.calibrated_fpr is None or step.loss_for is None:
             return None
-        # twice the FPR, or halfway to 1 where that would reach 1 (a threshold needs some clean images above it)
-        aim_fpr = min(2 * self.calibrated_fpr, (1 + self.calibrated_fpr) / 2)
-        aim = min(float(self.threshold), metrics.threshold_at_fpr(self.score(x_shadow), aim_fpr))
+        aim, aim_fpr = self.decision_aim(x_shadow)
         knowledge = step.knowledge.split(" · ", 1)[-1]
         hinge_code = code_version(sys.modules[__name__])
 

@@ -251,7 +251,7 @@ class NeuralFingerprinting(TrainedDefense):
         """Beyond the oblivious attacker, two who know the fingerprints and the weights (§3.4): the paper's
         Adaptive-CW-L2 term (L_fp of the true labels, eq. 29) and the kit's, min_j D_j, the score itself.
         Once calibrated, a fourth hinges min_j D_j at τ_aim (``decision_attack``: the attacker's own threshold,
-        from ``x_shadow``, at or below τ)."""
+        from ``x_shadow``, at or below τ) and a fifth targets the closest other class (``closest_class_attack``)."""
         fingerprints = {"dx": self.fingerprints.dx, "dy": self.fingerprints.dy}
         levels = [self.oblivious_attack(),
                   AdaptiveAttack("1 · the paper's adaptive term (L_fp of the true labels)", self.attacked_model,
@@ -261,7 +261,34 @@ class NeuralFingerprinting(TrainedDefense):
                                  loss_for=lambda w: self.adaptive_loss("min_class", w),
                                  loss_key_for=self.term_key("fingerprints_min_class", **fingerprints))]
         decision = self.decision_attack(levels[2], 3, x_shadow)
-        return levels + ([decision] if decision is not None else [])
+        if decision is None:
+            return levels
+        return levels + [decision, self.closest_class_attack(4, x_shadow, fingerprints)]
+
+    def closest_class_attack(self, level: int, x_shadow: torch.Tensor, fingerprints: dict) -> AdaptiveAttack:
+        """Targeted at the other class whose fingerprints the clean image already matches best (argmin over j ≠ y
+        of D_j(x)), with ``weight`` × max(0, D_t(x′) − τ_aim) for that class t: x′ that the network calls t and
+        whose response matches t's fingerprints within τ_aim ≤ τ passes Algorithm 1. One class's distance is a
+        smooth target where min_j D_j switches between classes (the kit's attack; the paper's §3.4 attacker uses
+        the true labels). τ_aim: ``decision_aim`` on the attacker's ``x_shadow``."""
+        aim, aim_fpr = self.decision_aim(x_shadow)
+        model, fp = self.attacked_model, self.fingerprints
+
+        def closest_other_class(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            d = self.distances(x)
+            d[torch.arange(len(y)), y.to(d.device)] = float("inf")
+            return d.argmin(1).to(y.device)
+
+        def loss_for(weight: float):
+            return lambda adv, targets: weight * torch.relu(
+                distances(model, fp, adv).gather(1, targets.view(-1, 1)).squeeze(1) - aim)
+
+        key = self.term_key("fingerprints_closest_class_hinged", **fingerprints)
+        return AdaptiveAttack(f"{level} · targets the closest other class, its D only above the threshold",
+                              model, loss_for=loss_for, loss_key_for=lambda w: {**key(w), "hinged_at": aim},
+                              targets_for=closest_other_class,
+                              note=f"term hinged at D {aim:.3g} (the attacker's own threshold at {aim_fpr:g} FPR; "
+                                   f"deployed {float(self.threshold):.3g})")
 
     def save(self, path: str | Path) -> Path:
         """Weights, fingerprints, shapes and settings in one file, written to a temporary file and renamed."""

@@ -153,14 +153,17 @@ def security_curve(contender: Contender, x: torch.Tensor, y: torch.Tensor, x_cal
 def adaptive_run(contender: Contender, step: AdaptiveAttack, x: torch.Tensor, y: torch.Tensor,
                  attack: tuple[str, dict[str, Any]], weight: float | None, *, seed: int = 0, cache=None):
     """One adaptive attack: ``step`` with ``attack``'s settings and its defense-aware term at ``weight`` (None: no
-    term). Returns the engine's result, success per image (judged on ``step.success_model``, default the deployed
-    classifier) and the defense's scores of the successful examples."""
+    term), targeted where ``step.targets_for`` names a class per image. Returns the engine's result, success per
+    image (``y`` missed, judged on ``step.success_model``, default the deployed classifier) and the defense's scores
+    of the successful examples."""
     from decoylab import train
 
     name, settings = attack
     extra = step.loss_for(weight) if weight is not None and step.loss_for is not None else None
     key = step.loss_key_for(weight) if extra is not None and step.loss_key_for is not None else None
-    r = attacks.run(name, step.model, x, y, seed=seed, extra_loss=extra, extra_loss_key=key, cache=cache, **settings)
+    targeting = {"targeted": True, "target": step.targets_for(x, y)} if step.targets_for is not None else {}
+    r = attacks.run(name, step.model, x, y, seed=seed, extra_loss=extra, extra_loss_key=key, cache=cache,
+                    **targeting, **settings)
     success = train.predict(step.success_model or contender.classifier, r.x_adv).argmax(1) != y.cpu()
     scores = contender.defense.score(r.x_adv[success]) if success.any() else torch.zeros(0)
     return r, success, scores
