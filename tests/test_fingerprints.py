@@ -197,6 +197,8 @@ def test_save_and_load_keep_scores_and_threshold(trained, tmp_path):
 
 def test_adaptive_attacks_by_knowledge(trained):
     nfp, _, te = trained
+    nfp = copy.deepcopy(nfp)  # other tests calibrate the shared fixture; uncalibrated, no level aims at a threshold
+    nfp.threshold = nfp.calibrated_fpr = None
     levels = nfp.adaptive_attacks(x_shadow=te.x[:10], y_shadow=te.y[:10], attack=("cw2", {}))
     assert all(isinstance(a, AdaptiveAttack) for a in levels)
     assert [a.knowledge for a in levels] == ["0 · oblivious (white-box on the deployed model)",
