@@ -101,8 +101,9 @@ class Defense(ABC):
     def decision_attack(self, step: AdaptiveAttack, level: int, x_shadow: torch.Tensor) -> AdaptiveAttack | None:
         """``step``, whose term is ``weight`` × this defense's own score, turned on the detector's decision: the
         term is hinged, ``weight`` × max(0, score − τ_aim), so once an example's score is below τ_aim (at or under
-        the deployed threshold) the whole gradient goes to misclassifying it (Carlini & Wagner, *Adversarial Examples Are Not Easily Detected*,
-        AISec 2017, §5: attack the detector's decision, not its score; Tramèr et al., *On Adaptive Attacks to
+        the deployed threshold) the whole gradient goes to misclassifying it (Carlini & Wagner, *Adversarial
+        Examples Are Not Easily Detected*, AISec 2017, §5: attack the detector's decision, not its score; Tramèr
+        et al., *On Adaptive Attacks to
         Adversarial Example Defenses*, NeurIPS 2020, §4). τ_aim is the threshold the attacker calibrates on its
         own clean images ``x_shadow`` at twice the deployed FPR (halfway to 1 from 0.5 on), at most the deployed
         threshold: a margin, so PGD's last step does not carry the example back over. CW returns the smallest
