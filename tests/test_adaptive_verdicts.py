@@ -113,3 +113,13 @@ def test_each_papers_detection_claim_is_judged_against_its_control_through_the_c
     stored = results.recorded_claims()
     assert stored["luring.comparison.mnist5k.pgd.detection_vs_control"]["paper"] == "luring"  # the report's grouping
     results.clear()
+
+
+def test_a_verdict_sentence_calls_a_detection_rate_on_fewer_than_30_examples_inconclusive():
+    rate = av.Rate
+    few = av.DefenseVerdict("attractors", "weakened", "more get through", 4, "4 · decision", rate(27, 50), rate(11, 27),
+                            rate(16, 50), rate(0, 50), rate(50, 50))
+    assert "of 27 of its successful examples at FPR 0.05 (inconclusive: fewer than 30" in few.sentence("0.05")
+    enough = av.DefenseVerdict("attractors", "weakened", "more get through", 4, "4 · decision", rate(40, 50),
+                               rate(11, 40), rate(29, 50), rate(0, 50), rate(50, 50))
+    assert "inconclusive" not in enough.sentence("0.05")

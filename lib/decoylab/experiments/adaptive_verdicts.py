@@ -65,7 +65,8 @@ class DefenseVerdict:
     def sentence(self, fpr_label: str) -> str:
         return (f"**{self.defense}: {self.verdict}** — {self.reason}. Strongest attacker: level {self.level} "
                 f"({self.knowledge}); it succeeds on {self.success.text()} images, the detector flags "
-                f"{self.detection.text()} of its successful examples at FPR {fpr_label}, and "
+                f"{self.detection.text()} of its successful examples at FPR {fpr_label}"
+                f"{' (inconclusive: fewer than 30 successful examples)' if self.detection.n < MIN_SUCCESSES else ''}, and "
                 f"{self.overall.text()} get through (the oblivious attacker, level 0: {self.oblivious_overall.text()}). "
                 f"The same attack succeeds on {self.undefended_success.text()} images of the undefended model.")
 
