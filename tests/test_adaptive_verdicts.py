@@ -117,8 +117,8 @@ def test_each_papers_detection_claim_is_judged_against_its_control_through_the_c
 
 def test_a_verdict_sentence_calls_a_detection_rate_on_fewer_than_30_examples_inconclusive():
     rate = av.Rate
-    few = av.DefenseVerdict("attractors", "weakened", "more get through", 4, "4 · decision", rate(27, 50), rate(11, 27),
-                            rate(16, 50), rate(0, 50), rate(50, 50))
+    few = av.DefenseVerdict("attractors", "weakened", "more get through", 4, "4 · decision", rate(27, 50),
+                            rate(11, 27), rate(16, 50), rate(0, 50), rate(50, 50))
     assert "of 27 of its successful examples at FPR 0.05 (inconclusive: fewer than 30" in few.sentence("0.05")
     enough = av.DefenseVerdict("attractors", "weakened", "more get through", 4, "4 · decision", rate(40, 50),
                                rate(11, 40), rate(29, 50), rate(0, 50), rate(50, 50))

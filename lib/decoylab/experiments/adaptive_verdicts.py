@@ -25,6 +25,7 @@ BROKEN_SUCCESS = 0.90
 HOLDS_OVERALL = 0.10
 STRONG_ATTACK = 0.90
 MIN_SUCCESSES = 30  # the claims' minimum: a detection rate on fewer successful examples is no result
+THIN = " (inconclusive: fewer than 30 successful examples)"  # after a detection rate that rests on too few
 VERDICTS = ("broken", "weakened", "not weakened", "holds", "inconclusive")
 
 
@@ -66,7 +67,7 @@ class DefenseVerdict:
         return (f"**{self.defense}: {self.verdict}** — {self.reason}. Strongest attacker: level {self.level} "
                 f"({self.knowledge}); it succeeds on {self.success.text()} images, the detector flags "
                 f"{self.detection.text()} of its successful examples at FPR {fpr_label}"
-                f"{' (inconclusive: fewer than 30 successful examples)' if self.detection.n < MIN_SUCCESSES else ''}, and "
+                f"{THIN if self.detection.n < MIN_SUCCESSES else ''}, and "
                 f"{self.overall.text()} get through (the oblivious attacker, level 0: {self.oblivious_overall.text()}). "
                 f"The same attack succeeds on {self.undefended_success.text()} images of the undefended model.")
 
