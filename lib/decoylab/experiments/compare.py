@@ -107,7 +107,7 @@ class Built:
 class BuildContext:
     """The settings every builder shares: one base network (``base``, the undefended model), its data,
     training and seed. ``settings``: watermark_size, poison_percent, fp_n, fp_eps, luring_component,
-    luring_component_epochs, luring_component_init, attractor_strength."""
+    luring_component_epochs, luring_component_steps (optional), luring_component_init, attractor_strength."""
     train_set: Any
     base: nn.Module
     base_seconds: float
@@ -180,15 +180,18 @@ def _luring(ctx: BuildContext) -> Built:
     from decoylab import train
     from decoylab.defenses import luring as lu
 
-    fast_init = ctx.settings["luring_component_init"] == "auto"
-    luring = lu.Luring("luring", weight=lu.PAPER_WEIGHT[lu.paper_dataset(ctx.train_set.info.name) or "mnist"],
-                       target_name=ctx.model_name, component_name=ctx.settings["luring_component"],
+    from decoylab.experiments import luring as lx
+
+    paper_ds = lu.paper_dataset(ctx.train_set.info.name) or "mnist"
+    epochs, steps = ctx.settings["luring_component_epochs"], ctx.settings.get("luring_component_steps")
+    if ctx.settings["luring_component_init"] == "auto":  # a short fine-tune of Auto's P (the quick presets)
+        component_config = train.TrainConfig(epochs=epochs, steps=steps, batch_size=32, lr=3e-3)
+    else:  # Algorithm 1 from a random start, with the paper's batch, learning rate and its two changes
+        component_config = lx.paper_component_config(paper_ds, epochs=epochs, steps=steps)
+    luring = lu.Luring("luring", weight=lu.PAPER_WEIGHT[paper_ds], target_name=ctx.model_name,
+                       component_name=ctx.settings["luring_component"],
                        component_init=ctx.settings["luring_component_init"], target_data="all", seed=ctx.seed,
-                       cache=ctx.cache,
-                       log=ctx.log, target_config=ctx.train_config,
-                       train_config=train.TrainConfig(epochs=ctx.settings["luring_component_epochs"],
-                                                      batch_size=32 if fast_init else 64,
-                                                      lr=3e-3 if fast_init else 1e-3))
+                       cache=ctx.cache, log=ctx.log, target_config=ctx.train_config, train_config=component_config)
     return Built(*ctx.timed(lambda: luring.fit(ctx.train_set)))
 
 

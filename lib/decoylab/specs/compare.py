@@ -29,7 +29,8 @@ STRENGTH_RESTARTS = integer(1, 20)
 #: The defenses' own settings in the comparison (same names in notebooks 41 and 90).
 DEFENSE_SETTINGS = {"WATERMARK_SIZE": honeymodels.WATERMARK_SIZE, "POISON_PERCENT": honeymodels.POISON_PERCENT,
                     "ATTRACTOR_STRENGTH": number(0.0, low_open=True), "LURING_COMPONENT": luring.COMPONENT,
-                    "LURING_COMPONENT_EPOCHS": COUNT, "LURING_COMPONENT_INIT": luring.COMPONENT_INIT}
+                    "LURING_COMPONENT_EPOCHS": COUNT, "LURING_COMPONENT_STEPS": integer(1, optional=True),
+                    "LURING_COMPONENT_INIT": luring.COMPONENT_INIT}
 
 NOTEBOOK_90 = {"DATASET": DATASET, "DATA_ROOT": DATA_ROOT, "N_TRAIN": integer(1, optional=True), **TRAINING,
                "DEFENSES": DEFENSE_LIST, "ATTACKS": ATTACK_LIST, "FPRS": FPR_LIST, "N_ATTACK": IMAGES,
