@@ -33,6 +33,18 @@ def test_each_verdict_follows_its_rule(levels, strength, verdict):
     assert sentence.startswith(f"**honeymodels: {verdict}**") and "of 200" in sentence and "[" in sentence
 
 
+def test_detection_no_higher_than_on_the_same_images_clean_originals_breaks_a_defense():
+    """HoneyModels' key-aware attacker leaves the key's pixels alone, so its detector sees the clean originals'
+    features: it flags 10 of 199 either way, 0.0503 > 0.05, yet no better than on clean images."""
+    levels = [(120, 0.9, 0.06), (199, 10 / 199, 0.945)]
+    security = _security("honeymodels", levels).assign(**{"originals flagged": [0.05, 10 / 199]})
+    [v] = av.judge(security, STRONG, fpr=0.05)
+    assert v.verdict == "broken" and "clean originals (10 of 199)" in v.reason
+    security["originals flagged"] = [0.05, 3 / 199]  # the detector does better than on the originals
+    [v] = av.judge(security, STRONG, fpr=0.05)
+    assert v.verdict == "weakened"
+
+
 def test_a_detection_rate_on_few_successes_does_not_break_a_defense():
     [v] = av.judge(_security("luring", [(10, 0.5, 0.025), (20, 0.0, 0.10)]), STRONG, fpr=0.05)
     assert v.verdict != "broken"  # 20 successes, 10 % success: far from 0.9

@@ -188,6 +188,32 @@ def test_adaptive_attacks_with_a_defense_aware_term_are_cached_under_what_the_te
     assert cache.misses == built + 2  # another weight is another term: only the two attacks with a term run
 
 
+def test_each_level_carries_the_paired_control_of_its_detection(tmp_path):
+    """"originals flagged": of the images a level's attack succeeded on, the share whose clean originals the detector
+    flags at the same threshold: what its detection rate is judged against (adaptive_verdicts' "broken")."""
+    from decoylab import metrics
+
+    setup = _prepare_digits(tmp_path)
+    cache, attractors = Cache(tmp_path / "adaptive"), setup.contenders["attractors"]
+    attack = ("pgd", {"eps": 0.3, "step_size": 0.05, "steps": 3})
+    shadow = dict(x_shadow=setup.x_fit, y_shadow=setup.y_fit)
+    rows = detection.security_curve(attractors, setup.x_att, setup.y_att, setup.x_cal, 0.05, weights=[0.5],
+                                    attack=attack, seed=0, cache=cache, **shadow)
+    defense = attractors.defense
+    originals = defense.score(setup.x_att) > metrics.threshold_at_fpr(defense.score(setup.x_cal), 0.05)
+    steps = defense.adaptive_attacks(attack=attack, seed=0, cache=cache, **shadow)
+    checked = 0
+    for row, step in zip(rows, steps):
+        _, success, _ = detection.adaptive_run(attractors, step, setup.x_att, setup.y_att, attack, row["weight"],
+                                               seed=0, cache=cache)
+        if success.any():
+            assert row["originals flagged"] == pytest.approx(float(originals[success].float().mean()))
+            checked += 1
+        else:
+            assert row["originals flagged"] != row["originals flagged"]  # NaN: no successful example to pair
+    assert checked >= 1
+
+
 def test_an_extra_loss_key_needs_its_extra_loss(digits):
     from decoylab import attacks
 

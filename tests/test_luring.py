@@ -339,3 +339,47 @@ def test_the_learning_rate_drops_must_fit_the_training_they_count_in():
     assert "one learning rate per drop (2)" in specs.notebook_problems(
         "30_luring", {**paper, "COMPONENT_LR_VALUES": [0.0002]})[0]
     assert "increasing order" in specs.notebook_problems("30_luring", {**paper, "COMPONENT_LR_DROPS": [45000, 35000]})[0]
+
+
+def test_p_trains_on_the_papers_recipe_placed_at_the_same_fractions_of_any_length():
+    """Appendix B and the authors' MNIST code: batch 64, learning rate 0.001, 0.0002 from step 35 000 and 0.0004
+    from 45 000 of 50 000 (epochs 45 and 58 of 64); a shorter run keeps the schedule's shape."""
+    code = lx.paper_component_config("mnist", epochs=64, steps=50_000)
+    assert (code.batch_size, code.lr, code.steps) == (64, 0.001, 50_000)
+    assert list(code.milestones) == [35_000, 45_000] and list(code.milestone_lrs) == [0.0002, 0.0004]
+    assert list(lx.paper_component_config("mnist", epochs=64).milestones) == [45, 58]
+    assert list(lx.paper_component_config("mnist", epochs=64, steps=1000).milestones) == [700, 900]
+    cifar = lx.paper_component_config("cifar10", epochs=216)
+    assert (cifar.batch_size, cifar.lr, list(cifar.milestones)) == (256, 1e-5, [154, 185])
+
+
+@pytest.mark.parametrize("init,steps", [("random", 50_000), ("random", None), ("auto", None)])
+def test_the_comparisons_luring_trains_p_as_its_settings_say(monkeypatch, tmp_path, init, steps):
+    """Notebook 90's Luring: from a random start the paper's recipe (counted in steps when LURING_COMPONENT_STEPS is
+    set); from Auto's P the quick presets' short fine-tune."""
+    from types import SimpleNamespace
+
+    from decoylab.experiments import compare
+
+    seen = {}
+
+    class Captured:
+        def __init__(self, *args, train_config, **kwargs):
+            seen["config"] = train_config
+
+        def fit(self, train_set):
+            return self
+
+    monkeypatch.setattr(lu, "Luring", Captured)
+    train_set = SimpleNamespace(info=SimpleNamespace(name="mnist5k"), x=torch.zeros(4, 1, 28, 28))
+    settings = {"luring_component": "luring_p_mnist", "luring_component_epochs": 64, "luring_component_init": init,
+                "luring_component_steps": steps}
+    ctx = compare.BuildContext(train_set=train_set, base=None, base_seconds=0.0, model_name="honey_small_conv",
+                               train_config=train.TrainConfig(), seed=0, cache=Cache(tmp_path), log=None,
+                               settings=settings)
+    compare._luring(ctx)
+    config = seen["config"]
+    if init == "random":
+        assert config == lx.paper_component_config("mnist", epochs=64, steps=steps)
+    else:
+        assert (config.batch_size, config.lr, config.schedule, config.steps) == (32, 3e-3, "constant", None)

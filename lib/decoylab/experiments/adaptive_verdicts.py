@@ -4,7 +4,8 @@ Adversarial Example Defenses* (NeurIPS 2020): the attacker's best level, what ge
 evidence that the attack was strong (its success on the undefended model) before a defense is said to hold.
 
 - **broken**: the strongest adaptive attacker succeeds on at least ``BROKEN_SUCCESS`` of the images and the detector
-  flags at most the false-positive rate of its successful examples (it does no better than flagging clean images);
+  flags at most the false-positive rate of its successful examples, or at most as many as it flags of the same
+  images' clean originals (their paired control: it does no better than on clean images);
 - **holds**: at most ``HOLDS_OVERALL`` of the images get through (success and not flagged: the whole interval), and
   the same attack succeeds on at least ``STRONG_ATTACK`` of the undefended model;
 - **weakened**: more get through at the best level than against the oblivious attacker (level 0), the two
@@ -97,15 +98,20 @@ def judge(security, strength: Rate, fpr: float) -> list[DefenseVerdict]:
         oblivious = part.iloc[0]
         n, k = int(best["n attacked"]), int(best["n successful"])
         success, detection = Rate(k, n), Rate(_count(best["detection"], k), k)
+        originals = best.get("originals flagged", float("nan"))  # the paired control (detection.security_table)
         overall = Rate(_count(best["overall"], n), n)
         oblivious_overall = Rate(_count(oblivious["overall"], int(oblivious["n attacked"])),
                                  int(oblivious["n attacked"]))
         if strength.value < STRONG_ATTACK:
             verdict, reason = "inconclusive", (f"the attack succeeds on only {strength.value:.2f} of the undefended "
                                                f"model (needed: {STRONG_ATTACK:g}), too weak to judge a defense")
-        elif success.value >= BROKEN_SUCCESS and k >= MIN_SUCCESSES and detection.value <= fpr:
+        elif success.value >= BROKEN_SUCCESS and k >= MIN_SUCCESSES and (
+                detection.value <= fpr or detection.k <= _count(originals, k)):
             verdict, reason = "broken", (f"success ≥ {BROKEN_SUCCESS:g} with detection at or below the "
-                                         f"false-positive rate {fpr:g}")
+                                         f"false-positive rate {fpr:g}" if detection.value <= fpr else
+                                         f"success ≥ {BROKEN_SUCCESS:g}, and the detector flags no more of the "
+                                         f"successful examples ({detection.k}) than of the same images' clean "
+                                         f"originals ({_count(originals, k)} of {k}) at the threshold set for FPR {fpr:g}")
         elif overall.interval[1] <= HOLDS_OVERALL:
             verdict, reason = "holds", (f"at most {HOLDS_OVERALL:g} of the images get through (the whole interval) "
                                         "against an attack that is strong on the undefended model")

@@ -175,6 +175,8 @@ def _curve(contender: Contender, steps: list[AdaptiveAttack], x, y, x_calibratio
     clean_scores = d.score(x_calibration)
     threshold = metrics.threshold_at_fpr(clean_scores, fpr)
     more = {f"{f:g}": metrics.threshold_at_fpr(clean_scores, f) for f in more_fprs}
+    # The paired control of every level's detection: the same images, clean, at the same threshold
+    originals_flagged = d.score(x) > threshold
     rows = []
     for level, step in enumerate(steps):
         tried, spent = [], 0
@@ -187,12 +189,13 @@ def _curve(contender: Contender, steps: list[AdaptiveAttack], x, y, x_calibratio
             overall = rate * (1 - (detection if detection == detection else 0.0))
             at_more = {f"detection @ {key}": float((scores > t).float().mean()) if len(scores) else float("nan")
                        for key, t in more.items()}
+            clean = float(originals_flagged[success].float().mean()) if success.any() else float("nan")
             tried.append((overall, weight, rate, detection, float(r.l2[success].mean()) if success.any() else float("nan"),
-                          int(success.sum()), at_more))
-        overall, weight, rate, detection, l2, n_successful, at_more = max(tried, key=lambda t: t[0])
+                          int(success.sum()), at_more, clean))
+        overall, weight, rate, detection, l2, n_successful, at_more, clean = max(tried, key=lambda t: t[0])
         rows.append({"defense": contender.name, "level": level, "knowledge": step.knowledge, "n attacked": len(y),
                      "n successful": n_successful, "success": rate,
-                     "detection": detection, **at_more, "overall": overall, "weight": weight, "mean_l2": l2,
+                     "detection": detection, **at_more, "originals flagged": clean, "overall": overall, "weight": weight, "mean_l2": l2,
                      "grad_steps": spent, "note": step.note})
     return rows
 
