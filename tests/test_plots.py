@@ -97,6 +97,13 @@ def test_the_comparison_figures_keep_their_legends_off_the_data_and_colour_each_
     for ax in fig.axes:
         assert _colour(ax.get_lines()[0]) == plots.DEFENSE_COLORS[ax.get_title()]
     plt.close(fig)
+    counted = security.assign(**{"n attacked": 200, "n successful": [200, 150, 20, 10] * 2})
+    fig = plots.security_curves(counted, "0.05", "security with intervals")
+    assert covered_points(fig) == {}
+    for ax in fig.axes:  # a Wilson bar per level for detection and for overall, hollow points where n < 30
+        assert sum(len(c.get_segments()) for c in ax.collections) == 8
+        assert [t.get_text() for t in ax.get_legend().get_texts()][-1] == "detection on < 30 successes"
+    plt.close(fig)
 
 
 def test_grouped_bars_take_the_defense_colours_and_keep_the_legend_off_the_bars():

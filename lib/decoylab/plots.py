@@ -263,7 +263,17 @@ def overall_attack_success(comparison, fpr_label: str, title: str):
 
 def security_curves(security, fpr_label: str, title: str):
     """One panel per defense: detection and overall attack success per attacker-knowledge level
-    (``security`` as ``decoylab.experiments.detection.security_table`` returns it)."""
+    (``security`` as ``decoylab.experiments.detection.security_table`` returns it), with Wilson 95 % intervals
+    where it has the counts (detection on the successful examples, overall on the attacked images); a detection
+    rate on fewer than 30 successful examples is drawn hollow (inconclusive)."""
+    from decoylab import stats
+
+    def bars(rates, counts):  # errorbar's asymmetric yerr from each rate's Wilson interval
+        intervals = [stats.wilson(int(round(r * n)), int(n)) if n and r == r else (r, r) for r, n in zip(rates, counts)]
+        return [[max(0.0, r - lo) for r, (lo, _) in zip(rates, intervals)],
+                [max(0.0, hi - r) for r, (_, hi) in zip(rates, intervals)]]
+
+    counted = {"n successful", "n attacked"} <= set(security.columns)
     families = list(security["defense"].unique())
     fig, axes = plt.subplots(1, max(1, len(families)), figsize=(4.3 * max(1, len(families)), 4), squeeze=False,
                              sharey=True)
@@ -271,6 +281,14 @@ def security_curves(security, fpr_label: str, title: str):
         part = security[security["defense"] == name]
         ax.plot(part["level"], part["detection"], "o-", color=DEFENSE_COLORS[name], label="detection (TPR)")
         ax.plot(part["level"], part["overall"], "s--", color="black", label="overall attack success")
+        if counted:
+            for what, n, colour in (("detection", "n successful", DEFENSE_COLORS[name]),
+                                    ("overall", "n attacked", "black")):
+                ax.errorbar(part["level"], part[what], yerr=bars(list(part[what]), list(part[n])), fmt="none",
+                            ecolor=colour, capsize=3)
+            thin = part[part["n successful"] < 30]
+            ax.plot(thin["level"], thin["detection"], "o", mfc="white", color=DEFENSE_COLORS[name],
+                    label="detection on < 30 successes" if len(thin) else None)
         ax.set(title=name, xlabel="attacker knowledge (level, see table)", xticks=list(part["level"]), ylim=(-0.02, 1.02))
         ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.18))  # below, off the curves
     axes[0][0].set_ylabel(f"rate at FPR {fpr_label}")
