@@ -383,3 +383,28 @@ def test_the_comparisons_luring_trains_p_as_its_settings_say(monkeypatch, tmp_pa
         assert config == lx.paper_component_config("mnist", epochs=64, steps=steps)
     else:
         assert (config.batch_size, config.lr, config.schedule, config.steps) == (32, 3e-3, "constant", None)
+
+
+def test_level_three_drives_m_and_m_of_p_to_one_wrong_class(fitted):
+    """The attacker who knows M and P targets the detector's decision: PGD on log p_M + log p_(M∘P) towards the
+    class both rank highest after the true one. Of the images it fools M∘P on, M agrees on more than after the
+    paper's attack on M∘P alone (level 0), so the disagreement detector sees less."""
+    from decoylab import attacks
+
+    luring, _, _, te, cache = fitted
+    x, y = te.x[:60], te.y[:60]
+    levels = luring.adaptive_attacks(x_shadow=x, y_shadow=y, attack=("pgd", {}))
+    assert len(levels) == 4 and levels[3].targets_for is not None
+    targets = levels[3].targets_for(x, y)
+    assert (targets != y).all() and targets.shape == y.shape
+    augmented, target = luring.model, luring.target
+    agreement = {}
+    for level in (0, 3):
+        step = levels[level]
+        extra = {"targeted": True, "target": targets} if step.targets_for is not None else {}
+        r = attacks.run("pgd", step.model, x, y, eps=0.3, step_size=0.01, steps=40, seed=0, cache=cache, **extra)
+        fooled = train.predict(augmented, r.x_adv).argmax(1) != y
+        same = train.predict(target, r.x_adv).argmax(1) == train.predict(augmented, r.x_adv).argmax(1)
+        assert fooled.sum() >= 20, (level, int(fooled.sum()))
+        agreement[level] = float(same[fooled].float().mean())
+    assert agreement[3] >= 0.9 and agreement[3] > agreement[0], agreement

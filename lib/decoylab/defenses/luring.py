@@ -133,6 +133,20 @@ def luring_agreement_loss(luring: "Luring", weight: float):
     return loss
 
 
+class JointLogits(nn.Module):
+    """log p_M(x) + log p_{M∘P}(x), per class: a targeted attack on it raises the target class's probability
+    under M and under M∘P at once, so both end on the same wrong class and the disagreement detector (§4.1),
+    which flags M(x) ≠ M∘P(x), sees agreement. The kit's adaptive attacker, not the paper's."""
+
+    def __init__(self, target: nn.Module, augmented: nn.Module):
+        super().__init__()
+        self.target = target
+        self.augmented = augmented
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.log_softmax(self.target(x), 1) + F.log_softmax(self.augmented(x), 1)
+
+
 class Luring(TrainedDefense):
     """One augmented model M∘P of the Luring paper (``approach`` = luring, or a §3.1 baseline)
     around a target M trained (or loaded from the cache) on the same data.
@@ -303,15 +317,27 @@ class Luring(TrainedDefense):
     def adaptive_attacks(self, *, x_shadow: torch.Tensor, y_shadow: torch.Tensor, attack: tuple[str, dict[str, Any]],
                          seed: int = 0, cache=None) -> list[AdaptiveAttack]:
         """Level 0 is the paper's threat model (M hidden); an attacker who knows M attacks it directly; one
-        who knows M and P adds ``luring_agreement_loss`` so that M fails too and the detector sees nothing."""
+        who knows M and P adds ``luring_agreement_loss`` so that M fails too and the detector sees nothing; at
+        level 3 it targets the detector's decision: M and M∘P driven to one wrong class (``JointLogits``, the
+        class both already rank highest after the true one), where the disagreement score is zero."""
         augmented, target = self._require()
         # M is part of M∘P, the attacked model, except in Stack (whose M∘P holds a retrained copy of M).
         depends_on = {"target": target.state_dict()} if self.approach == "stack" else {}
+        joint = JointLogits(target, augmented)
+
+        def closest_shared_class(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            z = train.predict(joint, x)
+            z[torch.arange(len(y)), y.to(z.device)] = float("-inf")
+            return z.argmax(1).to(y.device)
+
         return [AdaptiveAttack("0 · the paper's setting: white-box on M∘P, M hidden", augmented),
                 AdaptiveAttack("1 · knows M: attacks M directly", target),
                 AdaptiveAttack("2 · knows M and P: M∘P with an agreement term", augmented,
                                loss_for=lambda w: luring_agreement_loss(self, w),
-                               loss_key_for=self.term_key("luring_agreement", **depends_on))]
+                               loss_key_for=self.term_key("luring_agreement", **depends_on)),
+                AdaptiveAttack("3 · knows M and P: drives both to one wrong class (targeted)", joint,
+                               targets_for=closest_shared_class,
+                               note="targeted at the class M and M∘P jointly rank highest after the true one")]
 
     def save(self, path) -> Path:
         """M∘P's weights (P and M), the approach, λ, the score and the shapes, in one file written atomically."""
