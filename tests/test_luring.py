@@ -155,7 +155,8 @@ def test_adaptive_attacks_by_knowledge(fitted):
     levels = luring.adaptive_attacks(x_shadow=te.x[:8], y_shadow=te.y[:8], attack=("pgd", {"eps": 0.3}))
     assert [a.knowledge for a in levels] == ["0 · the paper's setting: white-box on M∘P, M hidden",
                                              "1 · knows M: attacks M directly",
-                                             "2 · knows M and P: M∘P with an agreement term"]
+                                             "2 · knows M and P: M∘P with an agreement term",
+                                             "3 · knows M and P: drives both to one wrong class (targeted)"]
     assert levels[0].model is luring.attacked_model and levels[1].model is luring.target
     assert levels[0].loss_for is None and levels[1].loss_for is None
     term = levels[2].loss_for(2.0)(te.x[:8], te.y[:8])
