@@ -43,6 +43,10 @@ def test_detection_no_higher_than_on_the_same_images_clean_originals_breaks_a_de
     security["originals flagged"] = [0.05, 3 / 199]  # the detector does better than on the originals
     [v] = av.judge(security, STRONG, fpr=0.05)
     assert v.verdict == "weakened"
+    # A detector that flags half of everything, clean or not, still stops half the attacks: not broken
+    half = _security("honeymodels", [(120, 0.9, 0.06), (190, 0.5, 0.475)]).assign(**{"originals flagged": [0.05, 0.5]})
+    [v] = av.judge(half, STRONG, fpr=0.05)
+    assert v.verdict == "weakened"
 
 
 def test_a_detection_rate_on_few_successes_does_not_break_a_defense():

@@ -11,7 +11,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from decoylab import plots  # noqa: E402
+from decoylab import plots, stats  # noqa: E402
 
 DEFENSES = ["undefended", "honeymodels", "attractors", "luring", "fingerprints", "feature_squeezing"]
 
@@ -103,6 +103,11 @@ def test_the_comparison_figures_keep_their_legends_off_the_data_and_colour_each_
     for ax in fig.axes:  # a Wilson bar per level for detection and for overall, hollow points where n < 30
         assert sum(len(c.get_segments()) for c in ax.collections) == 8
         assert [t.get_text() for t in ax.get_legend().get_texts()][-1] == "detection on < 30 successes"
+        detection_bars = ax.collections[0].get_segments()  # level 1: detection 0.7 of 150 successful examples
+        lo, hi = stats.wilson(105, 150)
+        assert detection_bars[1][:, 1].tolist() == pytest.approx([lo, hi])
+        hollow = ax.get_lines()[-1]  # levels 2 and 3 (20 and 10 successes)
+        assert hollow.get_xdata().tolist() == [2, 3] and hollow.get_markerfacecolor() == "white"
     plt.close(fig)
 
 

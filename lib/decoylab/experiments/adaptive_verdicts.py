@@ -5,7 +5,8 @@ evidence that the attack was strong (its success on the undefended model) before
 
 - **broken**: the strongest adaptive attacker succeeds on at least ``BROKEN_SUCCESS`` of the images and the detector
   flags at most the false-positive rate of its successful examples, or at most as many as it flags of the same
-  images' clean originals (their paired control: it does no better than on clean images);
+  images' clean originals while flagging those originals at its calibrated rate (the FPR within their interval):
+  it does no better than on clean images;
 - **holds**: at most ``HOLDS_OVERALL`` of the images get through (success and not flagged: the whole interval), and
   the same attack succeeds on at least ``STRONG_ATTACK`` of the undefended model;
 - **weakened**: more get through at the best level than against the oblivious attacker (level 0), the two
@@ -89,6 +90,14 @@ def _count(rate: float, n: int) -> int:
     return 0 if n == 0 or rate != rate else int(round(rate * n))
 
 
+def _no_better_than_clean(detection: Rate, originals_flagged: int, fpr: float) -> bool:
+    """The detector flags no more of the successful examples than of the same images' clean originals, and on
+    those originals it works at its calibrated rate (the FPR inside their Wilson interval): a detector that
+    flags half of every image, clean or not, is not beaten by this rule."""
+    return (detection.k <= originals_flagged
+            and stats.wilson(originals_flagged, detection.n)[0] <= fpr)
+
+
 def judge(security, strength: Rate, fpr: float) -> list[DefenseVerdict]:
     """A ``DefenseVerdict`` per defense in ``security`` (``detection.security_table``), by the rules above."""
     verdicts = []
@@ -106,7 +115,7 @@ def judge(security, strength: Rate, fpr: float) -> list[DefenseVerdict]:
             verdict, reason = "inconclusive", (f"the attack succeeds on only {strength.value:.2f} of the undefended "
                                                f"model (needed: {STRONG_ATTACK:g}), too weak to judge a defense")
         elif success.value >= BROKEN_SUCCESS and k >= MIN_SUCCESSES and (
-                detection.value <= fpr or detection.k <= _count(originals, k)):
+                detection.value <= fpr or _no_better_than_clean(detection, _count(originals, k), fpr)):
             verdict, reason = "broken", (f"success ≥ {BROKEN_SUCCESS:g} with detection at or below the "
                                          f"false-positive rate {fpr:g}" if detection.value <= fpr else
                                          f"success ≥ {BROKEN_SUCCESS:g}, and the detector flags no more of the "

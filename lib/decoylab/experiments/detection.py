@@ -179,6 +179,13 @@ def _curve(contender: Contender, steps: list[AdaptiveAttack], x, y, x_calibratio
     originals_flagged = d.score(x) > threshold
     rows = []
     for level, step in enumerate(steps):
+        if step.targets_for is not None and attacks.registry.lookup(attack[0]).targeting == "never":
+            rows.append({"defense": contender.name, "level": level, "knowledge": step.knowledge, "n attacked": len(y),
+                         "n successful": 0, "success": float("nan"), "detection": float("nan"),
+                         "originals flagged": float("nan"), "overall": float("nan"), "weight": None,
+                         "mean_l2": float("nan"), "grad_steps": 0,
+                         "note": f"not run: {attack[0]} cannot be targeted (use pgd, fgsm or cw2)"})
+            continue
         tried, spent = [], 0
         for weight in (weights if step.loss_for is not None else [None]):
             r, success, scores = adaptive_run(contender, step, x, y, attack, weight, seed=seed, cache=cache)

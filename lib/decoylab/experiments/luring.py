@@ -45,17 +45,23 @@ def paper_component_config(paper_ds: str, *, epochs: int, steps: int | None = No
     Adversarial Perturbations in the Black-Box Paradigm", Appendix B): the paper's batch size and learning rate,
     with its two learning-rate changes at the same fractions of this run's length — of ``steps`` when given (the
     MNIST code: 0.0002 from step 35 000 and 0.0004 from 45 000 of 50 000), else of ``epochs`` (epochs 45 and 58
-    of 64). A shorter run keeps the schedule's shape rather than drops it never reaches."""
+    of 64). A shorter run keeps the schedule's shape; a change that would fall at or past its end, or on the
+    same step as the one before, is left out (a 1-epoch run keeps the first learning rate)."""
     paper = paper_values.values("luring", "experiment_settings")[paper_ds]
     if steps and paper["component_steps"] and paper["component_lr_steps"]:
         full, drops = paper["component_steps"], paper["component_lr_steps"]
     else:
         full, drops = paper["component_epochs"], paper["component_lr_drops"]
     length = steps or epochs
+    milestones, lrs = [], []
+    for drop, lr in zip(drops, paper["component_lr_values"]):
+        at = round(length * drop / full)
+        if 0 < at < length and (not milestones or at > milestones[-1]):
+            milestones.append(at)
+            lrs.append(lr)
     return train.TrainConfig(epochs=epochs, steps=steps, batch_size=paper["component_batch_size"],
-                             lr=paper["component_lr"], schedule="step",
-                             milestones=[max(1, round(length * drop / full)) for drop in drops],
-                             milestone_lrs=list(paper["component_lr_values"]))
+                             lr=paper["component_lr"], schedule="step" if milestones else "constant",
+                             milestones=milestones, milestone_lrs=lrs)
 
 
 def attack_preset(dataset: str) -> str:
