@@ -393,9 +393,13 @@ def test_the_comparisons_luring_trains_p_as_its_settings_say(monkeypatch, tmp_pa
         assert (config.batch_size, config.lr, config.schedule, config.steps) == (32, 3e-3, "constant", None)
 
 
+def augmented_model(luring):
+    return luring.attacked_model
+
+
 def test_level_three_drives_m_and_m_of_p_to_one_wrong_class(fitted):
-    """The attacker who knows M and P targets the detector's decision: PGD on log p_M + log p_(M∘P) towards the
-    class both rank highest after the true one. Of the images it fools M∘P on, M agrees on more than after the
+    """The attacker who knows M and P targets the detector's decision: PGD targeted on M∘P, plus M's cross-entropy
+    to the same class, towards the class both rank highest after the true one. Of the images it fools M∘P on, M agrees on more than after the
     paper's attack on M∘P alone (level 0), so the disagreement detector sees less."""
     from decoylab import attacks
 
@@ -407,9 +411,12 @@ def test_level_three_drives_m_and_m_of_p_to_one_wrong_class(fitted):
     assert (targets != y).all() and targets.shape == y.shape
     augmented, target = luring.model, luring.target
     agreement = {}
+    assert levels[3].model is augmented_model(luring) and levels[3].loss_key_for(1.0)["term"] == "luring_same_target"
     for level in (0, 3):
         step = levels[level]
         extra = {"targeted": True, "target": targets} if step.targets_for is not None else {}
+        if step.loss_for is not None:
+            extra.update(extra_loss=step.loss_for(1.0), extra_loss_key=step.loss_key_for(1.0))
         r = attacks.run("pgd", step.model, x, y, eps=0.3, step_size=0.01, steps=40, seed=0, cache=cache, **extra)
         fooled = train.predict(augmented, r.x_adv).argmax(1) != y
         same = train.predict(target, r.x_adv).argmax(1) == train.predict(augmented, r.x_adv).argmax(1)
