@@ -141,21 +141,6 @@ def same_target_loss(target: nn.Module, weight: float):
     return loss
 
 
-class JointLogits(nn.Module):
-    """log p_M(x) + log p_{M∘P}(x), per class: the classes M and M∘P rank highest together (level 3 of
-    ``Luring.adaptive_attacks`` picks its target with it). Not the attack's objective: softmax over it is the
-    product p_M·p_{M∘P} renormalised, which M∘P alone can satisfy (measured on paper-mnist5k: M∘P fooled on 0.945,
-    yet M disagreed on 0.979 of those)."""
-
-    def __init__(self, target: nn.Module, augmented: nn.Module):
-        super().__init__()
-        self.target = target
-        self.augmented = augmented
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.log_softmax(self.target(x), 1) + F.log_softmax(self.augmented(x), 1)
-
-
 class Luring(TrainedDefense):
     """One augmented model M∘P of the Luring paper (``approach`` = luring, or a §3.1 baseline)
     around a target M trained (or loaded from the cache) on the same data.
@@ -328,15 +313,14 @@ class Luring(TrainedDefense):
         """Level 0 is the paper's threat model (M hidden); an attacker who knows M attacks it directly; one
         who knows M and P adds ``luring_agreement_loss`` so that M fails too and the detector sees nothing; at
         level 3 it targets the detector's decision: targeted on M∘P at the class both already rank highest after
-        the true one (``JointLogits``), with weight × M's cross-entropy to that class as its term, so that M and M∘P
-        end on the same wrong class, where the disagreement score is zero."""
+        the true one (by log p_M + log p_(M∘P)), with weight × M's cross-entropy to that class as its term, so
+        that M and M∘P end on the same wrong class, where the disagreement score is zero."""
         augmented, target = self._require()
         # M is part of M∘P, the attacked model, except in Stack (whose M∘P holds a retrained copy of M).
         depends_on = {"target": target.state_dict()} if self.approach == "stack" else {}
-        joint = JointLogits(target, augmented)
 
         def closest_shared_class(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            z = train.predict(joint, x)
+            z = F.log_softmax(train.predict(target, x), 1) + F.log_softmax(train.predict(augmented, x), 1)
             z[torch.arange(len(y)), y.to(z.device)] = float("-inf")
             return z.argmax(1).to(y.device)
 
