@@ -183,6 +183,23 @@ def test_kit_adaptive_attack_lowers_the_score(trained):
         nfp.adaptive_loss("x")
 
 
+def test_a_net_on_the_authors_input_range_is_read_through_the_shift(digits, tmp_path):
+    tr, te = digits
+    cfg = train.TrainConfig(epochs=3, lr=3e-3)
+    shifted = nf.NeuralFingerprinting.create((1, 8, 8), 10, n=2, eps=0.1, fingerprint_seed=0, model_name="mlp",
+                                             train_config=cfg, input_offset=-0.5, cache=Cache(tmp_path), log=None).fit(tr)
+    assert isinstance(shifted.model, nf.ShiftedInputs) and "offset=-0.5" in repr(shifted.model)
+    x = te.x[:8]
+    with torch.no_grad():
+        assert torch.equal(shifted.model(x), shifted.model.net(x - 0.5))
+    assert train.accuracy(shifted.model, te.x, te.y) > 0.5  # it learned on [-0.5, 0.5] and reads [0, 1] images
+    assert shifted.control().fit(tr).input_offset == -0.5  # the control is shifted too
+    loaded = nf.NeuralFingerprinting.load(shifted.save(tmp_path / "shifted.pt"), device="cpu", log=None)
+    assert loaded.input_offset == -0.5 and torch.allclose(loaded.score(x), shifted.score(x))
+    with pytest.raises(params.ParameterError, match="input_offset=2"):
+        nf.NeuralFingerprinting.create((1, 8, 8), 10, n=2, eps=0.1, input_offset=2)
+
+
 def test_save_and_load_keep_scores_and_threshold(trained, tmp_path):
     nfp, _, te = trained
     nfp.calibrate(te.x, 0.05)
@@ -287,13 +304,14 @@ def test_sweep_point_is_cached(digits, tmp_path):
     settings = nfx.SweepSettings(model_name="mlp", train_config=train.TrainConfig(epochs=2), n_pretest=30,
                                  attack_names=["FGM"])
     first = nfx.sweep_point(tr, te, settings, n=2, eps=0.1, cache=cache)
-    assert set(first) == {"accuracy", "FGM_success", "FGM_auc", "FGM_n_correct"}
+    assert set(first) == {"accuracy", "fit", "FGM_success", "FGM_auc", "FGM_n_correct"}
+    assert 0 < first["fit"] < nfx.UNLEARNED_FIT  # ε 0.1 fingerprints are learned in two epochs
     stamp = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
     assert nfx.sweep_point(tr, te, settings, n=2, eps=0.1, cache=cache) == first
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == stamp
     by_n = nfx.auc_sweep(tr, te, settings, "N", [2], n=5, eps=0.1, cache=cache, log=None)
     assert by_n.to_dict("records") == [{"N": 2, "attack": "FGM", "AUC": first["FGM_auc"], "n": first["FGM_n_correct"],
-                                        "accuracy": first["accuracy"]}]
+                                        "accuracy": first["accuracy"], "fit": first["fit"]}]
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == stamp  # read from the cache
     full = nfx.sweep_point(tr, te, settings, n=2, eps=0.1, cache=cache, with_evidence=True)
     evidence = full.pop("evidence")
@@ -481,9 +499,9 @@ def test_notebook_41_claims_read_the_sweep_points(monkeypatch):
         normal = lambda mean: torch.from_numpy(rng.normal(mean, 1, 200))  # noqa: E731
         success = torch.arange(200) < 150
         # FGM's AUC rises with N; BIM-b's falls with ε
-        return {"evidence": {"scores": {"clean": normal(0), "FGM": normal(n), "BIM-b": normal(3 - 25 * eps)},
-                             "correct": torch.ones(200, dtype=torch.bool),
-                             "success": {"FGM": success, "BIM-b": success}}}
+        return {"fit": 0.2, "evidence": {"scores": {"clean": normal(0), "FGM": normal(n), "BIM-b": normal(3 - 25 * eps)},
+                                         "correct": torch.ones(200, dtype=torch.bool),
+                                         "success": {"FGM": success, "BIM-b": success}}}
 
     monkeypatch.setattr(nfc, "sweep_point", fake_point)
     settings = nfx.SweepSettings(attack_names=("FGM", "BIM-b"), n_pretest=200)
@@ -519,13 +537,17 @@ def test_notebook_41_claims_read_the_sweep_points(monkeypatch):
     assert by_id["fingerprints.fig4.bim_b.auc_std"].outcome != claims.NOT_REPRODUCED
 
 
-def test_a_rise_is_no_fall_whose_size_could_be_judged(monkeypatch):
+@pytest.mark.parametrize("fit_at_small_eps", [0.2, 0.99])
+def test_a_rise_is_no_fall_whose_size_could_be_judged(monkeypatch, fit_at_small_eps):
     """Fig. 3's CW-L2 claims on ε: a clear rise refutes "the AUC falls" and leaves "falls by no more than 8 %"
-    without a fall to judge (inconclusive), instead of passing it on the rise."""
+    without a fall to judge (inconclusive), instead of passing it on the rise; unless the fingerprints at the
+    smallest ε were never learned: then the rise compares a fingerprinted net with one that is not, and the claim
+    is inconclusive with its change still shown."""
     def fake_point(train_set, test_set, settings, *, n, eps, fingerprint_seed, cache, with_evidence):
         rng = np.random.default_rng(int(1000 * n + 100 * eps + fingerprint_seed))
         normal = lambda mean: torch.from_numpy(rng.normal(mean, 1, 200))  # noqa: E731
-        return {"evidence": {"scores": {"clean": normal(0), "CW-L2": normal(25 * eps - 1)},
+        return {"fit": fit_at_small_eps if eps < 0.01 else 0.2,
+                "evidence": {"scores": {"clean": normal(0), "CW-L2": normal(25 * eps - 1)},
                              "correct": torch.ones(200, dtype=torch.bool),
                              "success": {"CW-L2": torch.arange(200) < 150}}}
 
@@ -537,9 +559,16 @@ def test_a_rise_is_no_fall_whose_size_could_be_judged(monkeypatch):
                                          eps_grid=[0.003, 0.1], n=10, eps=0.1, n_sets=2, run=run)
     results.clear()
     by_id = {v.claim.id: v for v in verdicts}
-    assert by_id["fingerprints.fig3.eps.cw_l2.auc_falls"].outcome == claims.NOT_REPRODUCED
+    falls = by_id["fingerprints.fig3.eps.cw_l2.auc_falls"]
     size = by_id["fingerprints.fig3.eps.cw_l2.fall_not_substantial"]
     assert size.outcome == claims.INCONCLUSIVE and "no fall to judge: the AUC rose" in size.reason
+    assert falls.measurement.value > 0.5  # measured and shown either way
+    if fit_at_small_eps < nfx.UNLEARNED_FIT:
+        assert falls.outcome == claims.NOT_REPRODUCED
+    else:
+        assert falls.outcome == claims.INCONCLUSIVE
+        assert "ε 0.003 (mean D of the true class 0.990) were not learned" in falls.reason
+    assert "not learned" not in (by_id["fingerprints.fig3.n.cw_l2.auc_does_not_fall"].reason or "")  # at ε 0.1
 
 
 def test_the_trend_over_n_spans_the_fingerprint_sets():
@@ -570,14 +599,56 @@ def test_the_trend_over_n_spans_the_fingerprint_sets():
 def test_the_trend_sentences_read_each_interval_and_refuse_too_few_examples():
     import pandas as pd
 
-    from decoylab.experiments import fingerprint_claims as nfc
+    from decoylab.experiments import fingerprint_trends as nft
 
+    base = {"over": "ε", "from": 0.003, "to": 0.1, "attack": "CW-L2"}
     rows = pd.DataFrame([
-        {"epochs": 2, "attack": "CW-L2", "AUC change": -0.1, "low": -0.15, "high": -0.05, "successful": 40,
-         "accuracy at N 1": 0.8, "accuracy at N 5": 0.7},
-        {"epochs": 8, "attack": "CW-L2", "AUC change": 0.01, "low": -0.03, "high": 0.05, "successful": 12,
-         "accuracy at N 1": 0.95, "accuracy at N 5": 0.94}])
-    text = nfc.trend_sentences(rows)
-    assert "after 2 epochs -0.100 [-0.15, -0.05] (falls; 40 successful)" in text
-    assert "after 8 epochs +0.010, inconclusive: 12 successful examples (fewer than 30)" in text
-    assert "2 epochs N 1 0.800, N 5 0.700" in text
+        {**base, "setting": "5 epochs", "AUC change": 0.3, "low": 0.2, "high": 0.4, "successful": 40,
+         "accuracy at the smallest": 0.8, "accuracy at the largest": 0.9, "fit at the smallest": 0.99,
+         "fit at the largest": 0.3},
+        {**base, "setting": "15 epochs", "AUC change": 0.01, "low": -0.03, "high": 0.05, "successful": 12,
+         "accuracy at the smallest": 0.95, "accuracy at the largest": 0.94, "fit at the smallest": 0.2,
+         "fit at the largest": 0.1},
+        {**base, "over": "N", "from": 1, "to": 5, "setting": "5 epochs", "AUC change": -0.1, "low": -0.15,
+         "high": -0.05, "successful": 31, "accuracy at the smallest": 0.9, "accuracy at the largest": 0.7,
+         "fit at the smallest": 0.2, "fit at the largest": 0.4}])
+    text = nft.sentences(rows)
+    first, second = text.split("\n\nAUC at ")
+    assert first.startswith("AUC at ε 0.1 minus at ε 0.003:") and second.startswith("N 5 minus at N 1:")
+    assert "5 epochs +0.300 [0.2, 0.4] (rises; 40 successful)" in first
+    assert "15 epochs +0.010, inconclusive: 12 successful examples (fewer than 30)" in first
+    assert "5 epochs ε 0.003 0.800, ε 0.1 0.900; 15 epochs ε 0.003 0.950" in first
+    assert "5 epochs -0.100 [-0.15, -0.05] (falls; 31 successful)" in second
+    assert "fingerprint fit (mean D of the true class; ≈ 1 unlearned, learned below 0.9): 5 epochs ε 0.003 0.990" in first
+    assert "where the fingerprints at one end were not learned (5 epochs)" in first
+    assert "not learned" not in second
+
+
+def test_trends_refuse_a_bad_axis_or_a_one_point_grid(digits):
+    from decoylab.experiments import fingerprint_trends as nft
+
+    tr, te = digits
+    settings = nfx.SweepSettings(model_name="mlp")
+    with pytest.raises(ValueError, match="over='K'"):
+        nft.trend_table(tr, te, {"x": ("x", settings)}, over="K", grid=[1, 2], n=2, eps=0.1, sets=1)
+    with pytest.raises(ValueError, match=r"grid=\[3, 3\]"):
+        nft.by_training_length(tr, te, settings, over="N", grid=[3, 3], n=2, eps=0.1, epochs_list=[1], sets=1)
+
+
+def test_a_trend_by_input_offset_trains_shifted_nets_and_records_each_row(digits, tmp_path):
+    from decoylab.experiments import fingerprint_trends as nft
+
+    tr, te = digits
+    results.clear()
+    settings = nfx.SweepSettings(model_name="mlp", train_config=train.TrainConfig(epochs=2), n_pretest=30,
+                                 attack_names=["FGM"])
+    table = nft.by_input_offset(tr, te, settings, over="ε", grid=[0.05, 0.2], n=2, eps=0.1, offsets=[0.0, -0.5],
+                                sets=2, cache=Cache(tmp_path))
+    assert list(table["setting"]) == ["inputs on [0, 1]", "inputs on [-0.5, 0.5]"]
+    assert set(table["over"]) == {"ε"} and set(table["from"]) == {0.05} and set(table["to"]) == {0.2}
+    stored = results.recorded()
+    assert {"trend_eps_fgm_offset0", "trend_eps_fgm_offset-0.5"} <= set(stored)
+    # the two offsets are different nets: their ends differ, and each change lies inside its interval
+    assert table["accuracy at the smallest"].nunique() == 2
+    for _, row in table.iterrows():
+        assert row["low"] <= row["AUC change"] <= row["high"]

@@ -13,8 +13,10 @@ network is trained to show along them (§2, Algorithm 1).
   rejects when it exceeds τ), ``calibrate`` sets τ on clean inputs at a chosen FPR; its ``control()``
   is the same net trained without fingerprints; ``adaptive_attacks`` are §3.4's and the kit's.
 
-The paper's inputs lie on [-0.5, 0.5], the kit's on [0, 1]: the same width, so ε and attack
-budgets carry over unchanged. Fingerprinted probes x + Δx are not clipped to the data range
+The authors' code feeds inputs on [-0.5, 0.5], the kit on [0, 1]: the same width, so ε and attack
+budgets carry over unchanged; ``input_offset=-0.5`` trains and reads the net on the authors' range
+(``ShiftedInputs``), the one thing the shift can change being what the convolutions pad with (notebook 41,
+section 3c). Fingerprinted probes x + Δx are not clipped to the data range
 (the authors' code does not clip either); they are the defender's queries, not images.
 
 Table 1, the sweeps of Figs. 3–4 and the adaptive-attack harness are in ``decoylab.experiments.fingerprints``.
@@ -162,6 +164,21 @@ def all_distances(model: nn.Module, fp: Fingerprints, x: torch.Tensor, batch_siz
         torch.zeros(0, fp.num_classes)
 
 
+class ShiftedInputs(nn.Module):
+    """``net(x + offset)``: a net trained on inputs in [offset, 1 + offset], read through the kit's [0, 1] images,
+    so that attacks, probes and thresholds stay on the kit's scale (offset −0.5: the authors' [−0.5, 0.5])."""
+
+    def __init__(self, net: nn.Module, offset: float):
+        super().__init__()
+        self.net, self.offset = net, float(offset)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x + self.offset)
+
+    def extra_repr(self) -> str:  # in the repr, so cached attacks on two offsets never share a key
+        return f"offset={self.offset:g}"
+
+
 class NeuralFingerprinting(TrainedDefense):
     """A classifier trained with fingerprints (eq. 14) and its detector (Algorithm 1).
 
@@ -172,13 +189,16 @@ class NeuralFingerprinting(TrainedDefense):
 
     def __init__(self, fingerprints: Fingerprints, *, weight: float = 1.0, model_name: str = "nfp_mnist",
                  train_config: train.TrainConfig | None = None, seed: int = 0, cache=None, device: str | None = None,
-                 trained_with_fingerprints: bool = True, log: Callable[[str], None] | None = print):
+                 trained_with_fingerprints: bool = True, input_offset: float = 0.0,
+                 log: Callable[[str], None] | None = print):
         params.check("weight", weight, specs.WEIGHT)
+        params.check("input_offset", input_offset, specs.INPUT_OFFSET)
         super().__init__(model_name=model_name, train_config=train_config, seed=seed, cache=cache, device=device,
                          log=log)
         self.fingerprints = fingerprints
         self.weight = float(weight)
         self.trained_with_fingerprints = trained_with_fingerprints
+        self.input_offset = float(input_offset)
 
     @classmethod
     def create(cls, shape: tuple[int, ...], num_classes: int, *, n: int, eps: float, dx_mode: str = "positive",
@@ -210,9 +230,11 @@ class NeuralFingerprinting(TrainedDefense):
                      "loss_key": {"fingerprint_loss": self.weight, **self.fingerprints.to_dict()}}
         else:
             extra = {}
-        self.model = train.train_or_load(self.model_name, train_set.x, train_set.y, train_set.info.num_classes,
-                                         self.train_config, seed=self.seed, cache=self.cache, device=self.device,
-                                         log=self.log, **extra)
+        # The net learns on the shifted images (the key holds them); the defense reads it through the shift.
+        net = train.train_or_load(self.model_name, train_set.x + self.input_offset, train_set.y,
+                                  train_set.info.num_classes, self.train_config, seed=self.seed, cache=self.cache,
+                                  device=self.device, log=self.log, **extra)
+        self.model = ShiftedInputs(net, self.input_offset).eval() if self.input_offset else net
         return self
 
     def distances(self, x: torch.Tensor) -> torch.Tensor:
@@ -296,7 +318,7 @@ class NeuralFingerprinting(TrainedDefense):
         return self._save(path, {"fingerprints": fp.to_dict(), "input_shape": list(fp.dx.shape[1:]),
                                  "num_classes": fp.num_classes, "weight": self.weight,
                                  "trained_with_fingerprints": self.trained_with_fingerprints,
-                                 "train_config": asdict(self.train_config), "threshold": self.threshold,
+                                 "input_offset": self.input_offset, "train_config": asdict(self.train_config), "threshold": self.threshold,
                                  "calibrated_fpr": self.calibrated_fpr})
 
     @classmethod
@@ -308,7 +330,12 @@ class NeuralFingerprinting(TrainedDefense):
         nfp = cls(Fingerprints.from_dict(stored["fingerprints"]), weight=stored["weight"],
                   model_name=stored["model_name"], seed=stored["seed"],
                   train_config=train.TrainConfig(**{**config, "milestones": tuple(config["milestones"])}),
-                  trained_with_fingerprints=stored["trained_with_fingerprints"], cache=cache, device=device, log=log)
+                  trained_with_fingerprints=stored["trained_with_fingerprints"],
+                  input_offset=stored.get("input_offset", 0.0), cache=cache, device=device, log=log)
+        if nfp.input_offset:  # the stored weights are the shifted net's
+            stored = {**stored, "state_dict": {k.removeprefix("net."): v for k, v in stored["state_dict"].items()}}
         nfp._restore_model(stored, tuple(stored["input_shape"]), stored["num_classes"])
+        if nfp.input_offset:
+            nfp.model = ShiftedInputs(nfp.model, nfp.input_offset).eval()
         nfp.threshold, nfp.calibrated_fpr = stored["threshold"], stored["calibrated_fpr"]
         return nfp

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from decoylab import claims, metrics, results, stats, train
-from decoylab.experiments.fingerprints import PAPER_ATTACKS, AttackedSet, SweepSettings, sweep_point
+from decoylab.experiments.fingerprints import UNLEARNED_FIT, PAPER_ATTACKS, AttackedSet, SweepSettings, sweep_point
 
 PAPER = "fingerprints"
 #: The paper's settings a run is set beside: Table 1's 1328 pre-test points on MNIST's full training split, the
@@ -208,11 +208,25 @@ def std_over_sets(per_set: list[tuple[np.ndarray, np.ndarray]], *, images: int, 
                               seeds, note)
 
 
-def _record(measurements: Mapping[str, claims.Measurement], missing: Mapping[str, str]) -> list[claims.Verdict]:
-    """Judge and record each claim; ``missing[id]`` says why this run could not measure it."""
-    by_id = {c.id: c for c in claims.declared(PAPER)}
+def _record(measurements: Mapping[str, claims.Measurement], missing: Mapping[str, str],
+            undecided: Mapping[str, str] | None = None) -> list[claims.Verdict]:
+    """Judge and record each claim; ``missing[id]`` says why this run could not measure it, ``undecided[id]`` why
+    it cannot decide a claim it measured (the measurement is still shown)."""
+    by_id, undecided = {c.id: c for c in claims.declared(PAPER)}, undecided or {}
     return [results.record_claim(by_id[claim_id], m, undecided=f"not measured: {missing[claim_id]}"
-                                 if claim_id in missing else None) for claim_id, m in measurements.items()]
+                                 if claim_id in missing else undecided.get(claim_id))
+            for claim_id, m in measurements.items()]
+
+
+def unlearned_ends(fits: Mapping[float, float], name: str) -> str | None:
+    """Why a trend cannot be judged when the fingerprints at one end of its grid were not learned (``fits``: grid
+    value → mean D of the true class over the fingerprint sets, ``sweep_point``'s "fit"), or None."""
+    unfit = {v: d for v, d in fits.items() if d >= UNLEARNED_FIT}
+    if not unfit:
+        return None
+    return ("the fingerprints at " + ", ".join(f"{name} {v:g} (mean D of the true class {d:.3f})" for v, d in unfit.items())
+            + f" were not learned (≈ 1 without fingerprints; learned below {UNLEARNED_FIT:g}): a change against that end "
+            "says how well the nets fitted, not how the defense varies")
 
 
 def _unmeasured(found: dict[str, claims.Measurement], missing: dict[str, str], ids, why: str) -> None:
@@ -291,12 +305,13 @@ def evaluate_sweep_claims(train_set, test_set, settings: SweepSettings, *, n_gri
     """Notebook 41's claims, each measured and recorded: per attack, the AUC at the grid's largest N minus at its
     smallest (ε = ``eps``, Fig. 3 left), the same over ε (N = ``n``, Fig. 3 middle), both on ``sweep_sets``
     fingerprint sets (``trend_over_sets``), and the AUC's std over ``n_sets`` fingerprint sets (Fig. 4). Reads the
-    sweep's cached points (``sweep_point``) with their scores."""
+    sweep's cached points (``sweep_point``) with their scores. A trend whose grid has an end where the fingerprints
+    were not learned is inconclusive, its change still shown (``unlearned_ends``)."""
     def point(n_, eps_, seed=0):
         return sweep_point(train_set, test_set, settings, n=n_, eps=eps_, fingerprint_seed=seed, cache=cache,
                            with_evidence=True)
 
-    images, seeds, found, missing = min(settings.n_pretest, len(test_set.y)), run.seeds, {}, {}
+    images, seeds, found, missing, undecided = min(settings.n_pretest, len(test_set.y)), run.seeds, {}, {}, {}
     in_range = sorted(v for v in set(eps_grid) if v <= PAPER_MAX_EPS)
     beyond = sorted(set(eps_grid) - set(in_range))
     axes = {"n": ("N", sorted(set(n_grid)), lambda v, k: point(v, eps, k), f"ε {eps}", ""),
@@ -324,6 +339,9 @@ def evaluate_sweep_claims(train_set, test_set, settings: SweepSettings, *, n_gri
                                        labels=(f"{name} {high:g}", f"{name} {low:g}"), images=images,
                                        seeds=tuple(dict.fromkeys((*seeds, *range(sweep_sets)))), note=note)
             found.update({i: measured for i in ids})
+            unfit = unlearned_ends({v: float(np.mean([at(v, k)["fit"] for k in range(sweep_sets)]))
+                                    for v in (low, high)}, name)
+            undecided.update({i: unfit for i in ids} if unfit else {})
             if (axis, label) == ("eps", "CW-L2") and measured.interval and measured.interval[0] > 0:
                 # "falls by no more than 8 %" would pass on any rise: a size of fall needs a fall to judge
                 _unmeasured(found, missing, [f"{PAPER}.fig3.eps.cw_l2.fall_not_substantial"],
@@ -341,65 +359,4 @@ def evaluate_sweep_claims(train_set, test_set, settings: SweepSettings, *, n_gri
                 f"{n_sets} fingerprint sets at N {n}, ε {eps} (the paper: 32 sets, N randomised too)",
                 "per set: " + SUCCESSFUL_ONLY]))
     order = notebook_claim_ids("41_roc_curves")
-    return _record({i: found[i] for i in order}, missing)
-
-
-def trend_by_training_length(train_set, test_set, settings: SweepSettings, *, n_grid, eps: float, epochs_list,
-                             sets: int, cache=None):
-    """Whether Fig. 3's trend over N depends on how long the nets trained: per training length (epochs) and
-    attack, the AUC at the grid's largest N minus at its smallest (ε = ``eps``) on ``sets`` fingerprint sets
-    (``trend_over_sets``), with the nets' mean test accuracy at both ends. Every point is a cached ``sweep_point``
-    whose settings differ only in the training length. Each row is recorded (``trend_<attack>_<epochs>ep``)."""
-    import dataclasses
-
-    import pandas as pd
-
-    low, high = min(n_grid), max(n_grid)
-    images, rows = min(settings.n_pretest, len(test_set.y)), []
-    for epochs in epochs_list:
-        at = dataclasses.replace(settings, train_config=dataclasses.replace(settings.train_config, epochs=int(epochs)))
-        points = {(v, k): sweep_point(train_set, test_set, at, n=v, eps=eps, fingerprint_seed=k, cache=cache,
-                                      with_evidence=True) for v in (low, high) for k in range(sets)}
-        accuracy = {v: float(np.mean([points[(v, k)]["accuracy"] for k in range(sets)])) for v in (low, high)}
-        for label in settings.attack_names:
-            m = trend_over_sets([(_point_scores(points[(high, k)], label), _point_scores(points[(low, k)], label))
-                                 for k in range(sets)], labels=(f"N {high}", f"N {low}"), images=images,
-                                seeds=tuple(range(sets)), note="")
-            note = (f"AUC at N {high} minus at N {low}, ε {eps}, {epochs} training epochs, "
-                    + (f"mean over {sets} fingerprint sets, Student's t over the sets" if sets > 1
-                       else "fingerprint set 0, bootstrap over the images")
-                    + f"; {SUCCESSFUL_ONLY} (n: the fewest successful examples behind it, of {images} pre-test points)")
-            results.record(f"trend_{attack_key(label)}_{epochs}ep", m.value, n=m.n_successful, interval=m.interval,
-                           note=note)
-            low_end, high_end = m.interval if m.interval else (None, None)
-            rows.append({"epochs": epochs, "attack": label, "AUC change": m.value, "low": low_end, "high": high_end,
-                         "successful": m.n_successful,
-                         f"accuracy at N {low}": accuracy[low], f"accuracy at N {high}": accuracy[high]})
-    return pd.DataFrame(rows)
-
-
-def trend_sentences(by_length) -> str:
-    """Markdown rendering ``trend_by_training_length``'s rows: per attack, the AUC's change from the smallest to the
-    largest N at each training length, read from its interval (falls, rises, or no change the interval can tell)."""
-    import pandas as pd
-
-    def reading(row) -> str:
-        if pd.isna(row["AUC change"]) or pd.isna(row["low"]):
-            return "not measured (no successful example, or one set without spread)"
-        if row["successful"] < claims.DETECTION_MIN_SUCCESSES:
-            return (f"{row['AUC change']:+.3f}, inconclusive: {row['successful']} successful examples "
-                    f"(fewer than {claims.DETECTION_MIN_SUCCESSES})")
-        word = "falls" if row["high"] < 0 else "rises" if row["low"] > 0 else "no change the interval can tell"
-        return (f"{row['AUC change']:+.3f} {claims.span((row['low'], row['high']))} ({word}; "
-                f"{row['successful']} successful)")
-
-    lines = []
-    for attack, rows in by_length.groupby("attack", sort=False):
-        parts = [f"after {r['epochs']} epochs {reading(r)}" for _, r in rows.iterrows()]
-        lines.append(f"- **{attack}**: " + "; ".join(parts))
-    accuracy = by_length.drop_duplicates("epochs")
-    acc_cols = [c for c in by_length.columns if c.startswith("accuracy at N")]
-    lines.append("- test accuracy: " + "; ".join(
-        f"{r['epochs']} epochs " + ", ".join(f"{c[len('accuracy at '):]} {r[c]:.3f}" for c in acc_cols)
-        for _, r in accuracy.iterrows()))
-    return "AUC at the largest N minus at the smallest, by training length (section 3b):\n\n" + "\n".join(lines)
+    return _record({i: found[i] for i in order}, missing, undecided)

@@ -19,6 +19,8 @@ WEIGHT = RATE
 DX_MODE = choice(DX_MODES)
 DY_SIGN = choice(DY_SIGNS)
 FP_SEED = integer(0, optional=True)
+#: Added to the images before the net (−0.5: the authors' [−0.5, 0.5] inputs); within one image range of 0.
+INPUT_OFFSET = number(-1, 1)
 
 #: Settings of the paper's attacks that notebooks 40 and 41 share.
 PAPER_ATTACK_SETTINGS = {"N_PRETEST": COUNT, "JSMA_GAMMA": JSMA_GAMMA, "CW_MAX_ITER": COUNT, "CW_BINARY_STEPS": COUNT,
@@ -34,4 +36,5 @@ NOTEBOOKS = {
 SWEEPS = {"DX_MODE": DX_MODE, "DY_SIGN": DY_SIGN, "FP_WEIGHT": WEIGHT, "N_GRID": list_of(integer(1)),
           "EPS_GRID": list_of(UNIT), "N_FINGERPRINTS": N_FINGERPRINTS, "FP_EPS": FP_EPS,
           "N_FINGERPRINT_SETS": COUNT, "SWEEP_SETS": COUNT, "TREND_EPOCHS": list_of(integer(1), non_empty=False),
+          "INPUT_OFFSETS": list_of(INPUT_OFFSET, non_empty=False),
           "SWEEP_ATTACKS": ATTACK_LABELS, **PAPER_ATTACK_SETTINGS}
