@@ -192,8 +192,17 @@ def test_a_net_on_the_authors_input_range_is_read_through_the_shift(digits, tmp_
     x = te.x[:8]
     with torch.no_grad():
         assert torch.equal(shifted.model(x), shifted.model.net(x - 0.5))
+    # the inner net is the one trained on the shifted images (the same training key), read through the shift
+    on_shifted = train.train_or_load("mlp", tr.x - 0.5, tr.y, 10, cfg, cache=Cache(tmp_path), log=None,
+                                     loss_fn=nf.training_loss(shifted.fingerprints, 1.0),
+                                     loss_key={"fingerprint_loss": 1.0, **shifted.fingerprints.to_dict()})
+    assert all(torch.equal(a, b) for a, b in zip(on_shifted.state_dict().values(), shifted.model.net.state_dict().values()))
     assert train.accuracy(shifted.model, te.x, te.y) > 0.5  # it learned on [-0.5, 0.5] and reads [0, 1] images
-    assert shifted.control().fit(tr).input_offset == -0.5  # the control is shifted too
+    control = shifted.control().fit(tr)  # the control is shifted too, and trained without fingerprints
+    assert isinstance(control.model, nf.ShiftedInputs) and control.model.offset == -0.5
+    assert train.accuracy(control.model, te.x, te.y) > 0.5
+    assert float(control.distances(te.x).gather(1, te.y.view(-1, 1)).mean()) > \
+        float(shifted.distances(te.x).gather(1, te.y.view(-1, 1)).mean())
     loaded = nf.NeuralFingerprinting.load(shifted.save(tmp_path / "shifted.pt"), device="cpu", log=None)
     assert loaded.input_offset == -0.5 and torch.allclose(loaded.score(x), shifted.score(x))
     with pytest.raises(params.ParameterError, match="input_offset=2"):
@@ -306,6 +315,9 @@ def test_sweep_point_is_cached(digits, tmp_path):
     first = nfx.sweep_point(tr, te, settings, n=2, eps=0.1, cache=cache)
     assert set(first) == {"accuracy", "fit", "FGM_success", "FGM_auc", "FGM_n_correct"}
     assert 0 < first["fit"] < nfx.UNLEARNED_FIT  # ε 0.1 fingerprints are learned in two epochs
+    # the fit is the true class's distance on the pre-test points, not the score (the smallest over the classes)
+    evidence_scores = nfx.sweep_point(tr, te, settings, n=2, eps=0.1, cache=cache, with_evidence=True)["evidence"]
+    assert first["fit"] > float(evidence_scores["scores"]["clean"].mean())
     stamp = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
     assert nfx.sweep_point(tr, te, settings, n=2, eps=0.1, cache=cache) == first
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == stamp
@@ -648,7 +660,7 @@ def test_a_trend_by_input_offset_trains_shifted_nets_and_records_each_row(digits
     assert set(table["over"]) == {"ε"} and set(table["from"]) == {0.05} and set(table["to"]) == {0.2}
     stored = results.recorded()
     assert {"trend_eps_fgm_offset0", "trend_eps_fgm_offset-0.5"} <= set(stored)
-    # the two offsets are different nets: their ends differ, and each change lies inside its interval
-    assert table["accuracy at the smallest"].nunique() == 2
-    for _, row in table.iterrows():
-        assert row["low"] <= row["AUC change"] <= row["high"]
+    # the two offsets are different nets: their ends differ; every fit is a mean distance, each row has its n
+    assert table["fit at the smallest"].nunique() == 2
+    assert ((table[["fit at the smallest", "fit at the largest"]] > 0).all().all()
+            and (table["successful"] > 0).all() and (table["high"] > table["low"]).all())

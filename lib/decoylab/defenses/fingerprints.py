@@ -15,7 +15,8 @@ network is trained to show along them (§2, Algorithm 1).
 
 The authors' code feeds inputs on [-0.5, 0.5], the kit on [0, 1]: the same width, so ε and attack
 budgets carry over unchanged; ``input_offset=-0.5`` trains and reads the net on the authors' range
-(``ShiftedInputs``), the one thing the shift can change being what the convolutions pad with (notebook 41,
+(``ShiftedInputs``). Where a convolution pads, the shift changes what the padding means; where none does
+(``nfp_mnist``), it is a shift of the first layer's bias, and only the training's path differs (notebook 41,
 section 3c). Fingerprinted probes x + Δx are not clipped to the data range
 (the authors' code does not clip either); they are the defender's queries, not images.
 

@@ -225,7 +225,8 @@ def unlearned_ends(fits: Mapping[float, float], name: str) -> str | None:
     if not unfit:
         return None
     return ("the fingerprints at " + ", ".join(f"{name} {v:g} (mean D of the true class {d:.3f})" for v, d in unfit.items())
-            + f" were not learned (≈ 1 without fingerprints; learned below {UNLEARNED_FIT:g}): a change against that end "
+            + f" were not learned (≈ 0.995 where the net ignores the probes; learned below {UNLEARNED_FIT:g}): a change "
+            "against that end "
             "says how well the nets fitted, not how the defense varies")
 
 

@@ -51,7 +51,8 @@ def trend_table(train_set, test_set, variants: Mapping[str, tuple[str, SweepSett
                                  for k in range(sets)], labels=(f"{over} {high}", f"{over} {low}"), images=images,
                                 seeds=tuple(range(sets)), note="")
             note = (f"AUC at {over} {high} minus at {over} {low}, {held}, {label}, "
-                    + (f"mean over {sets} fingerprint sets, Student's t over the sets" if sets > 1
+                    + (f"mean over {sets} fingerprint sets, interval: hull of Student's t over the sets and a bootstrap "
+                       "over the images" if sets > 1
                        else "fingerprint set 0, bootstrap over the images")
                     + f"; {SUCCESSFUL_ONLY} (n: the fewest successful examples behind it, of {images} pre-test points)")
             results.record(f"trend_{'n' if over == 'N' else 'eps'}_{attack_key(attack)}_{key}", m.value,
@@ -76,8 +77,9 @@ def by_training_length(train_set, test_set, settings: SweepSettings, *, over: st
 def by_input_offset(train_set, test_set, settings: SweepSettings, *, over: str, grid, n: int, eps: float, offsets,
                     sets: int, cache=None) -> pd.DataFrame:
     """``trend_table`` with the net trained and read on inputs shifted by each offset (``ShiftedInputs``: −0.5 is
-    the authors' [−0.5, 0.5]); probes, attacks and ε stay on the same pixel scale, so what differs is only what
-    the convolutions' zero padding means (black on [0, 1], mid-grey on [−0.5, 0.5])."""
+    the authors' [−0.5, 0.5]); probes, attacks and ε stay on the same pixel scale. What differs: where a
+    convolution pads, what the padding means (black on [0, 1], mid-grey on [−0.5, 0.5]); where none does
+    (``nfp_mnist``), only the training's path, since a shifted input is a shifted first-layer bias."""
     variants = {f"inputs on [{o:g}, {1 + o:g}]": (f"offset{o:g}", dataclasses.replace(settings, input_offset=float(o)))
                 for o in offsets}
     return trend_table(train_set, test_set, variants, over=over, grid=grid, n=n, eps=eps, sets=sets, cache=cache)
