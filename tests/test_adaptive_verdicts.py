@@ -102,6 +102,13 @@ def test_equal_terms_names_the_defenses_that_lose_accuracy():
     assert lines[0].startswith("Not on equal terms: luring loses more than 2 points")
     assert "not equal terms" in lines[2] and "not equal terms" not in lines[1]
     assert av.equal_terms_lines(overheads.iloc[:2])[0].startswith("Every defense is within 2 points")
+    assert "train longer" in lines[0]
+    # a defense already trained to its paper's budget says so instead of being told to train longer
+    explained = av.equal_terms_lines(overheads, reasons={"luring": "P trained the authors' 50000 steps",
+                                                         "attractors": "never shown (within 2 points)"})
+    assert "train longer" not in explained[0] and "why, below" in explained[0]
+    assert explained[2].endswith("not equal terms): P trained the authors' 50000 steps")
+    assert "never shown" not in explained[1]
 
 
 def test_each_papers_detection_claim_is_judged_against_its_control_through_the_claims_api():

@@ -153,11 +153,13 @@ def summary_lines(verdicts: list[DefenseVerdict], fpr_label: str) -> list[str]:
     return [f"- {v.sentence(fpr_label)}" for v in verdicts]
 
 
-def equal_terms_lines(overheads, tolerance_points: float = 2.0, n_test: int | None = None) -> list[str]:
+def equal_terms_lines(overheads, tolerance_points: float = 2.0, n_test: int | None = None,
+                      reasons: dict[str, str] | None = None) -> list[str]:
     """One line per defense: its clean accuracy against the undefended model's (with a Wilson interval on
     ``n_test`` images where given), and whether it is within ``tolerance_points`` (the comparison is on equal terms
-    only where every defense is)."""
-    lines, behind = [], []
+    only where every defense is). ``reasons[name]``: why a defense that loses more was not trained further (e.g.
+    it already trains to its paper's budget), said on its line instead of the advice to train longer."""
+    lines, behind, reasons = [], [], reasons or {}
     base = overheads.loc["undefended", "clean accuracy"]
 
     def accuracy(value: float) -> str:
@@ -171,12 +173,14 @@ def equal_terms_lines(overheads, tolerance_points: float = 2.0, n_test: int | No
             behind.append(name)
         lines.append(f"- {name}: clean accuracy {accuracy(row['clean accuracy'])} against {accuracy(base)} "
                      f"undefended ({cost:.1f} points lost"
-                     f"{'' if within else f'; more than {tolerance_points:g}: not equal terms'})")
+                     f"{'' if within else f'; more than {tolerance_points:g}: not equal terms'})"
+                     + (f": {reasons[name]}" if not within and name in reasons else ""))
     head = ("Every defense is within "f"{tolerance_points:g} points of the undefended model's clean accuracy: the "
             "comparison is on equal terms." if not behind else
             f"Not on equal terms: {', '.join(behind)} {'loses' if len(behind) == 1 else 'lose'} more than "
-            f"{tolerance_points:g} points of clean accuracy at this training budget (train longer, e.g. `EPOCHS`, "
-            "or read their rows with that in mind).")
+            f"{tolerance_points:g} points of clean accuracy at this training budget ("
+            + ("why, below; " if all(name in reasons for name in behind) else "train longer, e.g. `EPOCHS`, or ")
+            + "read their rows with that in mind).")
     return [head, *lines]
 
 
