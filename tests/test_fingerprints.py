@@ -583,6 +583,15 @@ def test_a_rise_is_no_fall_whose_size_could_be_judged(monkeypatch, fit_at_small_
     assert "not learned" not in (by_id["fingerprints.fig3.n.cw_l2.auc_does_not_fall"].reason or "")  # at ε 0.1
 
 
+def test_one_rule_says_when_fingerprints_were_not_learned():
+    """The claims' and the trend tables' "not learned" are the same rule: a fit at the bound counts as unlearned,
+    one just below it as learned."""
+    bound = nfx.UNLEARNED_FIT
+    assert nfc.fingerprints_unlearned(bound) and not nfc.fingerprints_unlearned(bound - 1e-6)
+    assert nfc.unlearned_ends({0.003: bound - 1e-6, 0.1: 0.2}, "ε") is None
+    assert "ε 0.003" in nfc.unlearned_ends({0.003: bound, 0.1: 0.2}, "ε")
+
+
 def test_the_trend_over_n_spans_the_fingerprint_sets():
     """Fig. 3's change from one end of a sweep to the other: one set gives the images' bootstrap; several give
     the mean of the per-set changes with Student's t over the sets, clipped to what two AUCs allow."""

@@ -218,10 +218,16 @@ def _record(measurements: Mapping[str, claims.Measurement], missing: Mapping[str
             for claim_id, m in measurements.items()]
 
 
+def fingerprints_unlearned(fit: float) -> bool:
+    """Whether a fingerprint fit (``sweep_point``'s "fit", the mean D of the true class) says the net has not
+    learned its fingerprints: the one rule behind ``unlearned_ends`` and the trend tables' sentences."""
+    return fit >= UNLEARNED_FIT
+
+
 def unlearned_ends(fits: Mapping[float, float], name: str) -> str | None:
     """Why a trend cannot be judged when the fingerprints at one end of its grid were not learned (``fits``: grid
     value → mean D of the true class over the fingerprint sets, ``sweep_point``'s "fit"), or None."""
-    unfit = {v: d for v, d in fits.items() if d >= UNLEARNED_FIT}
+    unfit = {v: d for v, d in fits.items() if fingerprints_unlearned(d)}
     if not unfit:
         return None
     return ("the fingerprints at " + ", ".join(f"{name} {v:g} (mean D of the true class {d:.3f})" for v, d in unfit.items())

@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from decoylab import claims, results
-from decoylab.experiments.fingerprint_claims import SUCCESSFUL_ONLY, _point_scores, attack_key, trend_over_sets
+from decoylab.experiments.fingerprint_claims import (SUCCESSFUL_ONLY, _point_scores, attack_key, fingerprints_unlearned,
+                                                    trend_over_sets)
 from decoylab.experiments.fingerprints import UNLEARNED_FIT, SweepSettings, sweep_point
 
 OVER = ("N", "ε")
@@ -113,7 +114,7 @@ def sentences(table: pd.DataFrame) -> str:
                 f"{r['setting']} {over} {low} {r[what + ' at the smallest']:.3f}, {over} {high} "
                 f"{r[what + ' at the largest']:.3f}" for _, r in per_setting.iterrows()))
         unfit = [r["setting"] for _, r in per_setting.iterrows()
-                 if max(r["fit at the smallest"], r["fit at the largest"]) >= UNLEARNED_FIT]
+                 if fingerprints_unlearned(max(r["fit at the smallest"], r["fit at the largest"]))]
         if unfit:
             lines.append(f"- where the fingerprints at one end were not learned ({', '.join(unfit)}), the change "
                          "compares a fingerprinted net with one that is not: it says how well the nets fitted")
