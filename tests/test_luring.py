@@ -76,6 +76,20 @@ def fitted(tmp_path_factory):
     return luring, luring.control().fit(tr), tr, te, cache
 
 
+def test_copy_agreement_counts_the_images_p_saw_and_new_ones(fitted):
+    """M∘P against M on P's own training images (the fitted split, validation left out) and on test images,
+    each equal to the share computed by hand from the two networks' predictions."""
+    luring, _, tr, te, _ = fitted
+    copy = lx.copy_agreement(luring, tr, te)
+    seen_idx, val_idx = luring._split(len(tr.y), tr.y)
+    assert copy["n_seen"] == len(seen_idx) == len(tr.y) - len(val_idx) and copy["n_new"] == len(te.y)
+    for images, share in ((tr.x[seen_idx], copy["seen"]), (te.x, copy["new"])):
+        augmented = luring.attacked_model(images).argmax(1)
+        target = luring.target(images).argmax(1)
+        assert share == pytest.approx(float((augmented == target).float().mean()))
+    assert 0 < copy["new"] <= 1 and 0 < copy["seen"] <= 1
+
+
 def test_control_is_the_unfitted_c_e_baseline_with_the_same_settings():
     luring = lu.Luring("luring", weight=0.5, component_init="auto", seed=3, log=None)
     control = luring.control()

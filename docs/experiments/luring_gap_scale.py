@@ -30,8 +30,8 @@ from decoylab.experiments import luring as lx
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--steps", type=int, default=5000, help="P's optimiser steps at every size (default 5000)")
-parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 2000, 4000], metavar="N",
-                    help="training sizes on the embedded digits (default 1000 2000 4000)")
+parser.add_argument("--sizes", type=int, nargs="*", default=[1000, 2000, 4000], metavar="N",
+                    help="training sizes on the embedded digits (default 1000 2000 4000; none: skip them)")
 parser.add_argument("--control", action="store_true", help="also the C_E baseline (P trained to mimic M only)")
 parser.add_argument("--fashion", type=int, nargs="*", default=[], metavar="N",
                     help="also Fashion-MNIST at these training sizes (e.g. 4000 15000 60000)")
@@ -41,7 +41,7 @@ if args.steps < 1:
     parser.error(f"--steps {args.steps}: must be a positive number of optimiser steps")
 
 steps = 300 if args.quick else args.steps
-runs = [("mnist5k", [1000, 4000] if args.quick else args.sizes)]
+runs = [("mnist5k", [1000, 4000] if args.quick else args.sizes)] if args.sizes or args.quick else []
 if args.fashion:
     runs.append(("fashion_mnist", args.fashion))
 approaches = ("luring", "ce") if args.control else ("luring",)

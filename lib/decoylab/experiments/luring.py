@@ -105,6 +105,22 @@ def measure_transfer(defense: Luring, x_adv: torch.Tensor, y: torch.Tensor,
     return transfer_metrics(*defense.predictions(x_adv), y, successful)
 
 
+def copy_agreement(defense: Luring, train_set, test_set) -> dict[str, float]:
+    """How well P copies M (Bernhard, Moellic, Dutertre 2021, Algorithm 1 trains P so that M∘P keeps M's
+    decisions): the share of images on which M∘P and M predict the same class, on the images P was trained on
+    (``train_set`` without the validation split the defense held out) and on ``test_set``, with both counts. A
+    wide difference says P fits its own training images better than new ones; docs/findings.md follows M∘P's gap
+    to M over training sizes."""
+    seen_idx, _ = defense._split(len(train_set.y), train_set.y)  # the defense's own split: the images P saw
+
+    def agreement(x: torch.Tensor) -> float:
+        augmented, target = defense.predictions(x)
+        return float((augmented == target).float().mean())
+
+    return {"seen": agreement(train_set.x[seen_idx]), "n_seen": len(seen_idx),
+            "new": agreement(test_set.x), "n_new": len(test_set.y)}
+
+
 def worst_case(rows: list[dict[str, float]]) -> dict[str, float]:
     """MIM-W (§4.2): of several attacks' metric rows, the one best for the attacker — lowest DAC,
     then lowest AC_M (Appendix F: "parameters leading to the lowest AC_M and DAC values")."""
