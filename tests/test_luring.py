@@ -77,17 +77,30 @@ def fitted(tmp_path_factory):
 
 
 def test_copy_agreement_counts_the_images_p_saw_and_new_ones(fitted):
-    """M∘P against M on P's own training images (the fitted split, validation left out) and on test images,
-    each equal to the share computed by hand from the two networks' predictions."""
+    """M∘P against M on P's own training images, on the split the defense held out and on test images: with a
+    defense whose M∘P copies M exactly where P trained and never elsewhere, the three rates are 1, 0 and 0, with
+    their counts; on a fitted defense each equals the share computed from the two networks."""
     luring, _, tr, te, _ = fitted
+    train_idx, held_out_idx = luring._split(len(tr.y), tr.y)
+
+    class CopiesOnlyItsOwnImages:
+        validation_images = len(held_out_idx)
+        _split = luring._split
+
+        @staticmethod
+        def predictions(x):
+            seen = (x.flatten(1)[:, None] == tr.x[train_idx].flatten(1)[None]).all(-1).any(1)
+            return torch.where(seen, 0, 1), torch.zeros(len(x), dtype=torch.long)
+
+    stub = lx.copy_agreement(CopiesOnlyItsOwnImages(), tr, te)
+    assert (stub["train"].k, stub["train"].n) == (len(train_idx), len(train_idx))
+    assert (stub["held_out"].k, stub["held_out"].n) == (0, len(held_out_idx)) and stub["test"].n == len(te.y)
     copy = lx.copy_agreement(luring, tr, te)
-    seen_idx, val_idx = luring._split(len(tr.y), tr.y)
-    assert copy["n_seen"] == len(seen_idx) == len(tr.y) - len(val_idx) and copy["n_new"] == len(te.y)
-    for images, share in ((tr.x[seen_idx], copy["seen"]), (te.x, copy["new"])):
-        augmented = luring.attacked_model(images).argmax(1)
-        target = luring.target(images).argmax(1)
-        assert share == pytest.approx(float((augmented == target).float().mean()))
-    assert 0 < copy["new"] <= 1 and 0 < copy["seen"] <= 1
+    for images, rate in ((tr.x[train_idx], copy["train"]), (tr.x[held_out_idx], copy["held_out"]), (te.x, copy["test"])):
+        same = luring.attacked_model(images).argmax(1) == luring.target(images).argmax(1)
+        assert (rate.k, rate.n) == (int(same.sum()), len(images))
+    with pytest.raises(ValueError, match="pass the training set it was fitted on"):
+        lx.copy_agreement(luring, data.load("mnist5k", "train", n=600, seed=0), te)
 
 
 def test_control_is_the_unfitted_c_e_baseline_with_the_same_settings():

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from decoylab import metrics, paper_values, params, results, stats, train
+from decoylab.experiments.adaptive_verdicts import Rate
 # PAPER_WEIGHT and paper_dataset are the defense's settings per data set; the notebook reads them here too.
 from decoylab.defenses.luring import APPROACH_LABELS, PAPER_WEIGHT, Luring, paper_dataset  # noqa: F401
 from decoylab.specs import luring as specs
@@ -105,20 +106,24 @@ def measure_transfer(defense: Luring, x_adv: torch.Tensor, y: torch.Tensor,
     return transfer_metrics(*defense.predictions(x_adv), y, successful)
 
 
-def copy_agreement(defense: Luring, train_set, test_set) -> dict[str, float]:
+def copy_agreement(defense: Luring, train_set, test_set) -> dict[str, Rate]:
     """How well P copies M (Bernhard, Moellic, Dutertre 2021, Algorithm 1 trains P so that M∘P keeps M's
-    decisions): the share of images on which M∘P and M predict the same class, on the images P was trained on
-    (``train_set`` without the validation split the defense held out) and on ``test_set``, with both counts. A
-    wide difference says P fits its own training images better than new ones; docs/findings.md follows M∘P's gap
-    to M over training sizes."""
-    seen_idx, _ = defense._split(len(train_set.y), train_set.y)  # the defense's own split: the images P saw
+    decisions): the images on which M∘P and M predict the same class, as rates with Wilson intervals, on
+    "train", the images P was trained on; "held_out", the validation split the defense held out of ``train_set``
+    (new to P; M saw them too when it was trained on every image, ``target_data="all"``); and "test",
+    ``test_set`` (new to both). "train" against "held_out" compares P on its own images and on new ones with M's
+    familiarity held equal; "held_out" against "test" shows what M's familiarity adds."""
+    train_idx, held_out_idx = defense._split(len(train_set.y), train_set.y)  # the defense's own split
+    if defense.validation_images is not None and len(held_out_idx) != defense.validation_images:
+        raise ValueError(f"train_set: {len(train_set.y)} images split into {len(held_out_idx)} held out, but the "
+                         f"defense held out {defense.validation_images}: pass the training set it was fitted on")
 
-    def agreement(x: torch.Tensor) -> float:
+    def agreement(x: torch.Tensor) -> Rate:
         augmented, target = defense.predictions(x)
-        return float((augmented == target).float().mean())
+        return Rate(int((augmented == target).sum()), len(x))
 
-    return {"seen": agreement(train_set.x[seen_idx]), "n_seen": len(seen_idx),
-            "new": agreement(test_set.x), "n_new": len(test_set.y)}
+    return {"train": agreement(train_set.x[train_idx]), "held_out": agreement(train_set.x[held_out_idx]),
+            "test": agreement(test_set.x)}
 
 
 def worst_case(rows: list[dict[str, float]]) -> dict[str, float]:
