@@ -84,6 +84,7 @@ def test_offline_download_names_the_offline_choices(name, tmp_path, monkeypatch)
         data.load(name, "test", data_root=tmp_path)
     message = str(err.value)
     assert name in message and "mnist5k" in message and "digits" in message and "fashion_mnist" in message
+    assert "--data-root" in message and "$DECOYLAB_DATA" in message  # where a folder filled offline is given
 
 
 def test_fashion_mnist_from_idx_folder(tmp_path):

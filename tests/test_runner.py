@@ -108,6 +108,34 @@ def test_a_cache_or_runs_folder_that_cannot_be_written_stops_the_run_before_any_
     assert code == 2 and "cannot write the runs folder" in log and "--runs-dir" in log
 
 
+def test_a_data_root_that_is_not_a_folder_stops_the_run_before_any_notebook(kit):
+    tmp, dirs = kit
+    code, log = _run(dirs, data_root=tmp / "no-such-folder")
+    assert code == 2 and "--data-root" in log and "no-such-folder" in log and "mnist/" in log
+    assert not (tmp / "runs").exists()
+
+
+def test_data_root_reaches_the_kernels_which_read_the_data_sets_from_it(kit, monkeypatch):
+    """`decoylab run --data-root DIR`: a folder filled offline (here MNIST's raw idx files, written by the test)
+    is where the notebooks' data.load reads, with no download."""
+    from standins import write_mnist_raw
+
+    tmp, dirs = kit
+    write_mnist_raw(tmp / "offline", n_train=30, n_test=20)
+    monkeypatch.setenv("DECOYLAB_DATA", str(tmp / "elsewhere"))  # the option wins over the environment
+    monkeypatch.setenv("DECOYLAB_CACHE", str(tmp / "cache"))
+    _notebook(dirs["notebooks_dir"] / "01_good.ipynb",
+              "import os\nfrom decoylab import data\ntest = data.load('mnist', 'test')\n"
+              "results.record('test_images', len(test.y))\n"
+              "results.record('data_root_is_the_option', float(os.environ['DECOYLAB_DATA'].endswith('offline')))")
+    code = cli_main(["-q", "run", "--preset", "tiny", "--notebooks", "01_good", "--data-root", str(tmp / "offline"),
+                     "--notebooks-dir", str(dirs["notebooks_dir"]), "--params-dir", str(dirs["params_dir"]),
+                     "--runs-dir", str(dirs["runs_dir"])])
+    doc = json.loads((tmp / "runs/tiny/01_good/results.json").read_text())
+    assert code == 0 and doc["status"] == "ok"
+    assert {k: v["value"] for k, v in doc["results"].items()} == {"test_images": 20, "data_root_is_the_option": 1.0}
+
+
 def test_unknown_preset_and_notebook_are_named(kit):
     _, dirs = kit
     lines = []

@@ -70,7 +70,7 @@ OFFLINE_HINT = (
     "dataset='digits' (scikit-learn's 8x8 digits), or dataset='fashion_mnist' with "
     "data_root pointing at a folder of idx files (on Debian: `apt install dataset-fashion-mnist`, "
     f"then data_root='{DEBIAN_FASHION_MNIST}'). Offline, put the data set's own files in "
-    "<data_root>/<name>/ (data_root or $DECOYLAB_DATA): MNIST's raw idx files (train-images-idx3-ubyte, ...), "
+    "<data_root>/<name>/ (data_root in a notebook, `decoylab run --data-root DIR`, or $DECOYLAB_DATA): MNIST's raw idx files (train-images-idx3-ubyte, ...), "
     "CIFAR-10's cifar-10-batches-py folder, SVHN's train_32x32.mat and test_32x32.mat."
 )
 

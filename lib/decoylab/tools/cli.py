@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "inside notebooks 11 and 41, become Ray tasks (one GPU each when there are GPUs)")
     run.add_argument("--ray-address", default=None, metavar="ADDRESS",
                      help="with --executor ray: host:port, ray://host:port or auto; default: start a local Ray instance")
+    run.add_argument("--data-root", default=None, metavar="DIR",
+                     help="folder of data sets filled offline, one subfolder per data set (mnist/, cifar10/, svhn/ "
+                          "in their own formats); default $DECOYLAB_DATA, else a download to ~/.cache/decoylab/data")
     run.add_argument("--force", action="store_true",
                      help="rerun notebooks that already completed with the same parameters")
     _add_dirs(run)
@@ -136,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         return runner.run(preset=args.preset, notebooks=args.notebooks, jobs=args.jobs, force=args.force,
                           notebooks_dir=args.notebooks_dir, params_dir=args.params_dir, runs_dir=args.runs_dir,
-                          executor=args.executor, ray_address=args.ray_address, log=runner_log)
+                          executor=args.executor, ray_address=args.ray_address, log=runner_log,
+                          data_root=args.data_root)
     if args.command == "list":
         from decoylab.tools import listing
 

@@ -58,8 +58,10 @@ def _collect(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def _execute_remotely(task, preset: str, env: dict[str, Any], address: str) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """On a Ray worker: run the notebook into a scratch folder, return its document and files."""
+def _execute_remotely(task, preset: str, env: dict[str, Any], address: str,
+                      data_root: str | None = None) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """On a Ray worker: run the notebook into a scratch folder, return its document and files. ``data_root``
+    (``decoylab run --data-root``) must be the same path on every node (a shared file system)."""
     import dataclasses
 
     from decoylab.tools import execution
@@ -68,13 +70,16 @@ def _execute_remotely(task, preset: str, env: dict[str, Any], address: str) -> t
     try:
         os.environ["DECOYLAB_EXECUTOR"] = "ray"
         os.environ["DECOYLAB_RAY_ADDRESS"] = address
+        if data_root:
+            os.environ["DECOYLAB_DATA"] = data_root
         doc = execution.execute(dataclasses.replace(task, out_dir=scratch / task.name), preset, env)
         return doc, _collect(scratch / task.name)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def run_on_ray(tasks: list, preset: str, env: dict[str, Any], address: str | None) -> Iterator[tuple[Any, dict]]:
+def run_on_ray(tasks: list, preset: str, env: dict[str, Any], address: str | None,
+               data_root: str | None = None) -> Iterator[tuple[Any, dict]]:
     """Yield ``(task, results document)`` as each notebook finishes on the cluster, after writing its
     files under ``task.out_dir`` (``results.json`` last, every file atomically)."""
     from decoylab.fileio import atomic_write_bytes
@@ -84,7 +89,7 @@ def run_on_ray(tasks: list, preset: str, env: dict[str, Any], address: str | Non
     gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
     cluster_address = ray.get_runtime_context().gcs_address
     remote = ray.remote(num_gpus=gpus, max_retries=0)(_execute_remotely)
-    pending = {remote.remote(t, preset, env, cluster_address): t for t in tasks}
+    pending = {remote.remote(t, preset, env, cluster_address, data_root): t for t in tasks}
     try:
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)

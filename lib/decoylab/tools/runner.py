@@ -292,18 +292,29 @@ def start_order(tasks: list[Task]) -> list[Task]:
 
 def run(preset: str = "quick", notebooks: list[str] | None = None, jobs: int = 1, force: bool = False,
         notebooks_dir: str | Path = "notebooks", params_dir: str | Path = "params", runs_dir: str | Path = "runs",
-        log: Callable[[str], None] = print, executor: str = "local", ray_address: str | None = None) -> int:
+        log: Callable[[str], None] = print, executor: str = "local", ray_address: str | None = None,
+        data_root: str | Path | None = None) -> int:
     """Run the preset; return the exit code (0 all ok, 1 a notebook failed, 2 bad input or the runs folder in use
     by another run, 130 interrupted by Ctrl-C or SIGTERM: queued notebooks cancelled, running ones killed with
     their kernels, the report written from what finished).
 
     ``executor="local"`` runs ``jobs`` notebooks at a time in local processes; ``"ray"`` sends each to
-    a Ray task (``decoylab.tools.executor``) on the cluster at ``ray_address`` (None: a local Ray instance)."""
+    a Ray task (``decoylab.tools.executor``) on the cluster at ``ray_address`` (None: a local Ray instance).
+    ``data_root``: a folder of data sets filled offline (``<data_root>/<name>/``), given to every kernel as
+    ``$DECOYLAB_DATA``; None keeps the environment's."""
     from decoylab.tools import executor as executors
 
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         log(f"error: --jobs {jobs!r} is not allowed; --jobs must be an integer >= 1")
         return 2
+    if data_root is not None:
+        data_root = Path(data_root).expanduser()
+        if not data_root.is_dir():
+            log(f"error: --data-root {str(data_root)!r} is not a folder; give the folder that holds one subfolder per "
+                "data set (mnist/ with MNIST's raw idx files, cifar10/cifar-10-batches-py/, svhn/train_32x32.mat and "
+                "test_32x32.mat), or leave it out to download")
+            return 2
+        os.environ["DECOYLAB_DATA"] = str(data_root.resolve())  # the kernels (and Ray's workers) inherit it
     notebooks_dir, params_dir, runs_dir = Path(notebooks_dir), Path(params_dir), Path(runs_dir)
     try:
         executors.check(executor, ray_address)
@@ -327,7 +338,8 @@ def run(preset: str = "quick", notebooks: list[str] | None = None, jobs: int = 1
         with owned(preset_dir):
             for sig in previous:
                 signal.signal(sig, _raise_interrupted)
-            failed = _run_tasks(tasks, preset, jobs, force, executor, ray_address, log)
+            failed = _run_tasks(tasks, preset, jobs, force, executor, ray_address, log,
+                                data_root=str(data_root.resolve()) if data_root else None)
     except RunnerError as err:
         log(f"error: {err}")
         return 2
@@ -346,7 +358,7 @@ def run(preset: str = "quick", notebooks: list[str] | None = None, jobs: int = 1
     return INTERRUPTED if interrupted else 1 if failed else 0
 
 
-def _run_tasks(tasks, preset, jobs, force, executor, ray_address, log) -> int:
+def _run_tasks(tasks, preset, jobs, force, executor, ray_address, log, data_root=None) -> int:
     """Run every task not already completed; log one line per notebook; return how many failed."""
     from decoylab.tools import executor as executors
 
@@ -362,7 +374,7 @@ def _run_tasks(tasks, preset, jobs, force, executor, ray_address, log) -> int:
         where = f"{jobs} at a time" if executor == "local" else f"on Ray ({ray_address or 'a local instance'})"
         log(f"running {len(todo)} notebook(s) with preset {preset!r} on {env['device']}, {where}")
         finished = _local(todo, preset, env, jobs) if executor == "local" else \
-            executors.run_on_ray(todo, preset, env, ray_address)
+            executors.run_on_ray(todo, preset, env, ray_address, data_root=data_root)
         for i, (t, doc) in enumerate(finished, 1):
             if doc["status"] == "ok":
                 log(f"[{i}/{len(todo)}] {t.name}: ok in {doc['seconds']:.1f} s")
