@@ -136,6 +136,27 @@ def test_data_root_reaches_the_kernels_which_read_the_data_sets_from_it(kit, mon
     assert {k: v["value"] for k, v in doc["results"].items()} == {"test_images": 20, "data_root_is_the_option": 1.0}
 
 
+def test_every_file_of_a_run_is_readable_per_the_umask(kit, monkeypatch):
+    """A runs folder served to colleagues: results.json, the summary, the report (Markdown, HTML, CSV/LaTeX
+    tables), each executed notebook and its HTML page get 0666 less the umask (0644 under 022), not 0600."""
+    import stat
+
+    tmp, dirs = kit
+    monkeypatch.setenv("DECOYLAB_CACHE", str(tmp / "cache"))
+    previous = os.umask(0o022)
+    try:
+        code, _ = _run(dirs, notebooks=["01_good"])
+    finally:
+        os.umask(previous)
+    assert code == 0
+    written = [p for p in (tmp / "runs").rglob("*") if p.is_file() and not p.name.endswith(".lock")]
+    names = {p.name for p in written}
+    assert {"results.json", "summary.json", "report.md", "report.html", "01_good.ipynb", "01_good.html"} <= names
+    assert any(p.suffix == ".csv" for p in written) and any(p.suffix == ".tex" for p in written), names
+    modes = {str(p.relative_to(tmp)): oct(stat.S_IMODE(p.stat().st_mode)) for p in written}
+    assert set(modes.values()) == {"0o644"}, modes
+
+
 def test_unknown_preset_and_notebook_are_named(kit):
     _, dirs = kit
     lines = []
