@@ -32,9 +32,15 @@ def _data_points(ax):
         if isinstance(patch, matplotlib.patches.Rectangle) and patch.get_height() > 0:
             x, y, w, h = patch.get_x(), patch.get_y(), patch.get_width(), patch.get_height()
             points.append(np.array([[x, y + h], [x + w, y + h], [x + w / 2, y + h / 2], [x + w / 2, y + h]]))
-    if not points:
-        return np.empty((0, 2))
-    return ax.transData.transform(np.concatenate(points))
+    shown = [ax.transData.transform(np.concatenate(points))] if points else []
+    for collection in ax.collections:  # filled areas (histograms, KDE fills), error bars, scatter: their vertices
+        transform = collection.get_transform()
+        for path in collection.get_paths():
+            vertices = np.asarray(path.vertices, dtype=float)
+            vertices = vertices[np.isfinite(vertices).all(axis=1)]
+            if len(vertices) and transform == ax.transData:
+                shown.append(transform.transform(vertices))
+    return np.concatenate(shown) if shown else np.empty((0, 2))
 
 
 def covered_points(fig) -> dict[str, int]:
@@ -176,4 +182,71 @@ def test_the_eps_explorer_titles_each_column_with_the_true_and_the_predicted_cla
     fig = widgets.explorer_figure(Constant(), x, torch.tensor([3, 1, 3, 7]), x.clone(), 0.1)
     titles = [ax.get_title() for ax in fig.axes[:4]]
     assert titles == ["3→3 ✓", "1→3", "3→3 ✓", "7→3"]
+    plt.close(fig)
+
+
+def _bar_labels(ax):
+    return [t.get_text() for t in ax.texts if t.get_text()]
+
+
+def test_a_zero_bar_reads_0_and_a_missing_one_n_a_in_both_bar_charts():
+    table = pd.DataFrame({"attack": ["FGSM", "PGD"], "C": [0.9, 0.0], "M": [float("nan"), 0.4]})
+    fig = plots.bars_by_group(table, "attack", {"C": "undefended", "M": "attractors"}, xlabel="attack",
+                              ylabel="rate", title="t")
+    assert sorted(_bar_labels(fig.axes[0])) == ["0", "n/a"]
+    plt.close(fig)
+    comparison, _, _ = _comparison()
+    comparison.loc[("luring", "pgd"), "overall"] = 0.0
+    comparison.loc[("attractors", "cw2"), "overall"] = float("nan")
+    fig = plots.overall_attack_success(comparison, "0.05", "overall")
+    assert sorted(_bar_labels(fig.axes[0])) == ["0", "n/a"]
+    plt.close(fig)
+
+
+def test_the_other_figure_functions_keep_their_legends_off_the_data_and_the_defense_colours():
+    rng = np.random.default_rng(1)
+    fpr = np.linspace(0, 1, 40)
+    fig = plots.roc_panels({"with": {"pgd": (fpr, fpr ** 0.2), "cw2": (fpr, fpr ** 0.5)},
+                            "control": {"pgd": (fpr, fpr ** 0.9), "cw2": (fpr, fpr)}})
+    assert covered_points(fig) == {}
+    plt.close(fig)
+
+    frame = pd.DataFrame([{"attack": a, "group": g, "value": v} for a in ("pgd", "cw2")
+                          for g in ("HoneyModel", "benign") for v in rng.normal(0.3 if g == "benign" else 0.6, 0.1, 30)])
+    fig = plots.box_per_attack(frame, value="value", hue="group", colors={"HoneyModel": "honeymodels",
+                                                                          "benign": "undefended"},
+                               ylabel="cosine", title="box")
+    assert covered_points(fig) == {}
+    boxes = [p for p in fig.axes[0].patches if isinstance(p, matplotlib.patches.PathPatch)]
+    assert {_colour(b) for b in boxes} == {plots.DEFENSE_COLORS["honeymodels"], plots.DEFENSE_COLORS["undefended"]}
+    plt.close(fig)
+
+    boot = {"pgd": stats.BootstrapMMD(benign_benign=rng.normal(0.1, 0.02, 200), honey_honey=rng.normal(0.12, 0.02, 200),
+                                      benign_honey=rng.normal(0.3, 0.03, 200), sigma=1.0, sample_size=50)}
+    fig = plots.mmd_histograms(boot, xlabel="MMD", title="Fig. 5")
+    assert covered_points(fig) == {}
+    plt.close(fig)
+
+    fig = plots.score_densities({"with fingerprints": {"clean": torch.rand(80), "adversarial": torch.rand(80) + 1},
+                                 "without (control)": {"clean": torch.rand(80), "adversarial": torch.rand(80)}},
+                                "min D", "min_j D_j")
+    assert covered_points(fig) == {}
+    plt.close(fig)
+
+    from decoylab.experiments.adaptive_verdicts import Rate
+
+    checks = pd.DataFrame([{"defense": d, "check": check, "budget": f"steps {steps}", "restarts": 1 if check == "iterations" else 3,
+                            "success": Rate(int(50 + steps / 10), 100), "overall": Rate(int(steps / 8), 100)}
+                           for d in ("luring", "fingerprints") for check, budgets in
+                           (("iterations", (10, 20, 40, 80)), ("restarts", (80,))) for steps in budgets])
+    fig = plots.attack_convergence(checks, "0.05", "convergence")
+    assert covered_points(fig) == {}
+    for ax in fig.axes:
+        assert _colour(ax.get_lines()[0]) == plots.DEFENSE_COLORS[ax.get_title()]
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["10", "20", "40", "80"]  # integer ticks
+    plt.close(fig)
+
+    spread = pd.DataFrame({"mean": [0.8, 0.7], "std": [0.02, 0.05], "min": [0.78, 0.6]}, index=["5", "10"])
+    fig = plots.mean_std_bars(spread, color=plots.DEFENSE_COLORS["fingerprints"], ylabel="AUC", xlabel="N", title="m")
+    assert {_colour(p) for p in fig.axes[0].patches} == {plots.DEFENSE_COLORS["fingerprints"]}
     plt.close(fig)

@@ -9,6 +9,7 @@ from typing import Sequence
 import matplotlib
 
 import matplotlib.pyplot as plt
+from matplotlib.container import BarContainer
 import seaborn as sns
 import torch
 
@@ -110,22 +111,33 @@ def kde_panels(panels, *, log_scale: bool = False, legend_title: str = "signal",
     return fig
 
 
+def _grouped_bars(long, *, x: str, y: str, hue: str, ax, palette) -> None:
+    """Seaborn's grouped bars of ``long`` (one row per x and hue), with "0" written on a bar of height 0 and "n/a"
+    where a value is missing (NaN), so that neither reads as the other: both would draw nothing."""
+    x_order, hue_order = list(dict.fromkeys(long[x])), list(dict.fromkeys(long[hue]))
+    sns.barplot(data=long.fillna({y: 0.0}), x=x, y=y, hue=hue, order=x_order, hue_order=hue_order, ax=ax,
+                palette=palette, saturation=1)  # saturation 1: seaborn dulls bar colours by default; keep the exact ones
+    value = {(a, b): v for a, b, v in zip(long[x], long[hue], long[y])}
+    containers = [c for c in ax.containers if isinstance(c, BarContainer)]
+    for container, group in zip(containers, hue_order):
+        marks = [value.get((a, group), float("nan")) for a in x_order]
+        ax.bar_label(container, labels=["n/a" if v != v else "0" if v == 0 else "" for v in marks], fontsize=7,
+                     padding=1)
+
+
 def bars_by_group(table, x: str, bars: dict[str, str], *, xlabel: str, ylabel: str, title: str, figsize=(11, 3.8),
                   colors: dict[str, str] | None = None, tick_notes: dict[str, str] | None = None):
     """Grouped bars: per value of column ``x`` one bar for each column in ``bars`` ({column: legend label}).
     ``colors`` maps a column to its colour (a defense's from ``DEFENSE_COLORS``); ``tick_notes`` adds a second line
-    to a group's tick (e.g. how many successes it rests on). A bar of exactly 0 is marked "0", so that it does not
-    read as a missing one; the legend sits right of the axes, off the bars."""
+    to a group's tick (e.g. how many successes it rests on). A bar of exactly 0 is marked "0" and a missing value
+    "n/a", so that neither reads as the other; the legend sits right of the axes, off the bars."""
     import pandas as pd
 
     long = pd.melt(table, id_vars=[x], value_vars=list(bars), var_name="model", value_name="rate")
     palette = {bars[c]: colors[c] for c in bars if colors and c in colors} or None
     long["model"] = long["model"].map(bars)
     fig, ax = plt.subplots(figsize=figsize)
-    sns.barplot(data=long, x=x, y="rate", hue="model", ax=ax, palette=palette, saturation=1)  # the exact colours
-    for container in ax.containers:
-        ax.bar_label(container, labels=["0" if bar.get_height() == 0 else "" for bar in container], fontsize=7,
-                     padding=1)
+    _grouped_bars(long, x=x, y="rate", hue="model", ax=ax, palette=palette)
     if tick_notes:
         groups = [tick.get_text() for tick in ax.get_xticklabels()]
         ax.set_xticks(range(len(groups)), [f"{g}\n{tick_notes.get(g, '')}".rstrip() for g in groups])
@@ -250,11 +262,11 @@ def mmd_histograms(boot: dict, *, xlabel: str, title: str):
 
 def overall_attack_success(comparison, fpr_label: str, title: str):
     """Bars per attack and defense: the attack success that survives detection (``comparison`` as
-    ``decoylab.experiments.detection.comparison_table`` returns it; its ``overall`` column)."""
+    ``decoylab.experiments.detection.comparison_table`` returns it; its ``overall`` column); a 0 is written "0",
+    a missing value "n/a"."""
     bars = comparison["overall"].rename("overall attack success").reset_index()
     fig, ax = plt.subplots(figsize=(9, 4))
-    sns.barplot(bars, x="attack", y="overall attack success", hue="defense", palette=DEFENSE_COLORS, ax=ax,
-                saturation=1)  # seaborn dulls bar colours by default: keep each defense's own
+    _grouped_bars(bars, x="attack", y="overall attack success", hue="defense", ax=ax, palette=DEFENSE_COLORS)
     ax.set(ylim=(0, 1.02), ylabel=f"success × (1 − TPR at FPR {fpr_label})", title=title)
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0), title="defense")  # off the bars
     fig.tight_layout()
