@@ -124,6 +124,25 @@ def test_the_gpu_check_refuses_without_cuda_and_its_placement_checks_run_on_cpu(
     assert all(r["ok"] for r in rows), rows
 
 
+@pytest.mark.slow
+def test_the_whole_gpu_check_script_runs_end_to_end_on_the_cpu(tmp_path, capsys):
+    """The script after the refusal (placement, the attack benchmark, one timed notebook, the JSON) on the CPU
+    with two attacks and the tiny preset, so that it is known to run before the day a GPU is lent."""
+    import json
+
+    from decoylab.tools import gpu_check
+
+    rc = gpu_check.main(n=16, preset="tiny", notebook="00_tour", out=str(tmp_path), device="cpu",
+                        attack_names=["fgsm", "pgd"], notebooks_dir=str(ROOT / "notebooks"),
+                        params_dir=str(ROOT / "params"))
+    report = json.loads((tmp_path / "gpu-check.json").read_text())
+    assert rc == 0, capsys.readouterr()
+    assert report["device"] == "cpu" and all(r["ok"] for r in report["placement"])
+    assert {row["attack"] for row in report["attacks"]["rows"]} == {"fgsm", "pgd"}
+    assert report["notebook"]["exit_code"] == 0 and report["notebook"]["seconds"] > 0
+    assert report["notebook"]["peak_gpu_mib"] is None and report["attacks_peak_gpu_mib"] is None
+
+
 def test_jupyterlab_and_ray_are_extras_not_core_installs():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     core = {_name(r) for r in project["dependencies"]}

@@ -5,17 +5,23 @@
 2. the attack benchmark (``python -m decoylab.tools.bench attacks``) on CUDA: the kit's engine against ART's GPU
    path, with the passes' floor;
 3. one paper notebook (default ``20_attractors`` on ``paper-mnist5k``, which needs no download) timed with its
-   peak memory.
+   peak memory: the host's resident set, and the GPU's memory in use as ``nvidia-smi`` samples it (the kernel is
+   another process, so torch's own counters in this one cannot see it); the benchmark's peak is torch's
+   ``max_memory_allocated``.
 
 Without CUDA it stops before any work with exit code 2 and says why (a CPU-only torch build, or no visible GPU).
 Every figure printed goes to ``<out>/gpu-check.json`` too, for ``docs/benchmarks.md``.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -65,39 +71,82 @@ def placement_checks(device: str) -> list[dict[str, Any]]:
     return rows
 
 
+class GpuMemorySampler:
+    """The most GPU memory in use (MiB, device 0, every process) that ``nvidia-smi`` reports while the ``with``
+    block runs, sampled every ``interval`` seconds; ``peak_mib`` stays None without ``nvidia-smi``."""
+
+    def __init__(self, interval: float = 0.5):
+        self.interval, self.peak_mib = interval, None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        command = [shutil.which("nvidia-smi") or "", "--query-gpu=memory.used", "--format=csv,noheader,nounits",
+                   "--id=0"]
+        while not self._stop.is_set():
+            try:
+                used = float(subprocess.run(command, capture_output=True, text=True, timeout=10).stdout.split()[0])
+            except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+                return  # no nvidia-smi, or it answered nothing readable: leave the peak unknown
+            self.peak_mib = max(self.peak_mib or 0.0, used)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "GpuMemorySampler":
+        if shutil.which("nvidia-smi"):
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=15)
+
+
 def main(n: int = 500, preset: str = "paper-mnist5k", notebook: str = "20_attractors", out: str | None = None,
-         notebooks_dir: str = "notebooks", params_dir: str = "params") -> int:
-    problem = cuda_problem()
-    if problem:
-        print(f"error: {problem}; nothing was run", file=sys.stderr)
-        return 2
+         notebooks_dir: str = "notebooks", params_dir: str = "params", device: str = "cuda",
+         attack_names: list[str] | None = None) -> int:
+    """The three checks on ``device``; ``"cpu"`` (no refusal, no GPU figures) only lets a test run the whole
+    script on a machine without a GPU, with fewer ``attack_names`` and a small preset."""
+    if device == "cuda":
+        problem = cuda_problem()
+        if problem:
+            print(f"error: {problem}; nothing was run", file=sys.stderr)
+            return 2
     import torch
 
     from decoylab.tools import bench
 
     out_dir = Path(out or tempfile.mkdtemp(prefix="decoylab-gpu-check-"))
     out_dir.mkdir(parents=True, exist_ok=True)
-    report: dict[str, Any] = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__,
-                              "cuda": torch.version.cuda}
-    print(f"GPU check on {report['gpu']} (torch {report['torch']}, CUDA {report['cuda']}); files in {out_dir}")
+    on_gpu = device == "cuda"
+    report: dict[str, Any] = {"gpu": torch.cuda.get_device_name(0) if on_gpu else None, "device": device,
+                              "torch": torch.__version__, "cuda": torch.version.cuda}
+    print(f"GPU check on {report['gpu'] or device} (torch {report['torch']}, CUDA {report['cuda']}); "
+          f"files in {out_dir}")
 
     print("\n1. device placement")
-    report["placement"] = placement_checks("cuda")
+    report["placement"] = placement_checks(device)
     for row in report["placement"]:
         print(f"  {'ok ' if row['ok'] else 'BAD'} {row['check']:<24} {row['detail']}")
 
-    print(f"\n2. attack benchmark on CUDA, {n} images: the kit's engine against ART's GPU path")
-    bench_rc = bench.attacks_main(n, json_path=str(out_dir / "attacks.json"), repeats=1)
+    print(f"\n2. attack benchmark on {device}, {n} images: the kit's engine against ART's {device} path")
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats()
+    bench_rc = bench.attacks_main(n, names=attack_names, json_path=str(out_dir / "attacks.json"), repeats=1)
     report["attacks"] = json.loads((out_dir / "attacks.json").read_text()) if bench_rc == 0 else None
+    report["attacks_peak_gpu_mib"] = round(torch.cuda.max_memory_allocated() / 2 ** 20) if on_gpu else None
 
     print(f"\n3. {notebook} with preset {preset}")
-    env = {**os.environ, "DECOYLAB_CACHE": str(out_dir / "cache"), "DECOYLAB_DEVICE": "cuda"}
-    rc, seconds, peak_mib = bench._timed_run(["--preset", preset, "--notebooks", notebook, "--notebooks-dir",
-                                              notebooks_dir, "--params-dir", params_dir, "--runs-dir",
-                                              str(out_dir / "runs")], env)
+    env = {**os.environ, "DECOYLAB_CACHE": str(out_dir / "cache"), "DECOYLAB_DEVICE": device}
+    with GpuMemorySampler() if on_gpu else contextlib.nullcontext() as sampler:
+        rc, seconds, peak_mib = bench._timed_run(["--preset", preset, "--notebooks", notebook, "--notebooks-dir",
+                                                  notebooks_dir, "--params-dir", params_dir, "--runs-dir",
+                                                  str(out_dir / "runs")], env)
+    gpu_mib = sampler.peak_mib if sampler is not None else None
     report["notebook"] = {"preset": preset, "notebook": notebook, "exit_code": rc, "seconds": round(seconds, 1),
-                          "peak_rss_mib": round(peak_mib)}
-    print(f"  exit {rc}, {seconds:.0f} s wall, peak resident memory {peak_mib:.0f} MiB")
+                          "peak_rss_mib": round(peak_mib), "peak_gpu_mib": gpu_mib}
+    print(f"  exit {rc}, {seconds:.0f} s wall, peak resident memory {peak_mib:.0f} MiB"
+          + (f", GPU memory in use at most {gpu_mib:.0f} MiB (nvidia-smi)" if gpu_mib is not None else ""))
     (out_dir / "gpu-check.json").write_text(json.dumps(report, indent=1))
     print(f"\nwritten: {out_dir / 'gpu-check.json'} (put its figures in docs/benchmarks.md)")
     placement_ok = all(row["ok"] for row in report["placement"])
