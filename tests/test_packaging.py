@@ -118,6 +118,9 @@ def test_the_gpu_check_refuses_without_cuda_and_its_placement_checks_run_on_cpu(
     assert "no CUDA device" in capsys.readouterr().err
     assert cli.main(["bench", "--gpu", "--notebooks", "20", "30"]) == 2
     assert "name one notebook" in capsys.readouterr().err
+    assert gpu_check.main(device="auto") == 2 and "device='auto' is not allowed" in capsys.readouterr().err
+    assert gpu_check.main(device="cpu", attack_names=["nope"]) == 2  # before any training or notebook
+    assert "attack_names ['nope'] are not allowed" in capsys.readouterr().err
     rows = gpu_check.placement_checks("cpu")
     assert [r["check"] for r in rows] == ["config.device", "trained network", "attack backend fast",
                                           "attack backend art"]

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # notebook 20's attacks on 3x32x32 would not fit CI's minutes). Every other setting (FP_EPS, Luring's ε and P's
 # learning rates and initialisation, CW's constants, the training learning rate) is the paper preset's own (its
 # YAML over the notebook's defaults), unless HEAVY_ON_CPU names it with the reason.
-SIZE_KEY = re.compile(r"^N_|_N_|_N$|EPOCHS|STEPS|ITER|QUERIES|SAMPLES|CAP$|GRID$|SETS$|DRAWS|PERMUTATIONS|RESTARTS|"
+SIZE_KEY = re.compile(r"^N_|_N_|_N$|EPOCHS|STEPS|MAX_ITER$|QUERIES|SAMPLES|CAP$|GRID$|_SETS$|DRAWS|PERMUTATIONS|RESTARTS|"
                       r"MULTIPLIERS|JSMA_GAMMA|BATCH_SIZE|SAMPLE_SIZE|ATTACKS$|^CONTROL_EPS$|^DEFINITION_EPS$|"
                       r"^INTERACTIVE$")
 CAPS = {"N_TRAIN": 600, "N_TEST": 200}  # the stand-ins hold 600 training and 200 test images
@@ -74,6 +74,20 @@ def scaled_down(preset: str, notebook: str) -> dict:
     merged.update(HEAVY_ON_CPU.get((preset, notebook), {}))
     merged["INTERACTIVE"] = False
     return merged
+
+
+def test_the_tier_takes_sizes_from_the_tiny_preset_and_keeps_every_other_setting():
+    """The rule that splits a preset's keys: budgets and sizes are scaled down, settings stay the paper's."""
+    sizes = ["N_TRAIN", "N_ATTACK", "EPOCHS", "COMPONENT_STEPS", "ITER_STEPS", "CW_MAX_ITER", "ITERATION_CAP",
+             "ECO_QUERIES", "SPSA_SAMPLES", "N_GRID", "SWEEP_SETS", "N_FINGERPRINT_SETS", "ATTACKS", "SWEEP_ATTACKS",
+             "SAMPLE_SIZE", "BATCH_SIZE", "JSMA_GAMMA", "CONTROL_EPS"]
+    settings = ["FP_EPS", "LURING_EPS", "ITER_STEP_SIZE", "MIM_L2_STEP_SIZE", "INPUT_OFFSETS", "CW_LR",
+                "CW_INITIAL_CONST", "INITIAL_CONST", "LR", "COMPONENT_LR", "COMPONENT_INIT", "DENSITY_RADIUS",
+                "LURING_WEIGHT", "DATASET", "MODEL"]
+    assert [k for k in sizes if not SIZE_KEY.search(k)] == []
+    assert [k for k in settings if SIZE_KEY.search(k)] == []
+    cifar = scaled_down("paper-cifar10", "40_neural_fingerprinting")
+    assert cifar["FP_EPS"] == 0.006 and cifar["N_TRAIN"] <= CAPS["N_TRAIN"]
 
 
 @pytest.fixture(scope="module")

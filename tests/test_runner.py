@@ -134,6 +134,8 @@ def test_data_root_reaches_the_kernels_which_read_the_data_sets_from_it(kit, mon
     doc = json.loads((tmp / "runs/tiny/01_good/results.json").read_text())
     assert code == 0 and doc["status"] == "ok"
     assert {k: v["value"] for k, v in doc["results"].items()} == {"test_images": 20, "data_root_is_the_option": 1.0}
+    assert doc["environment"]["data_root"] == str((tmp / "offline").resolve())  # results say which data were read
+    assert os.environ["DECOYLAB_DATA"] == str(tmp / "elsewhere")  # the option was the run's, not the process's
 
 
 def test_every_file_of_a_run_is_readable_per_the_umask(kit, monkeypatch):

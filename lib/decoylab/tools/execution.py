@@ -42,7 +42,10 @@ def environment() -> dict[str, Any]:
         except Exception:  # an optional package that is missing or broken is just not listed
             versions[module] = None
     device = "cuda:" + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-    return {"versions": versions, "device": device, "platform": platform.platform(), "git_commit": _git_commit()}
+    from decoylab import config
+
+    return {"versions": versions, "device": device, "platform": platform.platform(), "git_commit": _git_commit(),
+            "data_root": str(config.data_root())}  # which data sets were read (decoylab run --data-root)
 
 
 def _git_commit() -> str | None:

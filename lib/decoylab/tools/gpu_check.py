@@ -107,6 +107,18 @@ def main(n: int = 500, preset: str = "paper-mnist5k", notebook: str = "20_attrac
          attack_names: list[str] | None = None) -> int:
     """The three checks on ``device``; ``"cpu"`` (no refusal, no GPU figures) only lets a test run the whole
     script on a machine without a GPU, with fewer ``attack_names`` and a small preset."""
+    if device not in ("cuda", "cpu"):
+        print(f"error: device={device!r} is not allowed; device must be 'cuda' (the check) or 'cpu' (its test)",
+              file=sys.stderr)
+        return 2
+    if attack_names is not None:
+        from decoylab.attacks.registry import REGISTRY
+
+        unknown = [a for a in attack_names if a not in REGISTRY or "art" not in REGISTRY[a].backends]
+        if unknown:
+            print(f"error: attack_names {unknown} are not allowed; allowed: attacks with both backends "
+                  f"({', '.join(k for k, e in REGISTRY.items() if 'art' in e.backends)})", file=sys.stderr)
+            return 2
     if device == "cuda":
         problem = cuda_problem()
         if problem:
@@ -138,15 +150,23 @@ def main(n: int = 500, preset: str = "paper-mnist5k", notebook: str = "20_attrac
 
     print(f"\n3. {notebook} with preset {preset}")
     env = {**os.environ, "DECOYLAB_CACHE": str(out_dir / "cache"), "DECOYLAB_DEVICE": device}
+    baseline_mib = None
+    if on_gpu:  # what this process and others already hold, so that the notebook's own share can be told
+        torch.cuda.empty_cache()
+        with GpuMemorySampler() as before:
+            before._stop.wait(1.0)
+        baseline_mib = before.peak_mib
     with GpuMemorySampler() if on_gpu else contextlib.nullcontext() as sampler:
         rc, seconds, peak_mib = bench._timed_run(["--preset", preset, "--notebooks", notebook, "--notebooks-dir",
                                                   notebooks_dir, "--params-dir", params_dir, "--runs-dir",
                                                   str(out_dir / "runs")], env)
     gpu_mib = sampler.peak_mib if sampler is not None else None
     report["notebook"] = {"preset": preset, "notebook": notebook, "exit_code": rc, "seconds": round(seconds, 1),
-                          "peak_rss_mib": round(peak_mib), "peak_gpu_mib": gpu_mib}
+                          "peak_rss_mib": round(peak_mib), "peak_gpu_mib": gpu_mib,
+                          "gpu_mib_in_use_before": baseline_mib}
     print(f"  exit {rc}, {seconds:.0f} s wall, peak resident memory {peak_mib:.0f} MiB"
-          + (f", GPU memory in use at most {gpu_mib:.0f} MiB (nvidia-smi)" if gpu_mib is not None else ""))
+          + (f", GPU memory in use at most {gpu_mib:.0f} MiB (nvidia-smi, device 0; {baseline_mib or 0:.0f} MiB in use "
+             "before it started)" if gpu_mib is not None else ""))
     (out_dir / "gpu-check.json").write_text(json.dumps(report, indent=1))
     print(f"\nwritten: {out_dir / 'gpu-check.json'} (put its figures in docs/benchmarks.md)")
     placement_ok = all(row["ok"] for row in report["placement"])

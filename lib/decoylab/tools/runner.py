@@ -293,7 +293,7 @@ def start_order(tasks: list[Task]) -> list[Task]:
 def run(preset: str = "quick", notebooks: list[str] | None = None, jobs: int = 1, force: bool = False,
         notebooks_dir: str | Path = "notebooks", params_dir: str | Path = "params", runs_dir: str | Path = "runs",
         log: Callable[[str], None] = print, executor: str = "local", ray_address: str | None = None,
-        data_root: str | Path | None = None) -> int:
+        data_root: str | Path | None = None, _ray_data_root: str | None = None) -> int:
     """Run the preset; return the exit code (0 all ok, 1 a notebook failed, 2 bad input or the runs folder in use
     by another run, 130 interrupted by Ctrl-C or SIGTERM: queued notebooks cancelled, running ones killed with
     their kernels, the report written from what finished).
@@ -314,7 +314,17 @@ def run(preset: str = "quick", notebooks: list[str] | None = None, jobs: int = 1
                 "data set (mnist/ with MNIST's raw idx files, cifar10/cifar-10-batches-py/, svhn/train_32x32.mat and "
                 "test_32x32.mat), or leave it out to download")
             return 2
-        os.environ["DECOYLAB_DATA"] = str(data_root.resolve())  # the kernels (and Ray's workers) inherit it
+        previous_data = os.environ.get("DECOYLAB_DATA")
+        os.environ["DECOYLAB_DATA"] = str(data_root.resolve())  # the kernels (and a local Ray's workers) inherit it
+        try:
+            return run(preset=preset, notebooks=notebooks, jobs=jobs, force=force, notebooks_dir=notebooks_dir,
+                       params_dir=params_dir, runs_dir=runs_dir, log=log, executor=executor, ray_address=ray_address,
+                       data_root=None, _ray_data_root=str(data_root.resolve()))
+        finally:  # the option is this run's, not the calling process's from now on
+            if previous_data is None:
+                os.environ.pop("DECOYLAB_DATA", None)
+            else:
+                os.environ["DECOYLAB_DATA"] = previous_data
     notebooks_dir, params_dir, runs_dir = Path(notebooks_dir), Path(params_dir), Path(runs_dir)
     try:
         executors.check(executor, ray_address)
@@ -338,8 +348,7 @@ def run(preset: str = "quick", notebooks: list[str] | None = None, jobs: int = 1
         with owned(preset_dir):
             for sig in previous:
                 signal.signal(sig, _raise_interrupted)
-            failed = _run_tasks(tasks, preset, jobs, force, executor, ray_address, log,
-                                data_root=str(data_root.resolve()) if data_root else None)
+            failed = _run_tasks(tasks, preset, jobs, force, executor, ray_address, log, data_root=_ray_data_root)
     except RunnerError as err:
         log(f"error: {err}")
         return 2
