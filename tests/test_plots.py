@@ -33,7 +33,7 @@ def _data_points(ax):
             x, y, w, h = patch.get_x(), patch.get_y(), patch.get_width(), patch.get_height()
             points.append(np.array([[x, y + h], [x + w, y + h], [x + w / 2, y + h / 2], [x + w / 2, y + h]]))
     shown = [ax.transData.transform(np.concatenate(points))] if points else []
-    for collection in ax.collections:  # filled areas (histograms, KDE fills), error bars, scatter: their vertices
+    for collection in ax.collections:  # filled areas (histograms, KDE fills) and error bars drawn in data coordinates
         transform = collection.get_transform()
         for path in collection.get_paths():
             vertices = np.asarray(path.vertices, dtype=float)
@@ -193,7 +193,12 @@ def test_a_zero_bar_reads_0_and_a_missing_one_n_a_in_both_bar_charts():
     table = pd.DataFrame({"attack": ["FGSM", "PGD"], "C": [0.9, 0.0], "M": [float("nan"), 0.4]})
     fig = plots.bars_by_group(table, "attack", {"C": "undefended", "M": "attractors"}, xlabel="attack",
                               ylabel="rate", title="t")
-    assert sorted(_bar_labels(fig.axes[0])) == ["0", "n/a"]
+    ax = fig.axes[0]
+    assert sorted(_bar_labels(ax)) == ["0", "n/a"]
+    undefended, attractors = [c for c in ax.containers if isinstance(c, matplotlib.container.BarContainer)]
+    where = {t.get_text(): t.xy[0] for t in ax.texts if t.get_text()}  # each mark on its own bar
+    assert where["0"] == pytest.approx(undefended[1].get_x() + undefended[1].get_width() / 2)  # C on PGD
+    assert where["n/a"] == pytest.approx(attractors[0].get_x() + attractors[0].get_width() / 2)  # M on FGSM
     plt.close(fig)
     comparison, _, _ = _comparison()
     comparison.loc[("luring", "pgd"), "overall"] = 0.0
@@ -203,7 +208,19 @@ def test_a_zero_bar_reads_0_and_a_missing_one_n_a_in_both_bar_charts():
     plt.close(fig)
 
 
-def test_the_other_figure_functions_keep_their_legends_off_the_data_and_the_defense_colours():
+@pytest.fixture()
+def style(request):
+    """The style figures are drawn in: as it is, or the kit's own (plots.setup: larger fonts and legends), put back
+    afterwards so that no other test inherits it."""
+    saved = matplotlib.rcParams.copy()
+    if request.param == "kit":
+        plots.setup()
+    yield request.param
+    matplotlib.rcParams.update(saved)
+
+
+@pytest.mark.parametrize("style", ["as it is", "kit"], indirect=True)
+def test_the_other_figure_functions_keep_their_legends_off_the_data_and_the_defense_colours(style):
     rng = np.random.default_rng(1)
     fpr = np.linspace(0, 1, 40)
     fig = plots.roc_panels({"with": {"pgd": (fpr, fpr ** 0.2), "cw2": (fpr, fpr ** 0.5)},

@@ -204,6 +204,7 @@ def box_per_attack(frame, *, value: str, hue: str, colors: dict[str, str], ylabe
     ax.set_xticks(range(len(attacks)), [f"{attack}\nn = " + " / ".join(str(int(counts.get((attack, group), 0)))
                                                                        for group in groups) for attack in attacks])
     ax.set(ylabel=ylabel, xlabel=xlabel, title=title)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), title=hue)  # right of the axes: inside it covered boxes
     fig.tight_layout()
     plt.close(fig)  # returned for display/saving, as image_grid
     return fig
