@@ -85,6 +85,13 @@ def _counting(model):
     return Counted().eval(), images
 
 
+def both_backends() -> list[str]:
+    """The attacks that both backends have (the kit's engine and ART's), which the attack benchmark compares."""
+    from decoylab.attacks.registry import REGISTRY
+
+    return [k for k, e in REGISTRY.items() if "art" in e.backends]
+
+
 def attacks_main(n: int = 500, names: list[str] | None = None, json_path: str | None = None,
                  model_name: str = "honey_small_conv", settings: dict | None = None, repeats: int = 1) -> int:
     """Time every attack that both backends have on ``n`` correctly classified mnist5k test images.
@@ -108,7 +115,7 @@ def attacks_main(n: int = 500, names: list[str] | None = None, json_path: str | 
     if repeats < 1:
         print(f"error: --repeats {repeats} is not allowed; --repeats must be >= 1")
         return 2
-    names = names or [k for k, e in REGISTRY.items() if "art" in e.backends]
+    names = names or both_backends()
     unknown = [k for k in names if k not in REGISTRY]
     if unknown:
         print(f"error: unknown attack(s) {unknown}; allowed: {', '.join(REGISTRY)}")

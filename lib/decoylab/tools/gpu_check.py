@@ -71,9 +71,19 @@ def placement_checks(device: str) -> list[dict[str, Any]]:
     return rows
 
 
+def gpu_memory_used_mib() -> float | None:
+    """GPU memory in use on device 0 (MiB, every process) as ``nvidia-smi`` reports it; None without an answer."""
+    command = [shutil.which("nvidia-smi") or "nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits",
+               "--id=0"]
+    try:
+        return float(subprocess.run(command, capture_output=True, text=True, timeout=10).stdout.split()[0])
+    except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+        return None  # no nvidia-smi, or it answered nothing readable
+
+
 class GpuMemorySampler:
-    """The most GPU memory in use (MiB, device 0, every process) that ``nvidia-smi`` reports while the ``with``
-    block runs, sampled every ``interval`` seconds; ``peak_mib`` stays None without ``nvidia-smi``."""
+    """The most GPU memory in use (``gpu_memory_used_mib``) while the ``with`` block runs, sampled every
+    ``interval`` seconds; ``peak_mib`` stays None without ``nvidia-smi``."""
 
     def __init__(self, interval: float = 0.5):
         self.interval, self.peak_mib = interval, None
@@ -81,13 +91,10 @@ class GpuMemorySampler:
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
-        command = [shutil.which("nvidia-smi") or "", "--query-gpu=memory.used", "--format=csv,noheader,nounits",
-                   "--id=0"]
         while not self._stop.is_set():
-            try:
-                used = float(subprocess.run(command, capture_output=True, text=True, timeout=10).stdout.split()[0])
-            except (OSError, ValueError, IndexError, subprocess.SubprocessError):
-                return  # no nvidia-smi, or it answered nothing readable: leave the peak unknown
+            used = gpu_memory_used_mib()
+            if used is None:
+                return  # leave the peak unknown
             self.peak_mib = max(self.peak_mib or 0.0, used)
             self._stop.wait(self.interval)
 
@@ -112,12 +119,13 @@ def main(n: int = 500, preset: str = "paper-mnist5k", notebook: str = "20_attrac
               file=sys.stderr)
         return 2
     if attack_names is not None:
-        from decoylab.attacks.registry import REGISTRY
+        from decoylab.tools.bench import both_backends as bench_attack_names
 
-        unknown = [a for a in attack_names if a not in REGISTRY or "art" not in REGISTRY[a].backends]
+        comparable = bench_attack_names()
+        unknown = [a for a in attack_names if a not in comparable]
         if unknown:
             print(f"error: attack_names {unknown} are not allowed; allowed: attacks with both backends "
-                  f"({', '.join(k for k, e in REGISTRY.items() if 'art' in e.backends)})", file=sys.stderr)
+                  f"({', '.join(comparable)})", file=sys.stderr)
             return 2
     if device == "cuda":
         problem = cuda_problem()
@@ -153,9 +161,7 @@ def main(n: int = 500, preset: str = "paper-mnist5k", notebook: str = "20_attrac
     baseline_mib = None
     if on_gpu:  # what this process and others already hold, so that the notebook's own share can be told
         torch.cuda.empty_cache()
-        with GpuMemorySampler() as before:
-            before._stop.wait(1.0)
-        baseline_mib = before.peak_mib
+        baseline_mib = gpu_memory_used_mib()
     with GpuMemorySampler() if on_gpu else contextlib.nullcontext() as sampler:
         rc, seconds, peak_mib = bench._timed_run(["--preset", preset, "--notebooks", notebook, "--notebooks-dir",
                                                   notebooks_dir, "--params-dir", params_dir, "--runs-dir",
