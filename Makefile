@@ -6,7 +6,7 @@ JOBS   ?= 2
 # JupyterLab refuses to run as root unless told; in a container (root) the kit tells it.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: venv run test lab lab-installed kernel bench rehearsal gpu-check workshop lab-room clean-runs
+.PHONY: venv run test lab lab-installed kernel bench rehearsal estimate gpu-check workshop lab-room clean-runs
 
 # TORCH_INDEX: a PyTorch wheel index, e.g. https://download.pytorch.org/whl/cpu (CPU only, a far smaller venv)
 # or https://download.pytorch.org/whl/cu126 (CUDA 12.6 drivers); empty: PyPI's default wheel.
@@ -48,6 +48,11 @@ bench: venv
 # The MNIST paper preset on this CPU, on Fashion-MNIST staged as MNIST (apt install dataset-fashion-mnist): hours.
 rehearsal: venv
 	$(VENV)/bin/decoylab bench --rehearsal --out rehearsal
+
+# What each notebook of the paper preset would cost on this CPU, from a few timed training steps and attacked
+# inputs per call (everything else at full size): minutes to an hour instead of days.
+estimate: venv
+	$(VENV)/bin/decoylab bench --rehearsal --estimate --out rehearsal
 
 # On a machine with a CUDA GPU: placement, the attack benchmark against ART's GPU path, one paper notebook.
 gpu-check: venv

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 import decoylab
-from decoylab import config
+from decoylab import config, costprobe
 from decoylab.fileio import atomic_write_bytes, atomic_write_text, unwritable_reason
 
 
@@ -68,7 +68,9 @@ def model_identity(model: nn.Module) -> dict[str, Any]:
 
 
 def make_key(kind: str, parts: Mapping[str, Any]) -> str:
-    blob = json.dumps({"kind": kind, "kit": decoylab.__version__, "parts": canonical(parts)},
+    # entries made under the cost probe hold barely trained networks and partly attacked sets: never a real run's
+    probe = {"cost_probe": True} if costprobe.log_path() is not None else {}
+    blob = json.dumps({"kind": kind, "kit": decoylab.__version__, "parts": canonical(parts), **probe},
                       sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 

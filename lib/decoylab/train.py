@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from decoylab import config
+from decoylab import config, costprobe
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 OPTIMIZERS = ("adam", "sgd")
@@ -159,6 +159,8 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig | N
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         torch.manual_seed(seed)
         epochs, steps_left = cfg.epochs_for(len(x)), cfg.steps
+        if costprobe.log_path() is not None and _full_steps(cfg, len(x)) > costprobe.WARMUP_STEPS + costprobe.TRAIN_STEPS:
+            return _probe_fit(model, x, y, cfg, opt, loss_fn, order_rng, select, epochs, history)
         for epoch in range(epochs):
             perm = torch.randperm(len(x), generator=order_rng).to(dev)
             batches = perm.split(cfg.batch_size)
@@ -193,6 +195,40 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig | N
     if select is not None:
         model.load_state_dict(best_state)
     history.seconds = time.perf_counter() - start
+    model.to(memory_format=torch.contiguous_format).eval()
+    return history
+
+
+def _full_steps(cfg: TrainConfig, n: int) -> int:
+    return cfg.epochs * math.ceil(n / cfg.batch_size) if cfg.steps is None else cfg.steps
+
+
+def _probe_fit(model, x, y, cfg, opt, loss_fn, order_rng, select, epochs, history) -> TrainHistory:
+    """``fit`` under the cost probe (``decoylab.costprobe``): time a few steps and one ``select`` pass, record what
+    the whole training would run, and stop with the barely trained model."""
+    full_steps = _full_steps(cfg, len(x))
+    batches = torch.randperm(len(x), generator=order_rng).to(x.device).split(cfg.batch_size)
+    batches = [batches[i % len(batches)] for i in range(costprobe.WARMUP_STEPS + costprobe.TRAIN_STEPS)]
+    probe_start = time.perf_counter()
+    for i, idx in enumerate(batches):
+        if i == costprobe.WARMUP_STEPS:
+            start = time.perf_counter()
+        loss = loss_fn(model, x[idx], y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    per_step = (time.perf_counter() - start) / costprobe.TRAIN_STEPS
+    history.epoch_loss.append(float(loss.detach()))
+    costprobe.record("train", f"{type(model).__name__} on {len(x)} inputs", per_step, full_steps, "steps",
+                     time.perf_counter() - probe_start)
+    if select is not None:
+        model.eval()
+        start = time.perf_counter()
+        with torch.no_grad():
+            history.selection.append(float(select(model)))
+        seconds = time.perf_counter() - start
+        costprobe.record("validation", f"{type(model).__name__} selection", seconds, epochs, "epochs", seconds)
+        history.best_epoch = 1
     model.to(memory_format=torch.contiguous_format).eval()
     return history
 

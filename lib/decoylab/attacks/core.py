@@ -4,13 +4,14 @@ non-differentiable step so every gradient attack runs through it."""
 from __future__ import annotations
 
 import inspect
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from decoylab import config
+from decoylab import config, costprobe
 from decoylab.attacks import art_backend
 from decoylab.attacks.primitives import ExtraLoss
 from decoylab.attacks.registry import FAST_MODULES, REGISTRY, AttackEntry, checked_settings, lookup
@@ -152,7 +153,16 @@ def _attack(entry: AttackEntry, backend: str, settings: dict[str, Any], model: n
     attack = entry.backends[backend]
     context = _context_taken(attack, targeted=targeted, seed=seed, batch_size=batch_size, num_classes=num_classes,
                              extra_loss=extra_loss)
-    x_adv, steps = attack(model, x, labels, **context, **settings)
+    probe_points = costprobe.attack_points() if costprobe.log_path() is not None else None
+    if probe_points is not None and len(x) > probe_points:
+        # the cost probe (decoylab.costprobe): attack the first inputs only, return the others unchanged
+        start = time.perf_counter()
+        x_adv, steps = attack(model, x[:probe_points], labels[:probe_points], **context, **settings)
+        seconds = time.perf_counter() - start
+        costprobe.record("attack", entry.name, seconds / probe_points, len(x), "inputs", seconds)
+        x_adv = torch.cat([x_adv.to(device), x[probe_points:]])
+    else:
+        x_adv, steps = attack(model, x, labels, **context, **settings)
     x_adv = x_adv.to(device).clamp(0, 1)
     with torch.no_grad():
         pred = torch.cat([model(b) for b in x_adv.split(batch_size)]).argmax(1)

@@ -71,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--rehearsal", action="store_true",
                        help="the paper preset (--preset, default paper) on full Fashion-MNIST staged as MNIST, one "
                             "notebook at a time: each one's wall time and peak memory on this CPU (make rehearsal)")
+    bench.add_argument("--estimate", action="store_true",
+                       help="with --rehearsal: time a few training steps and attacked inputs of each call and "
+                            "estimate the full run from them (hours of a paper notebook in minutes)")
+    bench.add_argument("--probe-points", type=int, default=None, metavar="N",
+                       help="with --estimate: inputs each attack call is timed on (default 32)")
     bench.add_argument("--source", default=None,
                        help="with --rehearsal: folder of the four idx files (default /usr/share/datasets/fashion-mnist)")
     bench.add_argument("--out", default=None,
@@ -164,7 +169,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return rehearsal.main(source=args.source, out=args.out or "rehearsal", notebooks=args.notebooks,
                               preset=args.preset or "paper", notebooks_dir=args.notebooks_dir,
-                              params_dir=args.params_dir)
+                              params_dir=args.params_dir, estimate=args.estimate, probe_points=args.probe_points)
+    if args.estimate or args.probe_points is not None:
+        print("error: --estimate and --probe-points go with --rehearsal", file=sys.stderr)
+        return 2
     if args.gpu:
         from decoylab.tools import gpu_check
 

@@ -49,30 +49,77 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def parts_table(rows: list[dict]) -> str:
+    """The probed parts of one notebook, alike parts (same kind, what and unit cost's unit) summed."""
+    merged: dict[tuple, list] = {}
+    for r in rows:
+        key = (r["kind"], r["what"], r["unit"])
+        calls, count, seconds = merged.get(key, (0, 0, 0.0))
+        merged[key] = (calls + 1, count + r["count"], seconds + r["seconds_per_unit"] * r["count"])
+    lines = [f"    {'part':<44}{'calls':>6}{'units':>10}  {'unit':<8}{'s per unit':>11}{'estimate min':>14}"]
+    for (kind, what, unit), (calls, count, seconds) in sorted(merged.items(), key=lambda kv: -kv[1][2]):
+        lines.append(f"    {kind + ' ' + what:<44.44}{calls:>6}{count:>10}  {unit:<8}{seconds / max(count, 1):>11.4f}"
+                     f"{seconds / 60:>14.1f}")
+    return "\n".join(lines)
+
+
+def estimate_table(rows: list[dict]) -> str:
+    lines = ["| notebook | exit | probed run s | outside the probes s | training h | attacks h | estimate h |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| `{r['notebook']}` | {r['exit_code']} | {r['seconds']:.0f} | {r['outside_probes']:.0f} | "
+              f"{r['training'] / 3600:.2f} | {r['attacks'] / 3600:.2f} | {r['total'] / 3600:.2f} |" for r in rows]
+    return "\n".join(lines)
+
+
 def main(source: str | None = None, out: str = "rehearsal", notebooks: list[str] | None = None,
-         preset: str = "paper", notebooks_dir: str = "notebooks", params_dir: str = "params") -> int:
+         preset: str = "paper", notebooks_dir: str = "notebooks", params_dir: str = "params",
+         estimate: bool = False, probe_points: int | None = None) -> int:
+    """Run each notebook of ``preset`` at full size (``estimate``: under the cost probe, see ``decoylab.costprobe``)."""
+    from decoylab import costprobe
     from decoylab.tools import bench, runner
 
     out_dir = Path(out)
+    if probe_points is not None and (not estimate or isinstance(probe_points, bool) or probe_points < 1):
+        print(f"error: --probe-points {probe_points!r} is not allowed: an integer >= 1, and only with --estimate")
+        return 2
+    kind = "estimate" if estimate else "rehearsal"
+    runs_dir = out_dir / ("probe-runs" if estimate else "runs")
     try:
-        tasks = runner.plan(preset, notebooks, Path(notebooks_dir), Path(params_dir), out_dir / "runs")
+        tasks = runner.plan(preset, notebooks, Path(notebooks_dir), Path(params_dir), runs_dir)
         data_root = out_dir / "data"
         stage_as_mnist(Path(source) if source else DEBIAN_FASHION_MNIST, data_root)
     except (runner.RunnerError, RehearsalError) as err:
         print(f"error: {err}")
         return 2
-    env = {**os.environ, "DECOYLAB_DATA": str(data_root.resolve()), "DECOYLAB_CACHE": str((out_dir / "cache").resolve())}
+    # the probe's runs keep their own cache: their networks are barely trained
+    cache = out_dir / ("probe-cache" if estimate else "cache")
+    env = {**os.environ, "DECOYLAB_DATA": str(data_root.resolve()), "DECOYLAB_CACHE": str(cache.resolve())}
+    if probe_points is not None:
+        env[costprobe.ATTACK_POINTS_ENV] = str(probe_points)
     rows = []
-    print(f"rehearsal: preset {preset!r} on Fashion-MNIST staged as MNIST, {os.cpu_count()} CPU cores, "
+    print(f"{kind}: preset {preset!r} on Fashion-MNIST staged as MNIST, {os.cpu_count()} CPU cores, "
           f"one notebook at a time; files in {out_dir}")
     for task in runner.start_order(tasks):
-        rc, seconds, peak = bench._timed_run(["--preset", preset, "--notebooks", task.name, "--notebooks-dir",
-                                              notebooks_dir, "--params-dir", params_dir, "--runs-dir",
-                                              str(out_dir / "runs")], env)
-        rows.append({"notebook": task.name, "exit_code": rc, "seconds": round(seconds, 1), "peak_rss_mib": round(peak)})
-        print(f"  {task.name}: exit {rc}, {seconds:.0f} s, peak {peak:.0f} MiB")
-        (out_dir / "rehearsal.json").write_text(json.dumps({"preset": preset, "cpu_cores": os.cpu_count(),
-                                                            "notebooks": rows}, indent=1))
-    print("\n" + markdown_table(rows))
-    print(f"\nwritten: {out_dir / 'rehearsal.json'} (put the table in docs/benchmarks.md with the command)")
+        args = ["--preset", preset, "--notebooks", task.name, "--notebooks-dir", notebooks_dir, "--params-dir",
+                params_dir, "--runs-dir", str(runs_dir)]
+        if estimate:
+            log = (out_dir / "probe" / f"{task.name}.jsonl").resolve()
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.unlink(missing_ok=True)
+            env[costprobe.ENV] = str(log)
+            args.append("--force")
+        rc, seconds, peak = bench._timed_run(args, env)
+        row = {"notebook": task.name, "exit_code": rc, "seconds": round(seconds, 1), "peak_rss_mib": round(peak)}
+        if estimate:
+            parts = costprobe.read(log)
+            row.update({k: round(v, 1) for k, v in costprobe.estimate(seconds, parts).items()})
+            print(f"  {task.name}: exit {rc}, probed run {seconds:.0f} s, estimate {row['total'] / 3600:.2f} h")
+            print(parts_table(parts))
+        else:
+            print(f"  {task.name}: exit {rc}, {seconds:.0f} s, peak {peak:.0f} MiB")
+        rows.append(row)
+        (out_dir / f"{kind}.json").write_text(json.dumps({"preset": preset, "cpu_cores": os.cpu_count(),
+                                                         "notebooks": rows}, indent=1))
+    print("\n" + (estimate_table(rows) if estimate else markdown_table(rows)))
+    print(f"\nwritten: {out_dir / (kind + '.json')} (put the table in docs/benchmarks.md with the command)")
     return 0 if all(r["exit_code"] == 0 for r in rows) else 1

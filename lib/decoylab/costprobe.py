@@ -1,0 +1,67 @@
+"""The cost probe behind ``decoylab bench --rehearsal --estimate``: what a preset's notebook would cost at full size,
+measured on a short run of it.
+
+When ``DECOYLAB_COST_PROBE`` names a file, ``train.fit`` runs only a few optimiser steps (after a short warm-up)
+and ``attacks.run`` attacks only the first few inputs (the others are returned unchanged); each writes one JSON line
+to the file: what ran, the seconds per unit measured (a training step, an attacked input, a validation pass) and
+how many units the full call would have run. Everything else in the notebook (data loading, predictions, statistics,
+figures) runs at full size and is timed by the wall clock, so a notebook's estimate is its probed run's wall time,
+less the probed seconds, plus the sum of unit cost times full count. The trained networks are barely trained, so
+the results of a probed run mean nothing, and their cache keys are marked so that they never meet a real run's
+entries. Where a cost depends on the network's quality (attacks that stop early once they succeed, the number of
+correctly classified inputs found) the estimate inherits the barely trained network's behaviour; docs/benchmarks.md
+compares estimates with full runs.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+ENV = "DECOYLAB_COST_PROBE"
+#: Optimiser steps timed per training call, after WARMUP_STEPS untimed ones (allocator, kernels).
+TRAIN_STEPS = 20
+WARMUP_STEPS = 3
+#: Inputs attacked per attack call (a quarter of the CPU batch: fewer inputs would cost more per input).
+ATTACK_POINTS_ENV = "DECOYLAB_COST_PROBE_POINTS"
+DEFAULT_ATTACK_POINTS = 32
+
+
+def log_path() -> Path | None:
+    """The probe's log file when the probe is on, else None."""
+    value = os.environ.get(ENV, "")
+    return Path(value) if value else None
+
+
+def attack_points() -> int:
+    value = os.environ.get(ATTACK_POINTS_ENV, "")
+    return int(value) if value else DEFAULT_ATTACK_POINTS
+
+
+def record(kind: str, what: str, seconds_per_unit: float, count: int, unit: str, seconds_probed: float) -> None:
+    """Append one measured part: ``count`` units of ``unit`` at ``seconds_per_unit`` each would run in full;
+    ``seconds_probed`` is what the probe itself took (subtracted from the run's wall time)."""
+    path = log_path()
+    if path is None:
+        return
+    row = {"kind": kind, "what": what, "seconds_per_unit": seconds_per_unit, "count": int(count), "unit": unit,
+           "seconds_probed": seconds_probed}
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def read(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def estimate(wall_seconds: float, rows: list[dict]) -> dict:
+    """The full-size estimate of one notebook from its probed run: the wall time outside the probes (run at full
+    size) plus each part's unit cost times its full count."""
+    probed = sum(r["seconds_probed"] for r in rows)
+    parts = sum(r["seconds_per_unit"] * r["count"] for r in rows)
+    training = sum(r["seconds_per_unit"] * r["count"] for r in rows if r["kind"] in ("train", "validation"))
+    return {"wall_probed_run": wall_seconds, "outside_probes": max(wall_seconds - probed, 0.0),
+            "training": training, "attacks": parts - training,
+            "total": max(wall_seconds - probed, 0.0) + parts}
