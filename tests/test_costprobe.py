@@ -15,6 +15,8 @@ def probe(tmp_path, monkeypatch):
     log = tmp_path / "probe.jsonl"
     monkeypatch.setenv(costprobe.ENV, str(log))
     monkeypatch.setenv(costprobe.ATTACK_POINTS_ENV, "8")
+    monkeypatch.setattr(costprobe, "MIN_STEPS", 5)
+    monkeypatch.setattr(costprobe, "MAX_STEPS", 12)  # a probed training: more than 3 + 12 steps in full
     return log
 
 
@@ -34,6 +36,7 @@ def test_training_under_the_probe_times_a_few_steps_and_records_the_full_count(p
     assert rows[1]["count"] == 5  # one selection pass per epoch
     assert len(history.epoch_loss) == 1 and history.best_epoch == 1  # it stopped after the probe's steps
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())  # but it did train
+    assert rows[0]["units_timed"] == 12  # the probe's 12 steps after 3 untimed ones, not 30
 
     # a step budget counts steps, not epochs
     probe.unlink()
@@ -43,8 +46,16 @@ def test_training_under_the_probe_times_a_few_steps_and_records_the_full_count(p
 
 def test_a_training_shorter_than_the_probe_runs_in_full_and_records_nothing(probe):
     model, x, y = _net_and_data(100)
-    history = train.fit(model, x, y, train.TrainConfig(epochs=2, batch_size=50), log=None)  # 4 steps
-    assert len(history.epoch_loss) == 2 and not probe.exists()
+    history = train.fit(model, x, y, train.TrainConfig(epochs=7, batch_size=50), log=None)  # 14 steps <= 3 + 12
+    assert len(history.epoch_loss) == 7 and not probe.exists()
+
+
+def test_the_probe_stops_training_at_its_time_limit_once_it_has_its_minimum_of_steps(probe, monkeypatch):
+    monkeypatch.setattr(costprobe, "TRAIN_SECONDS", 0.0)
+    model, x, y = _net_and_data()
+    train.fit(model, x, y, train.TrainConfig(epochs=5, batch_size=50), log=None)
+    (row,) = costprobe.read(probe)
+    assert row["count"] == 30 and row["units_timed"] == 5
 
 
 def test_an_attack_under_the_probe_attacks_the_first_inputs_and_returns_the_rest_unchanged(probe):
@@ -53,7 +64,7 @@ def test_an_attack_under_the_probe_attacks_the_first_inputs_and_returns_the_rest
     assert result.x_adv.shape == x.shape and len(result.success) == 40
     assert torch.equal(result.x_adv[8:], x[8:]) and not torch.equal(result.x_adv[:8], x[:8])
     (row,) = costprobe.read(probe)
-    assert row == {**row, "kind": "attack", "what": "pgd", "count": 40, "unit": "inputs"}
+    assert row == {**row, "kind": "attack", "what": "pgd", "count": 40, "unit": "inputs", "units_timed": 8}
     assert row["seconds_probed"] == pytest.approx(row["seconds_per_unit"] * 8)
     probe.unlink()
     attacks.run("pgd", model, x[:8], y[:8], eps=0.1)  # no more inputs than the probe takes: run in full
@@ -68,9 +79,9 @@ def test_probed_cache_entries_have_keys_of_their_own(monkeypatch, tmp_path):
 
 def test_the_estimate_replaces_the_probed_seconds_with_unit_cost_times_full_count():
     rows = [{"kind": "train", "what": "net", "seconds_per_unit": 0.5, "count": 1000, "unit": "steps",
-             "seconds_probed": 12.0},
+             "seconds_probed": 12.0, "units_timed": 20},
             {"kind": "attack", "what": "pgd", "seconds_per_unit": 2.0, "count": 100, "unit": "inputs",
-             "seconds_probed": 16.0}]
+             "seconds_probed": 16.0, "units_timed": 8}]
     est = costprobe.estimate(100.0, rows)
     assert est["outside_probes"] == 72.0 and est["training"] == 500.0 and est["attacks"] == 200.0
     assert est["total"] == 772.0
@@ -100,7 +111,7 @@ def test_the_estimate_runs_a_notebook_under_the_probe_and_prints_its_parts(tmp_p
     source = write_mnist_raw(tmp_path / "src", n_train=600) / "mnist" / "MNIST" / "raw"
     params = tmp_path / "params" / "probe"
     params.mkdir(parents=True)
-    (params / "00_tour.yaml").write_text("DATASET: mnist\nN_TRAIN: 600\nN_TEST: 100\nEPOCHS: 4\nATTACK: pgd\n"
+    (params / "00_tour.yaml").write_text("DATASET: mnist\nN_TRAIN: 600\nN_TEST: 100\nEPOCHS: 50\nATTACK: pgd\n"
                                          "STEPS: 3\nN_ATTACK: 40\nINTERACTIVE: false\n")
     out = tmp_path / "out"
     assert cli.main(["bench", "--rehearsal", "--estimate", "--probe-points", "8", "--source", str(source),

@@ -42,6 +42,7 @@ HEAVY_ON_CPU = {
     ("paper-cifar10", "40_neural_fingerprinting"): {"N_PRETEST": 16, "JSMA_GAMMA": 0.002, "N_ADAPTIVE": 6},
     ("paper-cifar10", "41_roc_curves"): {"N_PRETEST": 24, "JSMA_GAMMA": 0.002, "LURING_COMPONENT_EPOCHS": 4},
     ("paper", "41_roc_curves"): {"OVERLAY_N_DETECTOR_FIT": 70, "OVERLAY_PGD_STEPS": 20, "LURING_COMPONENT_EPOCHS": 10},
+    ("paper", "90_defense_comparison"): {"N_DETECTOR_FIT": 70, "PGD_STEPS": 20, "LURING_COMPONENT_EPOCHS": 10},
 }
 WRITERS = {"paper": standins.write_mnist_raw, "paper-cifar10": standins.write_cifar10,
            "paper-svhn": standins.write_svhn}
@@ -72,8 +73,25 @@ def scaled_down(preset: str, notebook: str) -> dict:
         if key.endswith("_STEPS") and key.startswith(("COMPONENT", "AUTO")) and value:
             merged[key] = min(value, 400)
     merged.update(HEAVY_ON_CPU.get((preset, notebook), {}))
+    if merged.get("COMPONENT_LR_DROPS"):
+        merged.update(scaled_lr_drops(paper, merged))
     merged["INTERACTIVE"] = False
     return merged
+
+
+def scaled_lr_drops(paper: dict, merged: dict) -> dict:
+    """Luring's P schedule (the lr drops at 70 % and 90 % of training, in steps or epochs as the budget counts) moved
+    to the same fractions of the scaled-down budget; left out (a constant lr) where the budget is too short to hold
+    the drops apart and before its end."""
+    def budget(values):
+        return ("COMPONENT_STEPS", values["COMPONENT_STEPS"]) if values.get("COMPONENT_STEPS") else \
+            ("COMPONENT_EPOCHS", values["COMPONENT_EPOCHS"])
+    _, full = budget(paper)
+    _, short = budget(merged)
+    drops = [round(d / full * short) for d in paper["COMPONENT_LR_DROPS"]]
+    if drops[0] < 1 or drops[-1] >= short or len(set(drops)) < len(drops):
+        return {"COMPONENT_LR_DROPS": [], "COMPONENT_LR_VALUES": []}
+    return {"COMPONENT_LR_DROPS": drops}
 
 
 def test_the_tier_takes_sizes_from_the_tiny_preset_and_keeps_every_other_setting():
@@ -88,6 +106,11 @@ def test_the_tier_takes_sizes_from_the_tiny_preset_and_keeps_every_other_setting
     assert [k for k in settings if SIZE_KEY.search(k)] == []
     cifar = scaled_down("paper-cifar10", "40_neural_fingerprinting")
     assert cifar["FP_EPS"] == 0.006 and cifar["N_TRAIN"] <= CAPS["N_TRAIN"]
+    # P's lr drops follow its budget: MNIST's at 35 000 and 45 000 of 50 000 steps -> 70 % and 90 % of 10 epochs;
+    # CIFAR-10's one epoch cannot hold two drops before its end -> a constant lr
+    mnist = scaled_down("paper", "30_luring")
+    assert (mnist["COMPONENT_STEPS"], mnist["COMPONENT_EPOCHS"], mnist["COMPONENT_LR_DROPS"]) == (None, 10, [7, 9])
+    assert scaled_down("paper-cifar10", "30_luring")["COMPONENT_LR_DROPS"] == []
 
 
 @pytest.fixture(scope="module")

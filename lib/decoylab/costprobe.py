@@ -1,15 +1,14 @@
 """The cost probe behind ``decoylab bench --rehearsal --estimate``: what a preset's notebook would cost at full size,
 measured on a short run of it.
 
-When ``DECOYLAB_COST_PROBE`` names a file, ``train.fit`` runs only a few optimiser steps (after a short warm-up)
-and ``attacks.run`` attacks only the first few inputs (the others are returned unchanged); each writes one JSON line
+When ``DECOYLAB_COST_PROBE`` names a file, ``train.fit`` runs only a few hundred optimiser steps at most and ``attacks.run`` attacks only the first few inputs (the others are returned unchanged); each writes one JSON line
 to the file: what ran, the seconds per unit measured (a training step, an attacked input, a validation pass) and
 how many units the full call would have run. Everything else in the notebook (data loading, predictions, statistics,
 figures) runs at full size and is timed by the wall clock, so a notebook's estimate is its probed run's wall time,
-less the probed seconds, plus the sum of unit cost times full count. The trained networks are barely trained, so
+less the probed seconds, plus the sum of unit cost times full count. The networks are trained briefly, so
 the results of a probed run mean nothing, and their cache keys are marked so that they never meet a real run's
 entries. Where a cost depends on the network's quality (attacks that stop early once they succeed, the number of
-correctly classified inputs found) the estimate inherits the barely trained network's behaviour; docs/benchmarks.md
+correctly classified inputs found) the estimate inherits the briefly trained network's behaviour; docs/benchmarks.md
 compares estimates with full runs.
 """
 from __future__ import annotations
@@ -19,9 +18,14 @@ import os
 from pathlib import Path
 
 ENV = "DECOYLAB_COST_PROBE"
-#: Optimiser steps timed per training call, after WARMUP_STEPS untimed ones (allocator, kernels).
-TRAIN_STEPS = 20
+#: A probed training runs at least MIN_STEPS optimiser steps after WARMUP_STEPS untimed ones (allocator, kernels),
+#: then goes on until MAX_STEPS or TRAIN_SECONDS: the networks that the notebook attacks next must be trained enough
+#: for attacks that stop early on success to cost what they cost on a trained network (with 20 steps, HoneyModels'
+#: JSMA and CW-L2 ran to their limits on networks at 65 % accuracy and the estimate of notebook 10 was 4x its run).
 WARMUP_STEPS = 3
+MIN_STEPS = 20
+MAX_STEPS = 400
+TRAIN_SECONDS = 45.0
 #: Inputs attacked per attack call (a quarter of the CPU batch: fewer inputs would cost more per input).
 ATTACK_POINTS_ENV = "DECOYLAB_COST_PROBE_POINTS"
 DEFAULT_ATTACK_POINTS = 32
@@ -38,14 +42,16 @@ def attack_points() -> int:
     return int(value) if value else DEFAULT_ATTACK_POINTS
 
 
-def record(kind: str, what: str, seconds_per_unit: float, count: int, unit: str, seconds_probed: float) -> None:
-    """Append one measured part: ``count`` units of ``unit`` at ``seconds_per_unit`` each would run in full;
-    ``seconds_probed`` is what the probe itself took (subtracted from the run's wall time)."""
+def record(kind: str, what: str, seconds_per_unit: float, count: int, unit: str, seconds_probed: float,
+           units_timed: int) -> None:
+    """Append one measured part: ``count`` units of ``unit`` at ``seconds_per_unit`` each (timed over
+    ``units_timed`` of them) would run in full; ``seconds_probed`` is what the probe itself took (subtracted from
+    the run's wall time)."""
     path = log_path()
     if path is None:
         return
     row = {"kind": kind, "what": what, "seconds_per_unit": seconds_per_unit, "count": int(count), "unit": unit,
-           "seconds_probed": seconds_probed}
+           "seconds_probed": seconds_probed, "units_timed": int(units_timed)}
     with open(path, "a") as f:
         f.write(json.dumps(row) + "\n")
 

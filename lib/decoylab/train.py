@@ -159,7 +159,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig | N
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         torch.manual_seed(seed)
         epochs, steps_left = cfg.epochs_for(len(x)), cfg.steps
-        if costprobe.log_path() is not None and _full_steps(cfg, len(x)) > costprobe.WARMUP_STEPS + costprobe.TRAIN_STEPS:
+        if costprobe.log_path() is not None and _full_steps(cfg, len(x)) > costprobe.WARMUP_STEPS + costprobe.MAX_STEPS:
             return _probe_fit(model, x, y, cfg, opt, loss_fn, order_rng, select, epochs, history)
         for epoch in range(epochs):
             perm = torch.randperm(len(x), generator=order_rng).to(dev)
@@ -204,30 +204,35 @@ def _full_steps(cfg: TrainConfig, n: int) -> int:
 
 
 def _probe_fit(model, x, y, cfg, opt, loss_fn, order_rng, select, epochs, history) -> TrainHistory:
-    """``fit`` under the cost probe (``decoylab.costprobe``): time a few steps and one ``select`` pass, record what
-    the whole training would run, and stop with the barely trained model."""
+    """``fit`` under the cost probe (``decoylab.costprobe``): train and time up to ``MAX_STEPS`` steps (at least
+    ``MIN_STEPS``, at most ``TRAIN_SECONDS`` beyond them) and one ``select`` pass, record what the whole training
+    would run, and stop with the briefly trained model."""
     full_steps = _full_steps(cfg, len(x))
     batches = torch.randperm(len(x), generator=order_rng).to(x.device).split(cfg.batch_size)
-    batches = [batches[i % len(batches)] for i in range(costprobe.WARMUP_STEPS + costprobe.TRAIN_STEPS)]
     probe_start = time.perf_counter()
-    for i, idx in enumerate(batches):
+    timed = 0
+    for i in range(min(full_steps, costprobe.WARMUP_STEPS + costprobe.MAX_STEPS)):
         if i == costprobe.WARMUP_STEPS:
             start = time.perf_counter()
+        idx = batches[i % len(batches)]
         loss = loss_fn(model, x[idx], y[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    per_step = (time.perf_counter() - start) / costprobe.TRAIN_STEPS
+        timed = i + 1 - costprobe.WARMUP_STEPS
+        if timed >= costprobe.MIN_STEPS and time.perf_counter() - probe_start > costprobe.TRAIN_SECONDS:
+            break
+    per_step = (time.perf_counter() - start) / timed
     history.epoch_loss.append(float(loss.detach()))
     costprobe.record("train", f"{type(model).__name__} on {len(x)} inputs", per_step, full_steps, "steps",
-                     time.perf_counter() - probe_start)
+                     time.perf_counter() - probe_start, timed)
     if select is not None:
         model.eval()
         start = time.perf_counter()
         with torch.no_grad():
             history.selection.append(float(select(model)))
         seconds = time.perf_counter() - start
-        costprobe.record("validation", f"{type(model).__name__} selection", seconds, epochs, "epochs", seconds)
+        costprobe.record("validation", f"{type(model).__name__} selection", seconds, epochs, "epochs", seconds, 1)
         history.best_epoch = 1
     model.to(memory_format=torch.contiguous_format).eval()
     return history

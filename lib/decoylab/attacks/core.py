@@ -159,7 +159,7 @@ def _attack(entry: AttackEntry, backend: str, settings: dict[str, Any], model: n
         start = time.perf_counter()
         x_adv, steps = attack(model, x[:probe_points], labels[:probe_points], **context, **settings)
         seconds = time.perf_counter() - start
-        costprobe.record("attack", entry.name, seconds / probe_points, len(x), "inputs", seconds)
+        costprobe.record("attack", entry.name, seconds / probe_points, len(x), "inputs", seconds, probe_points)
         x_adv = torch.cat([x_adv.to(device), x[probe_points:]])
     else:
         x_adv, steps = attack(model, x, labels, **context, **settings)
