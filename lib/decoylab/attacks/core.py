@@ -153,7 +153,7 @@ def _attack(entry: AttackEntry, backend: str, settings: dict[str, Any], model: n
     attack = entry.backends[backend]
     context = _context_taken(attack, targeted=targeted, seed=seed, batch_size=batch_size, num_classes=num_classes,
                              extra_loss=extra_loss)
-    probe_points = costprobe.attack_points() if costprobe.log_path() is not None else None
+    probe_points = costprobe.attack_points(batch_size) if costprobe.log_path() is not None else None
     if probe_points is not None and len(x) > probe_points:
         # the cost probe (decoylab.costprobe): attack the first inputs only, return the others unchanged
         start = time.perf_counter()

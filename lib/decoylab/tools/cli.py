@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with --rehearsal: time a few training steps and attacked inputs of each call and "
                             "estimate the full run from them (hours of a paper notebook in minutes)")
     bench.add_argument("--probe-points", type=int, default=None, metavar="N",
-                       help="with --estimate: inputs each attack call is timed on (default 32)")
+                       help="with --estimate: inputs each attack call is timed on (default: one batch, 128 on a CPU)")
     bench.add_argument("--source", default=None,
                        help="with --rehearsal: folder of the four idx files (default /usr/share/datasets/fashion-mnist)")
     bench.add_argument("--out", default=None,
