@@ -71,6 +71,20 @@ def test_an_attack_under_the_probe_attacks_the_first_inputs_and_returns_the_rest
     assert not probe.exists()
 
 
+def test_probe_once_reuses_the_cost_of_an_attack_set_up_already_timed(probe, monkeypatch):
+    monkeypatch.setenv(costprobe.ONCE_ENV, "1")
+    monkeypatch.setattr(costprobe, "_timed_attacks", {})
+    model, x, y = _net_and_data(40)
+    attacks.run("pgd", model, x, y, eps=0.1)
+    again = attacks.run("pgd", model, x[20:], y[20:], eps=0.1)  # same set-up, other inputs: not run
+    other = attacks.run("pgd", model, x, y, eps=0.2)  # other settings: timed
+    first, reused, timed = costprobe.read(probe)
+    assert reused["units_timed"] == 0 and reused["seconds_probed"] == 0.0 and reused["count"] == 20
+    assert reused["seconds_per_unit"] == first["seconds_per_unit"] and timed["units_timed"] == 8
+    assert torch.equal(again.x_adv, x[20:])  # returned unattacked
+    assert not torch.equal(other.x_adv[:8], x[:8])
+
+
 def test_probed_cache_entries_have_keys_of_their_own(monkeypatch, tmp_path):
     real = make_key("model", {"weights": 1})
     monkeypatch.setenv(costprobe.ENV, str(tmp_path / "probe.jsonl"))
@@ -88,7 +102,8 @@ def test_the_estimate_replaces_the_probed_seconds_with_unit_cost_times_full_coun
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["bench", "--estimate"], "--estimate and --probe-points go with --rehearsal"),
+    (["bench", "--estimate"], "--estimate, --probe-points and --probe-once go with --rehearsal"),
+    (["bench", "--rehearsal", "--probe-once"], "--probe-once is allowed only with --estimate"),
     (["bench", "--rehearsal", "--probe-points", "4"], "only with --estimate"),
     (["bench", "--rehearsal", "--estimate", "--probe-points", "0"], "--probe-points 0 is not allowed"),
 ])

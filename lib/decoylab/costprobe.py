@@ -29,6 +29,12 @@ TRAIN_SECONDS = 45.0
 #: Inputs attacked per attack call; by default one batch of the device (``config.batch_size``): per input, a smaller
 #: batch costs more (notebook 10's attacks on 32 inputs estimated 276 s where the full run took 173 s; on 128, 186 s).
 ATTACK_POINTS_ENV = "DECOYLAB_COST_PROBE_POINTS"
+#: Set (``--probe-once``): an attack call whose attack, settings, targeting, network architecture, input shape and
+#: batch were already timed in this process is not run again; its unit cost is reused and its inputs come back
+#: unchanged. For sweeps that attack many networks of one architecture (notebook 41: each CW-L2 at 1000 x 9
+#: iterations costs minutes even on one batch).
+ONCE_ENV = "DECOYLAB_COST_PROBE_ONCE"
+_timed_attacks: dict[str, float] = {}
 
 
 def log_path() -> Path | None:
@@ -41,6 +47,15 @@ def attack_points(batch_size: int) -> int:
     """Inputs each attack call is timed on: ``DECOYLAB_COST_PROBE_POINTS``, else ``batch_size`` (the call's)."""
     value = os.environ.get(ATTACK_POINTS_ENV, "")
     return int(value) if value else batch_size
+
+
+def timed_before(key: str) -> float | None:
+    """With ``--probe-once``: the seconds per input measured before for an attack call described by ``key``."""
+    return _timed_attacks.get(key) if os.environ.get(ONCE_ENV, "") not in ("", "0") else None
+
+
+def remember(key: str, seconds_per_unit: float) -> None:
+    _timed_attacks[key] = seconds_per_unit
 
 
 def record(kind: str, what: str, seconds_per_unit: float, count: int, unit: str, seconds_probed: float,

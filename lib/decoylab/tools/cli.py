@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "estimate the full run from them (hours of a paper notebook in minutes)")
     bench.add_argument("--probe-points", type=int, default=None, metavar="N",
                        help="with --estimate: inputs each attack call is timed on (default: one batch, 128 on a CPU)")
+    bench.add_argument("--probe-once", action="store_true",
+                       help="with --estimate: time each attack set-up once per notebook and reuse its cost for "
+                            "repeats on networks of the same architecture (sweeps)")
     bench.add_argument("--source", default=None,
                        help="with --rehearsal: folder of the four idx files (default /usr/share/datasets/fashion-mnist)")
     bench.add_argument("--out", default=None,
@@ -169,9 +172,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return rehearsal.main(source=args.source, out=args.out or "rehearsal", notebooks=args.notebooks,
                               preset=args.preset or "paper", notebooks_dir=args.notebooks_dir,
-                              params_dir=args.params_dir, estimate=args.estimate, probe_points=args.probe_points)
-    if args.estimate or args.probe_points is not None:
-        print("error: --estimate and --probe-points go with --rehearsal", file=sys.stderr)
+                              params_dir=args.params_dir, estimate=args.estimate, probe_points=args.probe_points,
+                              probe_once=args.probe_once)
+    if args.estimate or args.probe_points is not None or args.probe_once:
+        print("error: --estimate, --probe-points and --probe-once go with --rehearsal", file=sys.stderr)
         return 2
     if args.gpu:
         from decoylab.tools import gpu_check

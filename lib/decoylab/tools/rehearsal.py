@@ -73,7 +73,7 @@ def estimate_table(rows: list[dict]) -> str:
 
 def main(source: str | None = None, out: str = "rehearsal", notebooks: list[str] | None = None,
          preset: str = "paper", notebooks_dir: str = "notebooks", params_dir: str = "params",
-         estimate: bool = False, probe_points: int | None = None) -> int:
+         estimate: bool = False, probe_points: int | None = None, probe_once: bool = False) -> int:
     """Run each notebook of ``preset`` at full size (``estimate``: under the cost probe, see ``decoylab.costprobe``)."""
     from decoylab import costprobe
     from decoylab.tools import bench, runner
@@ -81,6 +81,9 @@ def main(source: str | None = None, out: str = "rehearsal", notebooks: list[str]
     out_dir = Path(out)
     if probe_points is not None and (not estimate or isinstance(probe_points, bool) or probe_points < 1):
         print(f"error: --probe-points {probe_points!r} is not allowed: an integer >= 1, and only with --estimate")
+        return 2
+    if probe_once and not estimate:
+        print("error: --probe-once is allowed only with --estimate")
         return 2
     kind = "estimate" if estimate else "rehearsal"
     runs_dir = out_dir / ("probe-runs" if estimate else "runs")
@@ -96,6 +99,8 @@ def main(source: str | None = None, out: str = "rehearsal", notebooks: list[str]
     env = {**os.environ, "DECOYLAB_DATA": str(data_root.resolve()), "DECOYLAB_CACHE": str(cache.resolve())}
     if probe_points is not None:
         env[costprobe.ATTACK_POINTS_ENV] = str(probe_points)
+    if probe_once:
+        env[costprobe.ONCE_ENV] = "1"
     rows = []
     print(f"{kind}: preset {preset!r} on Fashion-MNIST staged as MNIST, {os.cpu_count()} CPU cores, "
           f"one notebook at a time; files in {out_dir}")
