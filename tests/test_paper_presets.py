@@ -4,8 +4,10 @@ down (training images, epochs, attacked images, iterations: the tiny preset's va
 ``HEAVY_ON_CPU`` says), on MNIST's raw idx files, CIFAR-10's pickle batches and SVHN's .mat files written by
 ``standins``. So the 3x32x32 code paths (ResNet-20 HoneyModels, QIM on three channels, Luring's CIFAR/SVHN
 components, NeuralFP's CIFAR net) and the MNIST download path run without a GPU or a download. CI runs ``IN_CI``;
-``DECOYLAB_PAPER_TIER=all`` runs every notebook of every paper preset (not re-run after the tier began keeping the
-paper presets' non-size settings, 2026-12-03; paper-cifar10's 41 failed before it)."""
+``DECOYLAB_PAPER_TIER=all`` runs every notebook of every paper preset. Last run in full 2026-12-03, its failures
+re-run 2026-12-04: every case passes except two Luring cases on CIFAR-10's stand-ins, which stop at the notebook's
+own chance-level guard (30: the VGG target at chance after one epoch on 150 images; 41: the overlay's Luring
+M∘P at 22 %): with the paper's training settings Luring on CIFAR-10 needs more training than this tier's budget."""
 import json
 import os
 import re
@@ -38,9 +40,14 @@ LURING_3CH = {"N_TRAIN": 150, "COMPONENT_EPOCHS": 1, "N_ATTACK": 10, "N_CW": 4, 
               "ECO_QUERIES": 50, "SPSA_STEPS": 2, "MIM_W_STEPS": 2, "ITER_STEPS": 3}
 HEAVY_ON_CPU = {
     ("paper-cifar10", "30_luring"): LURING_3CH, ("paper-svhn", "30_luring"): LURING_3CH,
-    ("paper", "30_luring"): {"COMPONENT_EPOCHS": 10},
+    # at 10 epochs of P and the tiny preset's one Stack epoch, Stack was at chance (0.10) and Auto at 0.30 on MNIST's
+    # stand-ins, and no test point was right for all of them (2026-12-04)
+    ("paper", "30_luring"): {"COMPONENT_EPOCHS": 20, "STACK_EPOCHS": 4},
     ("paper-cifar10", "40_neural_fingerprinting"): {"N_PRETEST": 16, "JSMA_GAMMA": 0.002, "N_ADAPTIVE": 6},
-    ("paper-cifar10", "41_roc_curves"): {"N_PRETEST": 24, "JSMA_GAMMA": 0.002, "LURING_COMPONENT_EPOCHS": 4},
+    # the overlay's six networks at 2 epochs (10 steps on 600 images) were at 8-23 % on CIFAR-10's stand-ins, and
+    # fewer than 10 pool images were right for all of them
+    ("paper-cifar10", "41_roc_curves"): {"N_PRETEST": 24, "JSMA_GAMMA": 0.002, "OVERLAY_EPOCHS": 8,
+                                         "LURING_COMPONENT_EPOCHS": 8},
     ("paper", "41_roc_curves"): {"OVERLAY_N_DETECTOR_FIT": 70, "OVERLAY_PGD_STEPS": 20, "LURING_COMPONENT_EPOCHS": 10},
     ("paper", "90_defense_comparison"): {"N_DETECTOR_FIT": 70, "PGD_STEPS": 20, "LURING_COMPONENT_EPOCHS": 10},
 }
@@ -106,10 +113,10 @@ def test_the_tier_takes_sizes_from_the_tiny_preset_and_keeps_every_other_setting
     assert [k for k in settings if SIZE_KEY.search(k)] == []
     cifar = scaled_down("paper-cifar10", "40_neural_fingerprinting")
     assert cifar["FP_EPS"] == 0.006 and cifar["N_TRAIN"] <= CAPS["N_TRAIN"]
-    # P's lr drops follow its budget: MNIST's at 35 000 and 45 000 of 50 000 steps -> 70 % and 90 % of 10 epochs;
+    # P's lr drops follow its budget: MNIST's at 35 000 and 45 000 of 50 000 steps -> 70 % and 90 % of 20 epochs;
     # CIFAR-10's one epoch cannot hold two drops before its end -> a constant lr
     mnist = scaled_down("paper", "30_luring")
-    assert (mnist["COMPONENT_STEPS"], mnist["COMPONENT_EPOCHS"], mnist["COMPONENT_LR_DROPS"]) == (None, 10, [7, 9])
+    assert (mnist["COMPONENT_STEPS"], mnist["COMPONENT_EPOCHS"], mnist["COMPONENT_LR_DROPS"]) == (None, 20, [14, 18])
     assert scaled_down("paper-cifar10", "30_luring")["COMPONENT_LR_DROPS"] == []
 
 

@@ -67,10 +67,13 @@ def parts_table(rows: list[dict]) -> str:
 
 
 def estimate_table(rows: list[dict]) -> str:
-    lines = ["| notebook | exit | probed run s | outside the probes s | training h | attacks h | estimate h |",
-             "|---|---|---|---|---|---|---|"]
+    """One row per notebook; the peak memory is the probed run's, which holds the full data and one attacked
+    batch at a time as the full run does."""
+    lines = ["| notebook | exit | probed run s | outside the probes s | training h | attacks h | estimate h | "
+             "peak memory MiB |", "|---|---|---|---|---|---|---|---|"]
     lines += [f"| `{r['notebook']}` | {r['exit_code']} | {r['seconds']:.0f} | {r['outside_probes']:.0f} | "
-              f"{r['training'] / 3600:.2f} | {r['attacks'] / 3600:.2f} | {r['total'] / 3600:.2f} |" for r in rows]
+              f"{r['training'] / 3600:.2f} | {r['attacks'] / 3600:.2f} | {r['total'] / 3600:.2f} | "
+              f"{r['peak_rss_mib']:.0f} |" for r in rows]
     return "\n".join(lines)
 
 
