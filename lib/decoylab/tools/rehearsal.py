@@ -5,8 +5,9 @@ them) is staged where the kit looks for MNIST's raw files (``<out>/data/mnist/MN
 the preset runs on its own, from an empty cache of its own (``<out>/cache/<notebook>``), so that its wall time and
 peak resident memory are its own: a run of the whole preset shares trained networks between notebooks (notebook 41
 reuses notebook 40's) and costs less than the sum. Each run's row is merged into ``<out>/rehearsal.json`` (or
-``estimate.json``) by notebook, so notebooks can be rehearsed one invocation at a time. The numbers are what the paper preset costs at MNIST's size on this machine; the results are
-Fashion-MNIST's, not MNIST's, and are not verdicts.
+``estimate.json``) by notebook, so notebooks can be rehearsed one invocation at a time. The numbers are what the
+paper preset costs at MNIST's size on this machine; the results are Fashion-MNIST's, not MNIST's, and are not
+verdicts.
 """
 from __future__ import annotations
 
@@ -130,8 +131,7 @@ def main(source: str | None = None, out: str = "rehearsal", notebooks: list[str]
             print(parts_table(parts))
         else:
             print(f"  {task.name}: exit {rc}, {seconds:.0f} s, peak {peak:.0f} MiB")
-        rows = [r for r in rows if r["notebook"] != task.name] + [row]
-        rows.sort(key=lambda r: r["notebook"])
+        rows = sorted([r for r in rows if r["notebook"] != task.name] + [row], key=lambda r: r["notebook"])
         fileio.atomic_write_text(table_file, json.dumps({"preset": preset, "cpu_cores": os.cpu_count(),
                                                          "notebooks": rows}, indent=1))
     print("\n" + (estimate_table(rows) if estimate else markdown_table(rows)))
