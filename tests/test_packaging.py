@@ -183,11 +183,15 @@ def test_the_rehearsal_stages_fashion_mnist_as_mnist_and_times_each_notebook(tmp
     earlier = [{"notebook": "10_honeymodels", "exit_code": 0, "seconds": 5.0, "peak_rss_mib": 99},
                {"notebook": "00_tour", "exit_code": 1, "seconds": 1.0, "peak_rss_mib": 1}]
     (out / "rehearsal.json").write_text(json.dumps({"preset": "tiny", "notebooks": earlier}))
+    # an earlier invocation's cache of this notebook: emptied, else its networks and attacks would be read back untimed
+    (out / "cache" / "00_tour").mkdir(parents=True)
+    (out / "cache" / "00_tour" / "from_an_earlier_run").write_text("stale")
     assert cli.main(["bench", "--rehearsal", "--source", str(source), "--out", str(out), "--preset", "tiny",
                      "--notebooks", "00_tour"]) == 0
     rows = json.loads((out / "rehearsal.json").read_text())["notebooks"]
     assert [r["notebook"] for r in rows] == ["00_tour", "10_honeymodels"] and rows[0]["exit_code"] == 0
     assert rows[1] == earlier[0]
     assert (out / "cache" / "00_tour").is_dir()  # each notebook from an empty cache of its own
+    assert not (out / "cache" / "00_tour" / "from_an_earlier_run").exists()
     assert rows[0]["seconds"] > 0 and rows[0]["peak_rss_mib"] > 50
     assert "| `00_tour` | 0 |" in capsys.readouterr().out

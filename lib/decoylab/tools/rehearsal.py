@@ -2,9 +2,9 @@
 
 Full Fashion-MNIST (60,000 + 10,000 images in MNIST's own idx format; Debian's ``dataset-fashion-mnist`` installs
 them) is staged where the kit looks for MNIST's raw files (``<out>/data/mnist/MNIST/raw``), then each notebook of
-the preset runs on its own, from an empty cache of its own (``<out>/cache/<notebook>``), so that its wall time and
-peak resident memory are its own: a run of the whole preset shares trained networks between notebooks (notebook 41
-reuses notebook 40's) and costs less than the sum. Each run's row is merged into ``<out>/rehearsal.json`` (or
+the preset runs on its own, from an empty cache of its own (``<out>/cache/<notebook>``, emptied at the start of its
+run), so that its wall time and peak resident memory are its own: a run of the whole preset shares trained
+networks between notebooks (notebook 41 reuses notebook 40's) and costs less than the sum. Each run's row is merged into ``<out>/rehearsal.json`` (or
 ``estimate.json``) by notebook, so notebooks can be rehearsed one invocation at a time. The numbers are what the
 paper preset costs at MNIST's size on this machine; the results are Fashion-MNIST's, not MNIST's, and are not
 verdicts.
@@ -115,6 +115,9 @@ def main(source: str | None = None, out: str = "rehearsal", notebooks: list[str]
     for task in runner.start_order(tasks):
         args = ["--preset", preset, "--notebooks", task.name, "--notebooks-dir", notebooks_dir, "--params-dir",
                 params_dir, "--runs-dir", str(runs_dir)]
+        # Emptied first: an earlier invocation's networks and attacks would be read back, untimed (a second
+        # estimate of notebook 20 in one --out found the first's and timed only the attacks not yet cached).
+        shutil.rmtree(caches / task.name, ignore_errors=True)
         env["DECOYLAB_CACHE"] = str((caches / task.name).resolve())
         if estimate:
             log = (out_dir / "probe" / f"{task.name}.jsonl").resolve()
