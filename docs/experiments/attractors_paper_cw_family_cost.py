@@ -4,8 +4,8 @@ Zhang, Chang, Lee, "Detection and Recovery of Adversarial Attacks with Injected 
 settings): C&W-L2 and EAD run 10 000 iterations x 10 binary-search steps, OptMargin 1000 x 4 on 20 noise copies.
 The kit's implementations (``decoylab.attacks.cw``) run every one of those iterations (no early stop), so an
 attack's cost per input is its cost per iteration times the iteration count. The cost probe
-(``decoylab bench --rehearsal --estimate``) would run them in full on its probe batch (EAD on 8 inputs: about
-4 hours per call); this script instead runs notebook 20 under the probe with only these attacks and every
+(``decoylab bench --rehearsal --estimate``) would run them in full on its probe batch (EAD on 8 inputs: 15-21
+minutes per call on 2 cores, on 128 about 2.5-3 hours); this script instead runs notebook 20 under the probe with only these attacks and every
 attack's iterations capped at ``--cap`` per binary step (a copy of ``params/`` with ``ATTACKS`` and
 ``ITERATION_CAP`` set in ``paper/20_attractors.yaml``), then scales each call's seconds per input by the uncapped
 over the capped iteration count. It prints, per call (on C, on M, on M_(d,r)), seconds per input and hours for the
@@ -15,7 +15,7 @@ notebook's 1000 attacked images.
         [--attacks cw2 optmargin ead] [--source DIR]
 
 ``--points`` is the inputs attacked per call: 128, the CPU's default batch, is what the full run attacks at once;
-the probe's 8 cost more per input for these attacks (their passes are small and overhead-bound on a CPU).
+on 8, C&W-L2 and EAD cost more per input and OptMargin less (its passes carry 20 noise copies per input).
 """
 from __future__ import annotations
 
