@@ -5,10 +5,10 @@ settings): C&W-L2 and EAD run 10 000 iterations x 10 binary-search steps, OptMar
 The kit's implementations (``decoylab.attacks.cw``) run every one of those iterations (no early stop), so an
 attack's cost per input is its cost per iteration times the iteration count. The cost probe
 (``decoylab bench --rehearsal --estimate``) would run them in full on its probe batch (EAD on 8 inputs: 15-21
-minutes per call on 2 cores, on 128 about 2.5-3 hours); this script instead runs notebook 20 under the probe with only these attacks and every
-attack's iterations capped at ``--cap`` per binary step (a copy of ``params/`` with ``ATTACKS`` and
-``ITERATION_CAP`` set in ``paper/20_attractors.yaml``), then scales each call's seconds per input by the uncapped
-over the capped iteration count. It prints, per call (on C, on M, on M_(d,r)), seconds per input and hours for the
+minutes per call on 2 cores, on 128 about 2.5-3 hours); this script instead runs notebook 20 under the probe with
+only these attacks and every attack's iterations capped at ``--cap`` per binary step (a copy of ``params/`` with
+``ATTACKS`` and ``ITERATION_CAP`` set in ``paper/20_attractors.yaml``), then scales each call's seconds per input
+by the uncapped over the capped iteration count. It prints, per call (on C, on M, on M_(d,r)), seconds per input and hours for the
 notebook's 1000 attacked images.
 
     python docs/experiments/attractors_paper_cw_family_cost.py --out /tmp/cwcost [--points 128] [--cap 20]
@@ -20,6 +20,7 @@ on 8, C&W-L2 and EAD cost more per input and OptMargin less (its passes carry 20
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import shutil
 import tempfile
@@ -61,6 +62,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.points < 1 or args.cap < 1:
         parser.error(f"--points {args.points} and --cap {args.cap}: both must be integers >= 1")
+    if not (Path(args.params_dir) / "paper" / "20_attractors.yaml").is_file():
+        parser.error(f"--params-dir {args.params_dir}: no paper/20_attractors.yaml in it (the repository's params/)")
 
     with tempfile.TemporaryDirectory() as tmp:
         params = capped_params(Path(args.params_dir), args.attacks, args.cap, Path(tmp) / "params")
@@ -71,13 +74,13 @@ def main() -> None:
     rows = [r for r in costprobe.read(Path(args.out) / "probe" / "20_attractors.jsonl") if r["what"] in args.attacks]
     print(f"\nnotebook 20 on 'paper', {args.points} inputs per call, iterations capped at {args.cap} and scaled")
     print(f"{'attack':10}{'call':>5}{'s per input':>13}{'hours for 1000':>16}")
-    total: dict[str, float] = {}
-    calls: dict[str, int] = {}
+    total: dict[str, float] = collections.defaultdict(float)
+    calls: collections.Counter = collections.Counter()
     for r in rows:
-        calls[r["what"]] = calls.get(r["what"], 0) + 1
+        calls[r["what"]] += 1
         per_input = r["seconds_per_unit"] * scale(r["what"], args.cap)
         hours = per_input * r["count"] / 3600
-        total[r["what"]] = total.get(r["what"], 0.0) + hours
+        total[r["what"]] += hours
         print(f"{r['what']:10}{calls[r['what']]:>5}{per_input:>13.1f}{hours:>16.1f}")
     print(json.dumps({k: round(v, 1) for k, v in total.items()}), f"all: {sum(total.values()):.1f} h")
 

@@ -4,8 +4,9 @@ Full Fashion-MNIST (60,000 + 10,000 images in MNIST's own idx format; Debian's `
 them) is staged where the kit looks for MNIST's raw files (``<out>/data/mnist/MNIST/raw``), then each notebook of
 the preset runs on its own, from an empty cache of its own (``<out>/cache/<notebook>``, emptied at the start of its
 run), so that its wall time and peak resident memory are its own: a run of the whole preset shares trained
-networks between notebooks (notebook 41 reuses notebook 40's) and costs less than the sum. Each run's row is merged into ``<out>/rehearsal.json`` (or
-``estimate.json``) by notebook, so notebooks can be rehearsed one invocation at a time. The numbers are what the
+networks between notebooks (notebook 41 reuses notebook 40's) and costs less than the sum. Each run's row is
+merged into ``<out>/rehearsal.json`` (or ``estimate.json``) by notebook, so notebooks can be rehearsed one
+invocation at a time. The numbers are what the
 paper preset costs at MNIST's size on this machine; the results are Fashion-MNIST's, not MNIST's, and are not
 verdicts.
 """
